@@ -1,0 +1,44 @@
+# medrl: the two commands of the README, and a few helpers. Each target installs what it needs itself.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.medrl-installed
+PROFILE ?= cpu
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+export HF_HUB_OFFLINE := 1
+export HF_HUB_DISABLE_TELEMETRY := 1
+export TOKENIZERS_PARALLELISM := false
+export MPLBACKEND := Agg
+
+.PHONY: setup book test test-fast clean-results lock help
+
+help:
+	@echo "make book   - install (once) and build the book on the cpu profile"
+	@echo "make test   - install (once) and run the test suite"
+
+# torch first (its CPU build of 2.13.0 on CPU machines), then everything else against the lock file.
+$(STAMP): requirements/lock.txt pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -c requirements/lock.txt -e ".[book,dev]"
+	@touch $@
+
+setup: $(STAMP)
+
+book: setup
+	$(VENV)/bin/medrl book --profile $(PROFILE)
+
+test: setup
+	$(PY) -m pytest -q
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow"
+
+# Regenerate the lock file from the current venv (after a deliberate upgrade).
+lock:
+	$(PY) -m pip freeze --exclude-editable | sed -E 's/^torch==([0-9.]+)\+cpu$$/torch==\1/' > requirements/lock.txt
+
+clean-results:
+	rm -rf results/$(PROFILE) book/_build book/chapters

@@ -1,0 +1,130 @@
+"""The ``medrl`` command: execute the notebooks with papermill and build the Jupyter Book.
+
+    medrl book [--profile cpu|smoke|paper] [--only 06_ood_generalization] [--force] [--results-dir DIR]
+    medrl models [--profile cpu]          build (or find) the start models of a profile
+
+A failing notebook stops the build with the notebook and cell named; the partially executed copy is kept in
+``book/chapters/`` for inspection.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = ROOT / "notebooks"
+BOOK = ROOT / "book"
+
+
+class BookBuildFailed(RuntimeError):
+    """Sphinx (through jupyter-book) reported an error or, with warnings as errors, a warning."""
+
+
+class NotebookFailed(RuntimeError):
+    """A notebook raised: the message names the notebook, the cell and the error."""
+
+
+def select_notebooks(only: list[str] | None) -> list[Path]:
+    """The notebooks to run, in name order; ``only`` filters by stem (unknown names are an error)."""
+    all_nbs = sorted(NOTEBOOKS.glob("[0-9]*.ipynb"))
+    if not only:
+        return all_nbs
+    stems = {p.stem: p for p in all_nbs}
+    missing = [o for o in only if o not in stems]
+    if missing:
+        raise SystemExit(f"medrl: unknown notebook {missing[0]!r}; notebooks: {', '.join(stems)}")
+    return [stems[o] for o in only]
+
+
+def execute(nb: Path, out: Path, parameters: dict, log=print) -> float:
+    """Run ``nb`` with papermill into ``out``; raise NotebookFailed naming the cell on error. Returns seconds."""
+    import papermill as pm
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    try:
+        pm.execute_notebook(str(nb), str(out), parameters=parameters, cwd=str(NOTEBOOKS), kernel_name="python3",
+                            progress_bar=False, log_output=False, request_save_on_cell_execute=True)
+    except pm.PapermillExecutionError as exc:
+        raise NotebookFailed(f"{nb.name}: cell {exc.exec_count} (index {exc.cell_index}) failed: {exc.ename}: "
+                             f"{exc.evalue}\n  partially executed copy kept at {out}") from None
+    return time.time() - t0
+
+
+def build_book(strict: bool = True, book_dir: Path | None = None) -> Path:
+    """Build the Jupyter Book (1.x) from ``book/``, warnings as errors; return the index page."""
+    book_dir = Path(book_dir or BOOK)
+    exe = Path(sys.executable).with_name("jupyter-book")
+    cmd = [str(exe) if exe.exists() else "jupyter-book", "build", str(book_dir), "--quiet"]
+    if strict:
+        cmd += ["--warningiserror", "--keep-going"]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise BookBuildFailed(f"the book build failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    return book_dir / "_build" / "html" / "index.html"
+
+
+def cmd_book(args) -> int:
+    overrides = {}
+    if args.results_dir:
+        overrides["results_dir"] = str(Path(args.results_dir).resolve())
+    if args.cache_dir:
+        overrides["cache_dir"] = str(Path(args.cache_dir).resolve())
+    notebooks = select_notebooks(args.only)
+    t_all = time.time()
+    for i, nb in enumerate(notebooks, 1):
+        print(f"[{i}/{len(notebooks)}] {nb.stem} (profile {args.profile}) ...", flush=True)
+        params = {"profile": args.profile, "overrides": overrides, "force": args.force}
+        try:
+            seconds = execute(nb, BOOK / "chapters" / nb.name, params)
+        except NotebookFailed as exc:
+            print(f"medrl: {exc}", file=sys.stderr)
+            return 1
+        print(f"      done in {seconds:.0f} s", flush=True)
+    if args.no_build:
+        return 0
+    try:
+        index = build_book()
+    except BookBuildFailed as exc:
+        print(f"medrl: {exc}", file=sys.stderr)
+        return 1
+    print(f"book built in {time.time() - t_all:.0f} s: {index}")
+    return 0
+
+
+def cmd_models(args) -> int:
+    from .config import load_profile
+    from .train import ensure_policy
+
+    profile = load_profile(args.profile)
+    for which in ("base", "instruct"):
+        print(f"{which}: {ensure_policy(profile, which)}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    parser = argparse.ArgumentParser(prog="medrl", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    b = sub.add_parser("book", help="execute the notebooks with papermill and build the book")
+    b.add_argument("--profile", default="cpu", help="smoke, cpu or paper (default: cpu)")
+    b.add_argument("--only", nargs="+", metavar="NOTEBOOK", help="run only these notebooks (by name, no suffix)")
+    b.add_argument("--force", action="store_true", help="retrain runs that the results store already holds")
+    b.add_argument("--results-dir", help="results store (default: the profile's results_dir)")
+    b.add_argument("--cache-dir", help="model cache (default: the profile's cache_dir)")
+    b.add_argument("--no-build", action="store_true", help="execute the notebooks but do not build the book")
+    b.set_defaults(func=cmd_book)
+    m = sub.add_parser("models", help="build or find the start models of a profile")
+    m.add_argument("--profile", default="cpu")
+    m.set_defaults(func=cmd_models)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,344 @@
+"""Profiles: every setting of a run, as dataclasses with a docstring per field, loaded from ``configs/*.yaml``.
+
+A profile file holds nested mappings matching :class:`Profile`. Loading is strict: an unknown key or a value
+of the wrong type is a :class:`ConfigError` naming the file and the dotted key. Overrides (from a notebook's
+``parameters`` cell or the command line) use dotted keys too.
+
+>>> p = load_profile("smoke", overrides={"grpo.max_steps": 3})
+>>> p.name, p.grpo.max_steps, p.grpo.loss_type
+('smoke', 3, 'grpo')
+>>> load_profile("smoke", overrides={"grpo.bogus": 1})
+Traceback (most recent call last):
+...
+medrl_lib.config.ConfigError: overrides: unknown key 'grpo.bogus' (known: ...)
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .models import TinyModelConfig
+
+#: Folder of the shipped profiles (``configs/`` at the repository root, or MEDRL_CONFIG_DIR).
+CONFIG_DIR = Path(os.environ.get("MEDRL_CONFIG_DIR", Path(__file__).resolve().parent.parent / "configs"))
+
+
+class ConfigError(ValueError):
+    """A profile file or override is invalid; the message names the file and the key."""
+
+
+@dataclass
+class DataSettings:
+    """Which items train and test a run."""
+
+    source: str = "synthetic"
+    """'synthetic' (generated here), 'pmc-vqa' or 'huatuo-eval' (paper profile)"""
+    train_modalities: tuple[str, ...] = ("MRI",)
+    """modalities of the training items (MedVLM-R1 trains on MRI only)"""
+    train_size: int = 600
+    """number of training items"""
+    test_modalities: tuple[str, ...] = ("MRI", "CT", "X-ray")
+    """modalities of the test items (MRI in domain, CT and X-ray out of domain)"""
+    test_per_modality: int = 300
+    """test items per modality"""
+    image_size: int = 56
+    """side of the synthetic images in pixels (multiple of 28)"""
+    min_options: int = 2
+    """fewest options of a synthetic item"""
+    max_options: int = 6
+    """most options of a synthetic item"""
+    seed: int = 0
+    """seed of data generation and of the train/test draw"""
+    path: str = ""
+    """local folder or archive for the real datasets (empty: the hub id)"""
+
+
+@dataclass
+class ModelSettings:
+    """Which policy a run starts from."""
+
+    kind: str = "tiny"
+    """'tiny' (built here from a config) or 'hub' (a Hugging Face id or local folder)"""
+    init: str = "instruct"
+    """which start GRPO and SFT use: 'base' or 'instruct'"""
+    base: str = "Qwen/Qwen2-VL-2B"
+    """hub id of the base model (kind='hub')"""
+    instruct: str = "Qwen/Qwen2-VL-2B-Instruct"
+    """hub id of the instruction-tuned model (kind='hub')"""
+    tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
+    """architecture of the tiny model (kind='tiny')"""
+    instruct_items: int = 800
+    """tiny 'instruct' stand-in: synthetic items (disjoint from train and test) it is tuned on"""
+    instruct_steps: int = 300
+    """tiny 'instruct' stand-in: optimizer steps of its supervised tuning"""
+    instruct_lr: float = 2e-3
+    """tiny 'instruct' stand-in: learning rate of its supervised tuning"""
+    instruct_target: str = "reasoning"
+    """tiny 'instruct' stand-in: 'reasoning' targets (<think>report</think><answer>X</answer>) or 'plain' (letter)"""
+    max_pixels: int = 401408
+    """largest image (in pixels) the hub processor keeps; larger images are resized (Zhu: 401408)"""
+    dtype: str = "float32"
+    """weights dtype: float32 on CPU, bfloat16 on GPUs"""
+    attn_implementation: str = "sdpa"
+    """attention kernel: 'sdpa', 'eager' or 'flash_attention_2' (falls back to sdpa when not installed)"""
+
+
+@dataclass
+class GRPOSettings:
+    """GRPO settings; every paper setting is set here explicitly (TRL's defaults drift between releases)."""
+
+    learning_rate: float = 1e-6
+    """AdamW learning rate (Zhu omits it; 1e-6 as Zhou et al. 2025: an assumption)"""
+    max_steps: int = 1500
+    """optimizer steps (Zhu: 1500 = 2 epochs)"""
+    per_device_train_batch_size: int = 1
+    """completions (not prompts) per device per micro-batch, as TRL counts them (Zhu: 1)"""
+    gradient_accumulation_steps: int = 2
+    """micro-batches per optimizer step (Zhu: 2)"""
+    num_generations: int = 8
+    """G, completions sampled per prompt (Zhu: 8; MedVLM-R1: 6)"""
+    temperature: float = 1.0
+    """sampling temperature of the rollouts (Zhu: 1.0)"""
+    top_p: float = 1.0
+    """nucleus sampling of the rollouts (1.0 = off)"""
+    max_completion_length: int = 700
+    """longest completion in tokens (Zhu: 700)"""
+    max_prompt_length: int = 1024
+    """longest prompt in tokens, image tokens included (Zhu: 1024); longer prompts are rejected, never truncated"""
+    beta: float = 0.04
+    """KL coefficient (Zhu: 0.04)"""
+    epsilon: float = 0.2
+    """clip range of the ratio"""
+    loss_type: str = "grpo"
+    """'grpo' (token mean per sequence) or 'dr_grpo' (token sum / (batch x max_completion_length))"""
+    scale_rewards: str = "group"
+    """'group' (divide advantages by the group std) or 'none' (Dr.GRPO)"""
+    num_iterations: int = 1
+    """policy updates per generation batch (mu of GRPO)"""
+    reward_weights: dict[str, float] = field(default_factory=lambda: {"format_reward": 1.0, "accuracy_reward": 1.0})
+    """reward function name -> weight of its term in the total reward"""
+    logging_steps: int = 1
+    """log every N steps (Zhu: 1)"""
+    save_steps: int = 100
+    """checkpoint every N steps (Zhu: 100)"""
+    gradient_checkpointing: bool = False
+    """recompute activations in the backward pass (Zhu: off)"""
+    bf16: bool = False
+    """bfloat16 mixed precision (Zhu: on, GPUs only)"""
+    seed: int = 0
+    """seed of sampling and of the data order"""
+
+
+@dataclass
+class EvalSettings:
+    """How test items are answered and scored."""
+
+    batch_size: int = 32
+    """items per generate call"""
+    max_new_tokens: int = 700
+    """longest answer in tokens"""
+    greedy: bool = True
+    """greedy decoding (else sampling at temperature)"""
+    temperature: float = 1.0
+    """sampling temperature when greedy is off"""
+    prompt_mode: str = "reasoning"
+    """'reasoning' (<think>/<answer>, strict scoring) or 'plain' (single letter, for zero-shot baselines)"""
+
+
+@dataclass
+class Profile:
+    """A whole run's settings: data, model, GRPO, evaluation, and where things are kept."""
+
+    name: str = "cpu"
+    """profile name (smoke, cpu, paper)"""
+    data: DataSettings = field(default_factory=DataSettings)
+    """which items"""
+    model: ModelSettings = field(default_factory=ModelSettings)
+    """which policy"""
+    grpo: GRPOSettings = field(default_factory=GRPOSettings)
+    """GRPO settings"""
+    eval: EvalSettings = field(default_factory=EvalSettings)
+    """evaluation settings"""
+    seeds: tuple[int, ...] = (0,)
+    """seeds each experiment runs"""
+    num_processes: int = 1
+    """training processes (>1 launches accelerate + DeepSpeed ZeRO-2 in a subprocess)"""
+    cache_dir: str = ".cache/medrl"
+    """built models and tokenizers (relative to the repository root unless absolute)"""
+    results_dir: str = "results"
+    """run folders (relative to the repository root unless absolute)"""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _check_value(value: Any, tp: Any, where: str, key: str) -> Any:
+    """Coerce YAML ``value`` to the annotated type ``tp`` or raise a ConfigError naming ``where`` and ``key``."""
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: key '{key}' must be a mapping, got {type(value).__name__}")
+        return _from_dict(tp, value, where, key + ".")
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(tp):
+            try:
+                return _check_value(value, arg, where, key)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{where}: key '{key}' has a value of the wrong type: {value!r}")
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: key '{key}' must be a list, got {value!r}")
+        (inner, *_rest) = typing.get_args(tp)
+        return tuple(_check_value(v, inner, where, key) for v in value)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: key '{key}' must be a mapping, got {value!r}")
+        _, vt = typing.get_args(tp)
+        return {str(k): _check_value(v, vt, where, f"{key}.{k}") for k, v in value.items()}
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: key '{key}' must be a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: key '{key}' must be an integer, got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: key '{key}' must be true or false, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: key '{key}' must be a string, got {value!r}")
+        return value
+    return value
+
+
+def _from_dict(cls, data: dict, where: str, prefix: str = ""):
+    """Build dataclass ``cls`` from ``data``, strictly."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key '{prefix}{unknown[0]}' (known: {', '.join(sorted(names))})")
+    kwargs = {k: _check_value(v, hints[k], where, prefix + k) for k, v in data.items()}
+    return cls(**kwargs)
+
+
+_CHOICES = {
+    "data.source": ("synthetic", "pmc-vqa", "huatuo-eval"),
+    "model.kind": ("tiny", "hub"),
+    "model.init": ("base", "instruct"),
+    "model.instruct_target": ("reasoning", "plain"),
+    "model.dtype": ("float32", "bfloat16", "float16"),
+    "model.attn_implementation": ("sdpa", "eager", "flash_attention_2"),
+    "grpo.loss_type": ("grpo", "dr_grpo"),
+    "grpo.scale_rewards": ("group", "none"),
+    "eval.prompt_mode": ("reasoning", "plain"),
+}
+
+
+def validate(p: Profile, where: str) -> Profile:
+    """Check values (not only types) and raise a ConfigError naming ``where`` and the key."""
+    for key, allowed in _CHOICES.items():
+        section, name = key.split(".")
+        value = getattr(getattr(p, section), name)
+        if value not in allowed:
+            raise ConfigError(f"{where}: key '{key}' is {value!r}; expected one of {list(allowed)}")
+    positive = ["data.train_size", "data.test_per_modality", "grpo.max_steps", "grpo.num_generations",
+                "grpo.max_completion_length", "grpo.max_prompt_length", "grpo.per_device_train_batch_size",
+                "grpo.gradient_accumulation_steps", "eval.batch_size", "eval.max_new_tokens", "num_processes"]
+    for key in positive:
+        section, name = key.split(".") if "." in key else (None, key)
+        value = getattr(getattr(p, section), name) if section else getattr(p, name)
+        if value <= 0:
+            raise ConfigError(f"{where}: key '{key}' must be positive, got {value}")
+    if p.data.image_size % 28:
+        raise ConfigError(f"{where}: key 'data.image_size' must be a multiple of 28, got {p.data.image_size}")
+    if not 2 <= p.data.min_options <= p.data.max_options <= 6:
+        raise ConfigError(f"{where}: keys 'data.min_options'/'data.max_options' must satisfy 2 <= min <= max <= 6")
+    if p.grpo.num_generations < 2:
+        raise ConfigError(f"{where}: key 'grpo.num_generations' must be at least 2 (advantages are group-relative)")
+    if not 0 <= p.grpo.beta:
+        raise ConfigError(f"{where}: key 'grpo.beta' must be >= 0")
+    if not 0 < p.grpo.epsilon < 1:
+        raise ConfigError(f"{where}: key 'grpo.epsilon' must lie in (0, 1)")
+    if (p.grpo.loss_type == "dr_grpo") != (p.grpo.scale_rewards == "none"):
+        import warnings
+
+        warnings.warn(f"{where}: loss_type={p.grpo.loss_type!r} with scale_rewards={p.grpo.scale_rewards!r} "
+                      "mixes GRPO and Dr.GRPO (STUDY.md 6 pairs grpo+group and dr_grpo+none)", stacklevel=3)
+    return p
+
+
+def _set_dotted(data: dict, key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = data
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"overrides: key '{key}' goes through a non-mapping")
+    node[parts[-1]] = value
+
+
+def _known_keys(cls, prefix: str = "") -> list[str]:
+    out = []
+    for f in dataclasses.fields(cls):
+        tp = typing.get_type_hints(cls)[f.name]
+        if dataclasses.is_dataclass(tp):
+            out += _known_keys(tp, prefix + f.name + ".")
+        else:
+            out.append(prefix + f.name)
+    return out
+
+
+def profile_path(name_or_path: str | Path) -> Path:
+    """``configs/<name>.yaml`` for a profile name, or the path itself."""
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml"):
+        return p
+    return CONFIG_DIR / f"{name_or_path}.yaml"
+
+
+def load_profile(name_or_path: str | Path = "cpu", overrides: dict[str, Any] | None = None) -> Profile:
+    """Load a profile by name (``smoke``, ``cpu``, ``paper``) or path, apply dotted-key ``overrides``, validate."""
+    path = profile_path(name_or_path)
+    if not path.exists():
+        raise ConfigError(f"{path}: no such profile file (profiles: {sorted(q.stem for q in CONFIG_DIR.glob('*.yaml'))})")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping")
+    profile = _from_dict(Profile, data, str(path))
+    if overrides:
+        known = _known_keys(Profile)
+        merged = copy.deepcopy(data)
+        for key, value in overrides.items():
+            if key not in known and not any(key.startswith(k + ".") for k in known if k.endswith("reward_weights")):
+                raise ConfigError(f"overrides: unknown key '{key}' (known: {', '.join(known)})")
+            _set_dotted(merged, key, value)
+        profile = _from_dict(Profile, merged, "overrides")
+    return validate(profile, str(path) if not overrides else f"{path} + overrides")
+
+
+def repo_root() -> Path:
+    """The repository root (the folder holding ``configs/``)."""
+    return CONFIG_DIR.parent
+
+
+def resolve_path(p: str) -> Path:
+    """An absolute path for a profile path setting (relative ones are taken from the repository root)."""
+    path = Path(p)
+    return path if path.is_absolute() else repo_root() / path

@@ -1,0 +1,1 @@
+"""Datasets in one common schema (see :mod:`medrl_lib.data.schema`)."""

@@ -1,0 +1,114 @@
+"""The common schema of every dataset in medrl_lib, and its validation.
+
+Every loader (synthetic items, PMC-VQA, the HuatuoGPT-Vision evaluation data) produces a
+:class:`datasets.Dataset` whose features equal :data:`FEATURES`:
+
+- ``id``: a unique string per row;
+- ``image``: the image (stored as PNG or as the original file's bytes);
+- ``question``: the question text, without the options;
+- ``options``: the option texts WITHOUT letter prefixes, in letter order A, B, C, ...;
+- ``answer``: the gold letter, ``"A"`` to ``"F"``;
+- ``modality``: one of :data:`MODALITIES`;
+- ``source``: where the row comes from (``"synthetic"``, ``"pmc-vqa"``, ...);
+- ``facts``: a JSON object with the ground-truth facts of a synthetic item, ``"{}"`` for real data.
+
+:func:`validate_rows` checks a dataset against the rules of this schema without decoding images.
+"""
+
+from __future__ import annotations
+
+import datasets
+import pyarrow.compute as pc
+
+MODALITIES: tuple[str, ...] = ("MRI", "CT", "X-ray")
+"""The imaging modalities a row may have."""
+
+LETTERS = "ABCDEF"
+"""The option letters, in order; a row has between 2 and ``len(LETTERS)`` options."""
+
+MIN_OPTIONS = 2
+"""The fewest options a row may have."""
+
+FEATURES = datasets.Features(
+    {
+        "id": datasets.Value("string"),
+        "image": datasets.Image(),
+        "question": datasets.Value("string"),
+        "options": datasets.List(datasets.Value("string")),
+        "answer": datasets.Value("string"),
+        "modality": datasets.Value("string"),
+        "source": datasets.Value("string"),
+        "facts": datasets.Value("string"),
+    }
+)
+"""The features of every dataset in the package, in column order."""
+
+
+class DataError(ValueError):
+    """A row breaks the schema; the message names the dataset, the row id and the field."""
+
+
+def letter_of(i: int) -> str:
+    """Return the option letter of the 0-based option index ``i``.
+
+    >>> letter_of(0), letter_of(5)
+    ('A', 'F')
+    """
+    if not 0 <= i < len(LETTERS):
+        raise ValueError(f"option index {i} is outside 0..{len(LETTERS) - 1}")
+    return LETTERS[i]
+
+
+def index_of(letter: str) -> int:
+    """Return the 0-based option index of the option letter ``letter``.
+
+    >>> index_of("A"), index_of("F")
+    (0, 5)
+    """
+    if len(letter) != 1 or letter not in LETTERS:
+        raise ValueError(f"{letter!r} is not an option letter ({LETTERS[0]}..{LETTERS[-1]})")
+    return LETTERS.index(letter)
+
+
+def validate_rows(ds: datasets.Dataset, name: str) -> None:
+    """Check every row of ``ds`` against the schema; raise :class:`DataError` at the first bad row.
+
+    The checks: ``id`` is a non-empty string, unique in the dataset; ``options`` has
+    ``MIN_OPTIONS``..``len(LETTERS)`` entries; ``answer`` is one of the first ``len(options)``
+    letters; ``image`` is present; ``modality`` is one of :data:`MODALITIES`. The columns are read
+    as Arrow data, so no image is decoded. ``name`` (a dataset or file name) opens every message.
+    """
+    columns = ["id", "image", "options", "answer", "modality"]
+    missing = [c for c in columns if c not in ds.column_names]
+    if missing:
+        raise DataError(f"{name}: missing column(s) {missing}")
+    table = ds.select_columns(columns).with_format("arrow")[:]
+    image = table.column("image")
+    has_image = pc.and_(
+        pc.is_valid(image),
+        pc.or_(pc.is_valid(pc.struct_field(image, "bytes")), pc.is_valid(pc.struct_field(image, "path"))),
+    ).to_pylist()
+    seen: set[str] = set()
+    rows = zip(
+        table.column("id").to_pylist(),
+        table.column("options").to_pylist(),
+        table.column("answer").to_pylist(),
+        table.column("modality").to_pylist(),
+        has_image,
+    )
+    for row, (row_id, options, answer, modality, present) in enumerate(rows):
+        where = f"{name}: row id={row_id!r} (row {row})"
+        if not row_id:
+            raise DataError(f"{where}: field 'id' is empty")
+        if row_id in seen:
+            raise DataError(f"{where}: field 'id' is a duplicate")
+        seen.add(row_id)
+        n = len(options or [])
+        if not MIN_OPTIONS <= n <= len(LETTERS):
+            raise DataError(f"{where}: field 'options' has {n} entries, expected {MIN_OPTIONS}..{len(LETTERS)}")
+        if answer is None or len(answer) != 1 or answer not in LETTERS[:n]:
+            raise DataError(f"{where}: field 'answer' is {answer!r}, expected one of {LETTERS[:n]}")
+        if not present:
+            raise DataError(f"{where}: field 'image' is missing")
+        if modality not in MODALITIES:
+            raise DataError(f"{where}: field 'modality' is {modality!r}, expected one of {MODALITIES}")

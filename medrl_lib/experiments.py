@@ -1,0 +1,93 @@
+"""Experiments: the runs a notebook asks for, each cached in the results store by its resolved config.
+
+A notebook calls :func:`grpo_arm` or :func:`zero_shot_arm` with a profile, experiment name, arm and seed;
+the first call trains and evaluates, later calls with the same resolved config load the stored run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+from .config import Profile, resolve_path
+from .results import Run, cached_run, run_dir
+
+
+def make_splits(profile: Profile):
+    """(train, test) in the common schema: train on ``data.train_modalities``, test per modality, disjoint ids."""
+    d = profile.data
+    if d.source != "synthetic":
+        raise NotImplementedError(f"data.source={d.source!r}: the real-data loaders arrive with the paper profile")
+    from .data.synthetic import SyntheticConfig, generate
+
+    common = dict(image_size=d.image_size, min_options=d.min_options, max_options=d.max_options)
+    train = generate(SyntheticConfig(n_items=d.train_size, modalities=tuple(d.train_modalities), seed=d.seed,
+                                     id_prefix="train", **common))
+    test = generate(SyntheticConfig(n_items=d.test_per_modality * len(d.test_modalities),
+                                    modalities=tuple(d.test_modalities), seed=d.seed + 1, id_prefix="test", **common))
+    overlap = set(train["id"]) & set(test["id"])
+    if overlap:
+        raise RuntimeError(f"train and test share ids: {sorted(overlap)[:3]}")
+    return train, test
+
+
+def _evaluate(model, processor, profile: Profile, test, prompt_mode: str | None = None) -> tuple[dict, list[dict]]:
+    from .evaluate import accuracy_by_modality, generate_records
+
+    e = profile.eval
+    t0 = time.time()
+    records = generate_records(model, processor, test, batch_size=e.batch_size, max_new_tokens=e.max_new_tokens,
+                               mode=prompt_mode or e.prompt_mode, greedy=e.greedy, temperature=e.temperature)
+    metrics = {f"eval/accuracy/{k.lower()}": v for k, v in accuracy_by_modality(records).items()}
+    metrics["eval/format/all"] = 100.0 * sum(r.reasoning is not None for r in records) / max(1, len(records))
+    metrics["eval/reasoning_tokens/mean"] = sum(r.reasoning_tokens for r in records) / max(1, len(records))
+    metrics["time/eval_s"] = time.time() - t0
+    return metrics, [dataclasses.asdict(r) for r in records]
+
+
+def _with_seed(profile: Profile, seed: int) -> Profile:
+    p = dataclasses.replace(profile, grpo=dataclasses.replace(profile.grpo, seed=seed))
+    return p
+
+
+def grpo_arm(profile: Profile, experiment: str, arm: str, seed: int, *, force: bool = False) -> Run:
+    """Train GRPO from ``profile.model.init`` on the train split, evaluate on the test split; cached."""
+    from .train import ensure_policy, run_grpo
+
+    profile = _with_seed(profile, seed)
+    config = {"kind": "grpo", "experiment": experiment, "arm": arm, "seed": seed, "profile": profile.to_dict()}
+    path = run_dir(resolve_path(profile.results_dir), profile.name, experiment, arm, seed)
+
+    def work(out):
+        train, test = make_splits(profile)
+        policy = ensure_policy(profile)
+        print(f"[{experiment}/{arm}/seed{seed}] GRPO from {profile.model.init} for {profile.grpo.max_steps} steps "
+              f"on {len(train)} items", flush=True)
+        t0 = time.time()
+        res = run_grpo(profile, policy, train, output_dir=str(out / "checkpoints"), save_strategy="no")
+        train_s = time.time() - t0
+        metrics, records = _evaluate(res["model"], res["processor"], profile, test)
+        metrics["time/train_s"] = train_s
+        return {"metrics": metrics, "records": records, "log_history": res["log_history"],
+                "train_ids": train["id"], "test_ids": test["id"]}
+
+    return cached_run(path, config, work, force=force)
+
+
+def zero_shot_arm(profile: Profile, experiment: str, arm: str, which: str = "instruct", *,
+                  prompt_mode: str | None = None, force: bool = False) -> Run:
+    """Evaluate a start policy ('base' or 'instruct') without training; cached."""
+    from .train import ensure_policy, load_policy
+
+    config = {"kind": "zero-shot", "experiment": experiment, "arm": arm, "which": which,
+              "prompt_mode": prompt_mode or profile.eval.prompt_mode,
+              "profile": {k: v for k, v in profile.to_dict().items() if k not in ("grpo", "seeds")}}
+    path = run_dir(resolve_path(profile.results_dir), profile.name, experiment, arm, 0)
+
+    def work(out):
+        _, test = make_splits(profile)
+        model, processor = load_policy(profile, ensure_policy(profile, which))
+        metrics, records = _evaluate(model, processor, profile, test, prompt_mode)
+        return {"metrics": metrics, "records": records, "test_ids": test["id"]}
+
+    return cached_run(path, config, work, force=force)

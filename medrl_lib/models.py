@@ -1,0 +1,305 @@
+"""Models: the tiny offline Qwen2-VL of the cpu/smoke profiles, and hub models for the paper profile.
+
+The tiny model is a real ``Qwen2VLForConditionalGeneration`` built from a small config, with a byte-level
+BPE tokenizer trained locally on the synthetic corpus and Qwen2-VL's special tokens and chat template, so that
+every code path (TRL trainers, batched generation, M-RoPE, the vision tower) is the one the 2B model takes.
+Nothing is downloaded: the build is deterministic given its config and corpus, and cached in a folder keyed
+by the hash of both.
+
+>>> cfg = TinyModelConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=1, vision_depth=1)
+>>> cfg.head_dim, sum(cfg.mrope_section) * 2 == cfg.head_dim
+(16, True)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+import torch
+
+#: Qwen2-VL's special tokens, in the order the tiny tokenizer reserves them.
+SPECIAL_TOKENS = [
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+]
+
+#: A chat template of Qwen2-VL's shape (no default system turn), used by the tiny tokenizer and processor.
+CHAT_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}{% for part in message['content'] %}"
+    "{% if part['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif part['type'] == 'text' %}{{ part['text'] }}{% endif %}"
+    "{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+#: Marker file written beside a tiny model so that :func:`load_model` picks the right processor class.
+TINY_MARKER = "medrl_tiny.json"
+
+
+@dataclass(frozen=True)
+class TinyModelConfig:
+    """Architecture of the tiny Qwen2-VL (text side and vision side) and its tokenizer."""
+
+    vocab_size: int = 1024
+    """target size of the locally trained byte-level BPE vocabulary (special tokens included)"""
+    hidden_size: int = 128
+    """width of the language model"""
+    intermediate_size: int = 384
+    """MLP width of the language model"""
+    num_hidden_layers: int = 4
+    """decoder layers of the language model"""
+    num_attention_heads: int = 4
+    """attention heads of the language model"""
+    num_key_value_heads: int = 2
+    """key/value heads (grouped-query attention, as Qwen2-VL-2B)"""
+    max_position_embeddings: int = 4096
+    """longest sequence the rotary embedding is set up for"""
+    vision_depth: int = 2
+    """transformer blocks of the vision tower"""
+    vision_embed_dim: int = 96
+    """width of the vision tower"""
+    vision_num_heads: int = 4
+    """attention heads of the vision tower"""
+    seed: int = 0
+    """seed of the weight initialisation"""
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_attention_heads
+
+    @property
+    def mrope_section(self) -> list[int]:
+        """M-RoPE split of head_dim/2 into (temporal, height, width), in Qwen2-VL-2B's proportions 16:24:24."""
+        half = self.head_dim // 2
+        t = half // 4
+        h = (half - t) // 2
+        return [t, h, half - t - h]
+
+
+def train_tokenizer(corpus: Iterable[str], vocab_size: int):
+    """Train a byte-level BPE on ``corpus`` and wrap it as a Qwen2-VL-style fast tokenizer (left padding)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(list(corpus), trainer=trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        unk_token=None,
+        padding_side="left",
+        additional_special_tokens=SPECIAL_TOKENS[1:],
+        model_max_length=4096,
+    )
+    fast.chat_template = CHAT_TEMPLATE
+    return fast
+
+
+def _processor_class():
+    """Qwen2VLProcessor without a video processor (the stock one needs torchvision, which we never install)."""
+    from transformers import Qwen2VLProcessor
+
+    class TinyQwen2VLProcessor(Qwen2VLProcessor):
+        """Qwen2-VL processor for images only; reloads with its own ``from_pretrained``."""
+
+        attributes = ["image_processor", "tokenizer"]
+
+        def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
+            kwargs.pop("video_processor", None)
+            super().__init__(image_processor=image_processor, tokenizer=tokenizer, video_processor=None,
+                             chat_template=chat_template, **kwargs)
+
+        @classmethod
+        def from_pretrained(cls, path, **kwargs):
+            from transformers import AutoTokenizer, Qwen2VLImageProcessorPil
+
+            tokenizer = AutoTokenizer.from_pretrained(path)
+            image_processor = Qwen2VLImageProcessorPil.from_pretrained(path)
+            return cls(image_processor=image_processor, tokenizer=tokenizer, chat_template=tokenizer.chat_template)
+
+        def save_pretrained(self, path, **kwargs):
+            os.makedirs(path, exist_ok=True)
+            self.tokenizer.save_pretrained(path)
+            self.image_processor.save_pretrained(path)
+
+    return TinyQwen2VLProcessor
+
+
+def make_processor(tokenizer, image_size: int):
+    """A processor whose image processor keeps ``image_size``-square images at their size (patch 14, merge 2)."""
+    from transformers import Qwen2VLImageProcessorPil
+
+    pixels = image_size * image_size
+    image_processor = Qwen2VLImageProcessorPil(min_pixels=pixels, max_pixels=pixels)
+    return _processor_class()(image_processor=image_processor, tokenizer=tokenizer, chat_template=CHAT_TEMPLATE)
+
+
+def build_tiny_model(cfg: TinyModelConfig, tokenizer):
+    """A randomly initialised tiny ``Qwen2VLForConditionalGeneration`` for ``tokenizer`` (deterministic in cfg.seed)."""
+    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
+
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
+    config = Qwen2VLConfig(
+        text_config=dict(
+            vocab_size=len(tokenizer),
+            hidden_size=cfg.hidden_size,
+            intermediate_size=cfg.intermediate_size,
+            num_hidden_layers=cfg.num_hidden_layers,
+            num_attention_heads=cfg.num_attention_heads,
+            num_key_value_heads=cfg.num_key_value_heads,
+            max_position_embeddings=cfg.max_position_embeddings,
+            rms_norm_eps=1e-6,
+            rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0, "mrope_section": cfg.mrope_section},
+            tie_word_embeddings=True,
+            bos_token_id=ids["<|endoftext|>"],
+            eos_token_id=ids["<|im_end|>"],
+            pad_token_id=ids["<|endoftext|>"],
+        ),
+        vision_config=dict(
+            depth=cfg.vision_depth,
+            embed_dim=cfg.vision_embed_dim,
+            hidden_size=cfg.hidden_size,
+            num_heads=cfg.vision_num_heads,
+            mlp_ratio=4,
+            patch_size=14,
+            spatial_merge_size=2,
+            temporal_patch_size=2,
+        ),
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(cfg.seed)
+    model = Qwen2VLForConditionalGeneration(config)
+    model.generation_config.eos_token_id = ids["<|im_end|>"]
+    model.generation_config.pad_token_id = ids["<|endoftext|>"]
+    model.generation_config.bos_token_id = ids["<|endoftext|>"]
+    return model
+
+
+def config_hash(obj) -> str:
+    """A short stable hash of a JSON-able object (dataclasses are converted with ``asdict``)."""
+    if hasattr(obj, "__dataclass_fields__"):
+        obj = asdict(obj)
+    blob = json.dumps(obj, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def save_model(model, processor, path: str | Path, meta: dict | None = None) -> Path:
+    """Save model + processor to ``path`` atomically (written to a temp folder, then renamed)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    if tmp.exists():
+        import shutil
+
+        shutil.rmtree(tmp)
+    model.save_pretrained(tmp)
+    processor.save_pretrained(tmp)
+    (tmp / TINY_MARKER).write_text(json.dumps(meta or {}, indent=2, sort_keys=True, default=str))
+    if path.exists():
+        import shutil
+
+        shutil.rmtree(path)
+    tmp.rename(path)
+    return path
+
+
+def load_model(name_or_path: str | Path, *, dtype: str = "float32", attn_implementation: str | None = None,
+               device: str | None = None, max_pixels: int | None = None):
+    """Load ``(model, processor)`` from a local folder made by this module, or a hub id (paper profile).
+
+    Hub ids such as ``Qwen/Qwen2-VL-2B-Instruct`` go through ``AutoProcessor`` and need the network or a warm
+    Hugging Face cache; ``attn_implementation="flash_attention_2"`` falls back to ``sdpa`` with a warning when the
+    ``flash_attn`` package is missing.
+    """
+    from transformers import AutoProcessor, Qwen2VLForConditionalGeneration
+
+    torch_dtype = getattr(torch, dtype)
+    if attn_implementation == "flash_attention_2":
+        import importlib.util
+        import warnings
+
+        if importlib.util.find_spec("flash_attn") is None:
+            warnings.warn("flash_attn is not installed: falling back to attn_implementation='sdpa'", stacklevel=2)
+            attn_implementation = "sdpa"
+    kwargs = {"dtype": torch_dtype}
+    if attn_implementation:
+        kwargs["attn_implementation"] = attn_implementation
+    local = Path(name_or_path)
+    if local.is_dir() and (local / TINY_MARKER).exists():
+        processor = _processor_class().from_pretrained(local)
+    elif local.exists() and not local.is_dir():
+        raise FileNotFoundError(f"{local} is a file, not a model folder")
+    else:
+        extra = {"max_pixels": max_pixels} if max_pixels else {}
+        processor = AutoProcessor.from_pretrained(str(name_or_path), **extra)
+    model = Qwen2VLForConditionalGeneration.from_pretrained(str(name_or_path), **kwargs)
+    if device:
+        model.to(device)
+    return model, processor
+
+
+@dataclass
+class TinyModelSpec:
+    """Everything that determines a tiny model folder: architecture, tokenizer corpus seed, image size."""
+
+    arch: TinyModelConfig = field(default_factory=TinyModelConfig)
+    """architecture of the tiny Qwen2-VL"""
+    image_size: int = 56
+    """side of the square images the processor keeps (multiple of 28)"""
+    corpus_items: int = 600
+    """synthetic items whose texts train the tokenizer"""
+    corpus_seed: int = 12345
+    """seed of the tokenizer corpus (disjoint from data seeds)"""
+
+
+def tokenizer_corpus(spec: TinyModelSpec) -> list[str]:
+    """Texts the tokenizer is trained on: synthetic questions, options, reports and the prompt templates."""
+    from .data.synthetic import SyntheticConfig, describe, generate
+    from .data.schema import MODALITIES
+    from .prompts import PROMPT_TEMPLATES
+
+    ds = generate(SyntheticConfig(n_items=spec.corpus_items, modalities=MODALITIES, seed=spec.corpus_seed,
+                                  image_size=28, id_prefix="tok"))
+    texts = list(PROMPT_TEMPLATES.values())
+    for row in ds.remove_columns("image"):
+        opts = " ".join(f"{chr(65 + i)}. {o}" for i, o in enumerate(row["options"]))
+        facts = json.loads(row["facts"])
+        texts.append(f"{row['question']} {opts} <think>{describe(facts)}</think><answer>{row['answer']}</answer>")
+    return texts
+
+
+def ensure_tiny_model(spec: TinyModelSpec, cache_dir: str | Path) -> Path:
+    """Build (once) and return the folder of the tiny model for ``spec``; reused when it already exists."""
+    key = config_hash(spec)
+    path = Path(cache_dir) / f"tiny-qwen2vl-{key}"
+    if (path / TINY_MARKER).exists():
+        return path
+    tokenizer = train_tokenizer(tokenizer_corpus(spec), spec.arch.vocab_size)
+    processor = make_processor(tokenizer, spec.image_size)
+    model = build_tiny_model(spec.arch, tokenizer)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return save_model(model, processor, path, meta={"kind": "tiny-random", "spec": asdict(spec), "hash": key})

@@ -1,0 +1,197 @@
+"""Results store: one folder per run, keyed by the hash of its resolved config, written atomically.
+
+Layout: ``<results_dir>/<profile>/<experiment>/<arm>/seed<k>/`` holding ``config.json`` (the resolved config
+and its hash), ``provenance.json`` (git commit, package versions, host), ``train_ids.json`` / ``test_ids.json``,
+``records.jsonl`` (one line per test item), ``training_log.jsonl`` and, last, ``metrics.json``. A run is
+complete only when ``metrics.json`` exists and names the same config hash as ``config.json``; anything else
+(an interrupted run, a changed config) is trained again. Every file is written to a temporary name in the same
+folder and renamed, so a reader never sees half a file.
+
+>>> import tempfile, pathlib
+>>> d = pathlib.Path(tempfile.mkdtemp())
+>>> write_json(d / "x.json", {"a": 1}); read_json(d / "x.json")
+{'a': 1}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+
+def _atomic_write(path: Path, data: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    """Write ``obj`` as JSON, atomically."""
+    _atomic_write(Path(path), json.dumps(obj, indent=2, sort_keys=True, default=_default) + "\n")
+
+
+def write_jsonl(path: str | Path, rows: list[Any]) -> None:
+    """Write one JSON object per line, atomically."""
+    _atomic_write(Path(path), "".join(json.dumps(r, sort_keys=True, default=_default) + "\n" for r in rows))
+
+
+def read_json(path: str | Path) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+def read_jsonl(path: str | Path) -> list[Any]:
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def _default(o):
+    if dataclasses.is_dataclass(o):
+        return dataclasses.asdict(o)
+    if hasattr(o, "item"):
+        return o.item()
+    if isinstance(o, (set, tuple)):
+        return list(o)
+    return str(o)
+
+
+def config_key(config: dict) -> str:
+    """The hash that keys a run: sha256 of the config's canonical JSON, 16 hex digits."""
+    blob = json.dumps(config, sort_keys=True, default=_default).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def provenance() -> dict:
+    """Git commit, package versions and host of the current process."""
+    import importlib.metadata as md
+
+    def version(pkg: str) -> str | None:
+        try:
+            return md.version(pkg)
+        except md.PackageNotFoundError:
+            return None
+
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                                timeout=10).stdout.strip() or None
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                                    capture_output=True, text=True, timeout=10).stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        commit, dirty = None, None
+    import torch
+
+    return {
+        "git_commit": commit,
+        "git_dirty": dirty,
+        "versions": {p: version(p) for p in ["medrl_lib", "torch", "transformers", "trl", "datasets", "peft",
+                                             "accelerate", "deepspeed"]},
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+
+
+@dataclass
+class Run:
+    """A completed run loaded from its folder."""
+
+    path: Path
+    """the run folder"""
+    config: dict
+    """the resolved config"""
+    metrics: dict
+    """the metrics (``eval/accuracy/<modality>``, timings, ...)"""
+    log_history: list[dict] = field(default_factory=list)
+    """training log, one dict per logging step"""
+    records: list[dict] = field(default_factory=list)
+    """per-item evaluation records"""
+    reused: bool = False
+    """loaded from the store instead of being computed in this call"""
+
+
+def run_dir(results_dir: str | Path, profile: str, experiment: str, arm: str, seed: int) -> Path:
+    """``<results_dir>/<profile>/<experiment>/<arm>/seed<seed>``."""
+    return Path(results_dir) / profile / experiment / arm / f"seed{seed}"
+
+
+def load_run(path: str | Path, key: str | None = None) -> Run | None:
+    """The run at ``path`` if complete (and, when ``key`` is given, made from that config), else None."""
+    path = Path(path)
+    try:
+        cfg = read_json(path / "config.json")
+        metrics = read_json(path / "metrics.json")
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    if metrics.get("config_key") != cfg.get("key") or (key is not None and cfg.get("key") != key):
+        return None
+    log = read_jsonl(path / "training_log.jsonl") if (path / "training_log.jsonl").exists() else []
+    records = read_jsonl(path / "records.jsonl") if (path / "records.jsonl").exists() else []
+    return Run(path=path, config=cfg["config"], metrics=metrics, log_history=log, records=records)
+
+
+def cached_run(path: str | Path, config: dict, work: Callable[[Path], dict], *, force: bool = False) -> Run:
+    """Load the run at ``path`` made from ``config``, or call ``work(path)`` and store what it returns.
+
+    ``work`` returns a dict with ``metrics`` (dict) and optionally ``log_history``, ``records``,
+    ``train_ids`` and ``test_ids``; they are written here, ``metrics.json`` last.
+    """
+    path = Path(path)
+    key = config_key(config)
+    if not force:
+        run = load_run(path, key)
+        if run is not None:
+            run.reused = True
+            return run
+    path.mkdir(parents=True, exist_ok=True)
+    stale = path / "metrics.json"
+    if stale.exists():
+        stale.unlink()  # the folder is being remade: it must not read as complete until the new metrics land
+    write_json(path / "config.json", {"key": key, "config": config})
+    write_json(path / "provenance.json", provenance())
+    t0 = time.time()
+    out = work(path)
+    wall = time.time() - t0
+    for name in ("train_ids", "test_ids"):
+        if name in out:
+            write_json(path / f"{name}.json", list(out[name]))
+    write_jsonl(path / "training_log.jsonl", out.get("log_history", []))
+    write_jsonl(path / "records.jsonl", out.get("records", []))
+    metrics = dict(out["metrics"])
+    metrics.update({"config_key": key, "time/wall_s": wall})
+    write_json(path / "metrics.json", metrics)
+    return Run(path=path, config=config, metrics=metrics, log_history=out.get("log_history", []),
+               records=out.get("records", []), reused=False)
+
+
+def runs_frame(results_dir: str | Path, profile: str, experiment: str | None = None):
+    """All complete runs under ``results_dir/profile[/experiment]`` as a tidy DataFrame of their metrics."""
+    import pandas as pd
+
+    root = Path(results_dir) / profile
+    rows = []
+    pattern = f"{experiment}/*/seed*" if experiment else "*/*/seed*"
+    for p in sorted(root.glob(pattern)):
+        run = load_run(p)
+        if run is None:
+            continue
+        exp, arm, seed = p.parts[-3], p.parts[-2], int(p.parts[-1][4:])
+        rows.append({"experiment": exp, "arm": arm, "seed": seed, **run.metrics})
+    return pd.DataFrame(rows)
