@@ -125,7 +125,11 @@ class GRPOSettings:
     num_iterations: int = 1
     """policy updates per generation batch (mu of GRPO)"""
     reward_weights: dict[str, float] = field(default_factory=lambda: {"format_reward": 1.0, "accuracy_reward": 1.0})
-    """reward function name -> weight of its term in the total reward"""
+    """reward name -> weight in the total reward (format_reward, accuracy_reward, semantic_reward, ecr_reward, cwr_reward)"""
+    semantic_judge: str = "oracle"
+    """judge of semantic_reward: 'oracle' (synthetic facts) or a causal-LM id/path (Zhu: microsoft/biogpt, BioMistral/BioMistral-7B)"""
+    length_target_tokens: int = 200
+    """ECR/CWR: reasoning length (tokens of the policy's tokenizer) at which the length reward saturates"""
     logging_steps: int = 1
     """log every N steps (Zhu: 1)"""
     save_steps: int = 100
@@ -136,6 +140,34 @@ class GRPOSettings:
     """bfloat16 mixed precision (Zhu: on, GPUs only)"""
     seed: int = 0
     """seed of sampling and of the data order"""
+
+
+@dataclass
+class SFTSettings:
+    """Supervised baselines (Zhu section 4): full SFT, LoRA and DPO, all through TRL."""
+
+    learning_rate: float = 1e-5
+    """AdamW learning rate of full SFT (neither paper gives it: an assumption)"""
+    max_steps: int = 1500
+    """optimizer steps of each supervised baseline (as GRPO's, for a like-for-like budget)"""
+    per_device_train_batch_size: int = 2
+    """items per device per step"""
+    target: str = "reasoning"
+    """supervised target: 'reasoning' (<think>report</think><answer>X</answer>; synthetic items) or 'plain' (the letter)"""
+    lora_r: int = 64
+    """LoRA rank"""
+    lora_alpha: int = 128
+    """LoRA scaling numerator (scale = alpha / r)"""
+    lora_dropout: float = 0.05
+    """dropout on the LoRA branch"""
+    lora_target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+    """language-model modules that get LoRA adapters"""
+    lora_learning_rate: float = 1e-4
+    """AdamW learning rate of LoRA"""
+    dpo_beta: float = 0.1
+    """DPO temperature beta"""
+    dpo_learning_rate: float = 5e-7
+    """AdamW learning rate of DPO"""
 
 
 @dataclass
@@ -166,6 +198,8 @@ class Profile:
     """which policy"""
     grpo: GRPOSettings = field(default_factory=GRPOSettings)
     """GRPO settings"""
+    sft: SFTSettings = field(default_factory=SFTSettings)
+    """supervised baselines (full SFT, LoRA, DPO)"""
     eval: EvalSettings = field(default_factory=EvalSettings)
     """evaluation settings"""
     seeds: tuple[int, ...] = (0,)
@@ -245,6 +279,7 @@ _CHOICES = {
     "grpo.loss_type": ("grpo", "dr_grpo"),
     "grpo.scale_rewards": ("group", "none"),
     "eval.prompt_mode": ("reasoning", "plain"),
+    "sft.target": ("reasoning", "plain"),
 }
 
 

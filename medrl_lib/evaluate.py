@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .prompts import chat_messages
 from .rewards import accuracy_reward, extract_choice, parse_completion
@@ -63,7 +63,7 @@ def generate_records(model, processor, ds, *, batch_size: int = 32, max_new_toke
     device = next(model.parameters()).device
     records: list[Record] = []
     cols = ds.select_columns(["id", "modality", "question", "options", "answer"])
-    for start in tqdm(range(0, len(ds), batch_size), desc=desc, leave=False):
+    for start in tqdm(range(0, len(ds), batch_size), desc=desc, leave=False, disable=None):
         rows = cols[start:start + batch_size]
         images = ds[start:start + batch_size]["image"]
         texts = [processor.apply_chat_template(chat_messages(q, o, mode), add_generation_prompt=True, tokenize=False)

@@ -7,6 +7,7 @@ the first call trains and evaluates, later calls with the same resolved config l
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import time
 
 from .config import Profile, resolve_path
@@ -64,10 +65,12 @@ def grpo_arm(profile: Profile, experiment: str, arm: str, seed: int, *, force: b
         print(f"[{experiment}/{arm}/seed{seed}] GRPO from {profile.model.init} for {profile.grpo.max_steps} steps "
               f"on {len(train)} items", flush=True)
         t0 = time.time()
-        res = run_grpo(profile, policy, train, output_dir=str(out / "checkpoints"), save_strategy="no")
+        checkpoints = out / "checkpoints"
+        res = run_grpo(profile, policy, train, output_dir=str(checkpoints))  # resumes from a checkpoint if any
         train_s = time.time() - t0
         metrics, records = _evaluate(res["model"], res["processor"], profile, test)
         metrics["time/train_s"] = train_s
+        shutil.rmtree(checkpoints, ignore_errors=True)  # the run is complete: its checkpoints are not kept
         return {"metrics": metrics, "records": records, "log_history": res["log_history"],
                 "train_ids": train["id"], "test_ids": test["id"]}
 

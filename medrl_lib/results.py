@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import platform
+import shutil
 import subprocess
 import tempfile
 import time
@@ -150,6 +151,9 @@ def load_run(path: str | Path, key: str | None = None) -> Run | None:
 def cached_run(path: str | Path, config: dict, work: Callable[[Path], dict], *, force: bool = False) -> Run:
     """Load the run at ``path`` made from ``config``, or call ``work(path)`` and store what it returns.
 
+    A folder left by an interrupted run of the same config is kept, so that ``work`` can resume from its
+    checkpoints; a folder of another config, or any folder with ``force``, is cleared first.
+
     ``work`` returns a dict with ``metrics`` (dict) and optionally ``log_history``, ``records``,
     ``train_ids`` and ``test_ids``; they are written here, ``metrics.json`` last.
     """
@@ -160,10 +164,16 @@ def cached_run(path: str | Path, config: dict, work: Callable[[Path], dict], *, 
         if run is not None:
             run.reused = True
             return run
+    try:
+        previous_key = read_json(path / "config.json").get("key")
+    except (FileNotFoundError, json.JSONDecodeError):
+        previous_key = None
+    if path.exists() and (force or previous_key != key):
+        shutil.rmtree(path)  # another config's (or a forced) run: nothing in it may be resumed
     path.mkdir(parents=True, exist_ok=True)
     stale = path / "metrics.json"
     if stale.exists():
-        stale.unlink()  # the folder is being remade: it must not read as complete until the new metrics land
+        stale.unlink()  # an interrupted run of this config: it must not read as complete until the new metrics land
     write_json(path / "config.json", {"key": key, "config": config})
     write_json(path / "provenance.json", provenance())
     t0 = time.time()

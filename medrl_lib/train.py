@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
+from transformers import TrainerCallback
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from . import rewards as R
-from .config import Profile, resolve_path
+from .config import Profile, SFTSettings, resolve_path
 from .data.schema import validate_rows
 from .models import TinyModelSpec, config_hash, ensure_tiny_model, load_model, save_model
 from .prompts import conversation
@@ -26,8 +29,68 @@ from .prompts import conversation
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
-#: Reward functions by the name used in ``grpo.reward_weights``.
-REWARD_FUNCS: dict[str, Callable] = {"format_reward": R.format_reward, "accuracy_reward": R.accuracy_reward}
+class ConciseProgress(TrainerCallback):
+    """One line about every tenth of training (step, elapsed time, chosen metrics), in place of TRL's dump of
+    every log dict."""
+
+    def __init__(self, label: str, keys: dict[str, str]):
+        self.label, self.keys, self.t0 = label, keys, time.time()
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.t0 = time.time()
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        every = max(1, state.max_steps // 10)
+        if not logs or (state.global_step % every and state.global_step != state.max_steps):
+            return
+        shown = " ".join(f"{name} {logs[k]:.3g}" for k, name in self.keys.items() if k in logs)
+        if shown:
+            print(f"[{self.label}] step {state.global_step}/{state.max_steps} ({time.time() - self.t0:.0f} s) {shown}",
+                  flush=True)
+
+    def install(self, trainer) -> None:
+        """Replace the trainer's printer and progress bar with this callback."""
+        trainer.remove_callback(PrinterCallback)
+        trainer.remove_callback(ProgressCallback)
+        trainer.add_callback(self)
+
+
+#: Metrics shown by the progress lines of each trainer.
+PROGRESS_KEYS = {
+    "grpo": {"reward": "reward", "rewards/format_reward/mean": "format", "rewards/accuracy_reward/mean": "accuracy",
+             "completions/mean_length": "length", "kl": "kl"},
+    "sft": {"loss": "loss", "mean_token_accuracy": "token-acc"},
+    "dpo": {"loss": "loss", "rewards/accuracies": "pref-acc", "rewards/margins": "margin"},
+}
+
+#: Reward names usable in ``grpo.reward_weights``.
+REWARD_NAMES = ("format_reward", "accuracy_reward", "semantic_reward", "ecr_reward", "cwr_reward")
+
+
+def build_reward_funcs(profile: Profile, tokenizer=None) -> list[Callable]:
+    """The reward functions named in ``grpo.reward_weights``, in that order, configured from the profile.
+
+    The length rewards carry weight 1 here: their weight in the total is ``grpo.reward_weights`` (TRL's
+    ``reward_weights``), so that each component is logged unweighted as ``rewards/<name>/mean``.
+    """
+    g = profile.grpo
+    unknown = [n for n in g.reward_weights if n not in REWARD_NAMES]
+    if unknown:
+        raise ValueError(f"grpo.reward_weights names unknown reward {unknown[0]!r}; known: {list(REWARD_NAMES)}")
+    funcs = []
+    for name in g.reward_weights:
+        if name == "format_reward":
+            funcs.append(R.format_reward)
+        elif name == "accuracy_reward":
+            funcs.append(R.accuracy_reward)
+        elif name == "semantic_reward":
+            judge = R.OracleJudge() if g.semantic_judge == "oracle" else R.LLMJudge(g.semantic_judge)
+            funcs.append(R.SemanticAlignmentReward(judge))
+        elif name == "ecr_reward":
+            funcs.append(R.ExtendedChainReward(tokenizer, target_tokens=g.length_target_tokens, weight=1.0))
+        else:
+            funcs.append(R.CorrectnessWeightedLengthReward(tokenizer, target_tokens=g.length_target_tokens, weight=1.0))
+    return funcs
 
 
 def reasoning_target(row: dict) -> str:
@@ -103,8 +166,8 @@ def ensure_policy(profile: Profile, which: str | None = None) -> str:
     ds = generate(SyntheticConfig(n_items=m.instruct_items, modalities=MODALITIES, seed=10_000 + profile.data.seed,
                                   image_size=profile.data.image_size, min_options=profile.data.min_options,
                                   max_options=profile.data.max_options, id_prefix="instruct"))
-    model, processor = run_sft(str(base), ds, output_dir=str(path) + ".work", lr=m.instruct_lr,
-                               max_steps=m.instruct_steps, target=m.instruct_target, seed=profile.data.seed)
+    model, processor, _ = run_sft(str(base), ds, output_dir=str(path) + ".work", lr=m.instruct_lr,
+                                  max_steps=m.instruct_steps, target=m.instruct_target, seed=profile.data.seed)
     save_model(model, processor, path, meta={"kind": "tiny-instruct", "settings": settings, "train_ids": ds["id"]})
     import shutil
 
@@ -112,16 +175,10 @@ def ensure_policy(profile: Profile, which: str | None = None) -> str:
     return str(path)
 
 
-def run_sft(model_path: str, ds, *, output_dir: str, lr: float, max_steps: int, target: str = "reasoning",
-            batch_size: int = 16, seed: int = 0, peft_config=None, report_to: str = "none",
-            bf16: bool = False, gradient_checkpointing: bool = False):
-    """Supervised fine-tuning with TRL's ``SFTTrainer`` (loss on completion tokens only). Returns (model, processor)."""
-    from trl import SFTConfig, SFTTrainer
-
-    validate_rows(ds, "sft train set")
-    model, processor = load_model(model_path)
-    data = with_prompts(ds, target=target).select_columns(["prompt", "completion", "image"])
-    args = SFTConfig(
+def _common_args(output_dir: str, *, lr: float, max_steps: int, batch_size: int, seed: int, bf16: bool,
+                 report_to: str = "none") -> dict:
+    """Trainer arguments shared by the supervised trainers, each set explicitly (TRL's defaults drift)."""
+    return dict(
         output_dir=output_dir,
         learning_rate=lr,
         max_steps=max_steps,
@@ -129,34 +186,97 @@ def run_sft(model_path: str, ds, *, output_dir: str, lr: float, max_steps: int, 
         gradient_accumulation_steps=1,
         lr_scheduler_type="cosine",
         warmup_steps=max(1, max_steps // 20),
-        completion_only_loss=True,
-        max_length=None,  # never truncate: image tokens must stay whole
-        bf16=bf16,  # TRL's default is True
-        gradient_checkpointing=gradient_checkpointing,  # TRL's default is True
-        packing=False,
         logging_steps=max(1, max_steps // 20),
         save_strategy="no",
         report_to=report_to,
         seed=seed,
+        bf16=bf16,  # TRL's default is True
+        gradient_checkpointing=False,  # TRL's default is True
         use_cpu=not torch.cuda.is_available(),
         dataloader_num_workers=0,
         disable_tqdm=True,
     )
+
+
+def lora_config(s: SFTSettings):
+    """The peft ``LoraConfig`` of the profile's LoRA baseline (language-model projections only)."""
+    from peft import LoraConfig
+
+    return LoraConfig(r=s.lora_r, lora_alpha=s.lora_alpha, lora_dropout=s.lora_dropout,
+                      target_modules=r".*language_model.*\.(" + "|".join(s.lora_target_modules) + ")",
+                      task_type="CAUSAL_LM", bias="none")
+
+
+def run_sft(model_path: str, ds, *, output_dir: str, lr: float, max_steps: int, target: str = "reasoning",
+            batch_size: int = 16, seed: int = 0, lora: SFTSettings | None = None, bf16: bool = False):
+    """Supervised fine-tuning with TRL's ``SFTTrainer`` (loss on completion tokens only); LoRA when ``lora``
+    gives the adapter settings (merged into the weights at the end). Returns ``(model, processor, log_history)``."""
+    from trl import SFTConfig, SFTTrainer
+
+    validate_rows(ds, "sft train set")
+    model, processor = load_model(model_path)
+    data = with_prompts(ds, target=target).select_columns(["prompt", "completion", "image"])
+    args = SFTConfig(**_common_args(output_dir, lr=lr, max_steps=max_steps, batch_size=batch_size, seed=seed,
+                                    bf16=bf16),
+                     completion_only_loss=True,
+                     max_length=None,  # never truncate: image tokens must stay whole
+                     packing=False)
     trainer = SFTTrainer(model=model, args=args, train_dataset=data, processing_class=processor,
-                         peft_config=peft_config)
+                         peft_config=lora_config(lora) if lora else None)
+    ConciseProgress("lora" if lora else "sft", PROGRESS_KEYS["sft"]).install(trainer)
     trainer.train()
-    return trainer.model, processor
+    model = trainer.model.merge_and_unload() if lora else trainer.model
+    return model, processor, trainer.state.log_history
 
 
-def grpo_args(profile: Profile, output_dir: str, **extra):
-    """TRL ``GRPOConfig`` with every paper setting taken from the profile, none left to TRL's defaults."""
+def preference_pairs(ds, target: str = "reasoning", seed: int = 0):
+    """DPO pairs from multiple-choice items: chosen = the target with the gold letter; rejected = the same
+    target with a wrong letter drawn uniformly (seeded) from the item's other options. The reasoning text is
+    the same in both, so the preference is about the answer alone (a documented choice)."""
+    import random
+
+    rng = random.Random(seed)
+
+    def add(row):
+        wrong = rng.choice([chr(65 + i) for i in range(len(row["options"])) if chr(65 + i) != row["answer"]])
+        chosen = reasoning_target(row) if target == "reasoning" else row["answer"]
+        rejected = chosen.replace(f"<answer>{row['answer']}</answer>", f"<answer>{wrong}</answer>") \
+            if target == "reasoning" else wrong
+        return {"prompt": conversation(row["question"], row["options"], "reasoning" if target == "reasoning" else "plain"),
+                "chosen": [{"role": "assistant", "content": chosen}],
+                "rejected": [{"role": "assistant", "content": rejected}]}
+
+    return ds.map(add, desc="preference pairs").select_columns(["prompt", "chosen", "rejected", "image"])
+
+
+def run_dpo(model_path: str, ds, *, output_dir: str, lr: float, max_steps: int, beta: float,
+            target: str = "reasoning", batch_size: int = 8, seed: int = 0, bf16: bool = False):
+    """Direct preference optimisation with TRL's ``DPOTrainer`` on :func:`preference_pairs`.
+    Returns ``(model, processor, log_history)``."""
+    from trl import DPOConfig, DPOTrainer
+
+    validate_rows(ds, "dpo train set")
+    model, processor = load_model(model_path)
+    ref, _ = load_model(model_path)
+    args = DPOConfig(**_common_args(output_dir, lr=lr, max_steps=max_steps, batch_size=batch_size, seed=seed,
+                                    bf16=bf16),
+                     beta=beta, loss_type=["sigmoid"], max_length=None, padding_free=False,
+                     precompute_ref_log_probs=False)
+    trainer = DPOTrainer(model=model, ref_model=ref, args=args, train_dataset=preference_pairs(ds, target, seed),
+                         processing_class=processor)
+    ConciseProgress("dpo", PROGRESS_KEYS["dpo"]).install(trainer)
+    trainer.train()
+    return trainer.model, processor, trainer.state.log_history
+
+
+def grpo_args(profile: Profile, output_dir: str, tokenizer=None, **extra):
+    """TRL ``GRPOConfig`` with every paper setting taken from the profile, none left to TRL's defaults, and the
+    reward functions it weights."""
     from trl import GRPOConfig
 
     g = profile.grpo
     names = list(g.reward_weights)
-    unknown = [n for n in names if n not in REWARD_FUNCS]
-    if unknown:
-        raise ValueError(f"grpo.reward_weights names unknown reward {unknown[0]!r}; known: {sorted(REWARD_FUNCS)}")
+    funcs = build_reward_funcs(profile, tokenizer)
     kwargs = dict(
         output_dir=output_dir,
         learning_rate=g.learning_rate,
@@ -196,24 +316,39 @@ def grpo_args(profile: Profile, output_dir: str, **extra):
         log_completions=False,
     )
     kwargs.update(extra)
-    return GRPOConfig(**kwargs), [REWARD_FUNCS[n] for n in names]
+    return GRPOConfig(**kwargs), funcs
+
+
+def last_checkpoint(output_dir: str) -> str | None:
+    """The newest ``checkpoint-N`` folder in ``output_dir`` (an interrupted run resumes from it), or None."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    return get_last_checkpoint(output_dir) if os.path.isdir(output_dir) else None
 
 
 def run_grpo(profile: Profile, model_path: str, train_ds, output_dir: str, *, callbacks: Sequence = (),
              trainer_cls=None, **extra) -> dict:
-    """Train with GRPO; returns ``{"log_history": [...], "model": model, "processor": processor}``."""
-    from trl import GRPOTrainer
+    """Train with GRPO; returns ``{"log_history": [...], "model": model, "processor": processor}``.
+
+    The trainer is :class:`medrl_lib.grpo.MedrlGRPOTrainer` (TRL's, with our advantages and loss) unless
+    ``trainer_cls`` names another (e.g. ``trl.GRPOTrainer`` for the stock loss).
+    """
+    from .grpo import MedrlGRPOTrainer
 
     validate_rows(train_ds, "grpo train set")
     model, processor = load_policy(profile, model_path)
     check_prompt_lengths(train_ds, processor, profile.grpo.max_prompt_length, "grpo train set")
-    args, reward_funcs = grpo_args(profile, output_dir, **extra)
+    args, reward_funcs = grpo_args(profile, output_dir, processor.tokenizer, **extra)
     data = with_prompts(train_ds)
     if profile.grpo.beta > 0 and not getattr(model.config, "_name_or_path", ""):
         model.config._name_or_path = model_path  # TRL rebuilds the reference model from this path
-    cls = trainer_cls or GRPOTrainer
+    cls = trainer_cls or MedrlGRPOTrainer
     trainer = cls(model=model, reward_funcs=reward_funcs, args=args, train_dataset=data,
                   processing_class=processor, callbacks=list(callbacks))
-    trainer.train()
+    ConciseProgress("grpo", PROGRESS_KEYS["grpo"]).install(trainer)
+    last = last_checkpoint(output_dir)
+    if last:
+        print(f"[grpo] resuming from {last}", flush=True)
+    trainer.train(resume_from_checkpoint=last)
     return {"log_history": trainer.state.log_history, "model": trainer.model, "processor": processor,
             "args": asdict(profile.grpo)}
