@@ -106,6 +106,17 @@ def _grpo_trainer_class():
             if self.use_vllm or self.top_entropy_quantile < 1.0 or self.off_policy_mask_threshold is not None:
                 raise ValueError("MedrlGRPOTrainer does not implement vLLM correction, entropy masks or OPSM")
 
+        def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+            """Restore the weights of a checkpoint strictly. Transformers 5.23's Trainer loads them with a
+            non-strict ``load_state_dict`` on raw keys, but Qwen2-VL checkpoints are saved in the hub layout
+            (``model.layers.*``, ``model.visual.*``) while the module names them ``model.language_model.*``:
+            a resumed run would silently restart from the start weights. ``from_pretrained`` maps the keys."""
+            model = model if model is not None else self.model
+            if self.is_deepspeed_enabled or self.is_fsdp_enabled or hasattr(model, "peft_config"):
+                return super()._load_from_checkpoint(resume_from_checkpoint, model)
+            restored = type(model).from_pretrained(resume_from_checkpoint, dtype=next(model.parameters()).dtype)
+            model.load_state_dict(restored.state_dict(), strict=True)
+
         def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
             rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
             self._last_rewards_per_func = rewards_per_func  # (B_all, n_funcs), gathered over processes

@@ -109,9 +109,16 @@ class _StopAt:
         self.cb = CB()
 
 
-def test_interrupted_grpo_resumes_and_ends_where_uninterrupted_ends(setup, tmp_path):
+def _length_reward(completions, **kwargs):
+    """Varies across a random model's completions, so advantages are non-zero and GRPO moves the weights."""
+    return [len(c[0]["content"]) / 100.0 for c in completions]
+
+
+def test_interrupted_grpo_resumes_and_ends_where_uninterrupted_ends(setup, tmp_path, monkeypatch):
+    import medrl_lib.train as T
     from medrl_lib.train import run_grpo
 
+    monkeypatch.setattr(T, "build_reward_funcs", lambda profile, tokenizer=None: [_length_reward, T.R.format_reward])
     profile, train, base = setup
     p = dataclasses.replace(profile, grpo=dataclasses.replace(profile.grpo, max_steps=4, save_steps=2))
     full = run_grpo(p, base, train, str(tmp_path / "full"))["model"]
