@@ -22,7 +22,7 @@ $(STAMP): requirements/lock.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -c requirements/lock.txt -e ".[book,dev]"
+	$(PY) -m pip install -q -c requirements/lock.txt -e ".[book,dev,distributed]"
 	@touch $@
 
 setup: $(STAMP)
@@ -38,7 +38,7 @@ test-fast: setup
 
 # Regenerate the lock file from the current venv (after a deliberate upgrade).
 lock:
-	$(PY) -m pip freeze --exclude-editable | sed -E 's/^torch==([0-9.]+)\+cpu$$/torch==\1/' > requirements/lock.txt
+	$(PY) -m pip freeze --exclude-editable | grep -v '^py-spy==' | sed -E 's/^torch==([0-9.]+)\+cpu$$/torch==\1/' > requirements/lock.txt
 
 clean-results:
 	rm -rf results/$(PROFILE) book/_build book/chapters

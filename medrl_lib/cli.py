@@ -107,6 +107,32 @@ def cmd_models(args) -> int:
     return 0
 
 
+def cmd_launch(args) -> int:
+    """Resolve every setting of a profile and print it with the multi-process launch command."""
+    import json
+
+    import yaml
+
+    from .config import load_profile
+    from .launch import launch_command
+    from .train import ensure_policy, grpo_kwargs
+
+    overrides = json.loads(args.overrides)
+    profile = load_profile(args.profile, overrides)
+    print(yaml.safe_dump(json.loads(json.dumps(profile.to_dict())), sort_keys=False))
+    policy = ensure_policy(profile) if profile.model.kind == "hub" else "<tiny model built on demand>"
+    kwargs = grpo_kwargs(profile, "results/<run>/checkpoints")
+    print("TRL GRPOConfig:", {k: v for k, v in kwargs.items() if k != "output_dir"})
+    print("reward functions:", [n for n in profile.grpo.reward_weights])
+    print("start policy:", policy)
+    cmd = launch_command(args.profile, overrides, str(policy), "results/<run>/checkpoints",
+                         profile.num_processes, profile.grpo.bf16)
+    import shlex
+
+    print("launch command:", shlex.join(cmd))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     parser = argparse.ArgumentParser(prog="medrl", description=__doc__.split("\n")[0])
@@ -122,6 +148,11 @@ def main(argv: list[str] | None = None) -> int:
     m = sub.add_parser("models", help="build or find the start models of a profile")
     m.add_argument("--profile", default="cpu")
     m.set_defaults(func=cmd_models)
+    la = sub.add_parser("launch", help="dry run: resolve every setting of a profile and print the launch command")
+    la.add_argument("--profile", default="paper")
+    la.add_argument("--overrides", default="{}", help="JSON object of dotted-key settings")
+    la.add_argument("--dry-run", action="store_true", default=True, help="print only (the default)")
+    la.set_defaults(func=cmd_launch)
     args = parser.parse_args(argv)
     return args.func(args)
 

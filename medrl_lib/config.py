@@ -304,6 +304,11 @@ def validate(p: Profile, where: str) -> Profile:
         raise ConfigError(f"{where}: keys 'data.min_options'/'data.max_options' must satisfy 2 <= min <= max <= 6")
     if p.grpo.num_generations < 2:
         raise ConfigError(f"{where}: key 'grpo.num_generations' must be at least 2 (advantages are group-relative)")
+    completions = p.grpo.per_device_train_batch_size * p.grpo.gradient_accumulation_steps * p.num_processes
+    if completions % p.grpo.num_generations:
+        raise ConfigError(f"{where}: per_device_train_batch_size x gradient_accumulation_steps x num_processes = "
+                          f"{completions} completions per step, not a multiple of grpo.num_generations="
+                          f"{p.grpo.num_generations} (each prompt needs a whole group)")
     if not 0 <= p.grpo.beta:
         raise ConfigError(f"{where}: key 'grpo.beta' must be >= 0")
     if not 0 < p.grpo.epsilon < 1:

@@ -46,6 +46,17 @@ def _evaluate(model, processor, profile: Profile, test, prompt_mode: str | None 
     return metrics, [dataclasses.asdict(r) for r in records]
 
 
+def write_profile(profile: Profile, path) -> None:
+    """Write the resolved profile as YAML that :func:`medrl_lib.config.load_profile` reads back unchanged."""
+    import json
+
+    import yaml
+
+    from .results import write_text
+
+    write_text(path, yaml.safe_dump(json.loads(json.dumps(profile.to_dict())), sort_keys=False))
+
+
 def _with_seed(profile: Profile, seed: int) -> Profile:
     p = dataclasses.replace(profile, grpo=dataclasses.replace(profile.grpo, seed=seed))
     return p
@@ -66,7 +77,17 @@ def grpo_arm(profile: Profile, experiment: str, arm: str, seed: int, *, force: b
               f"on {len(train)} items", flush=True)
         t0 = time.time()
         checkpoints = out / "checkpoints"
-        res = run_grpo(profile, policy, train, output_dir=str(checkpoints))  # resumes from a checkpoint if any
+        if profile.num_processes > 1:  # accelerate + DeepSpeed ZeRO-2 in a subprocess, output streamed here
+            from .launch import launch_grpo
+            from .train import load_policy
+
+            resolved = out / "profile.yaml"
+            write_profile(profile, resolved)
+            log = launch_grpo(str(resolved), {}, policy, str(checkpoints), profile.num_processes, profile.grpo.bf16)
+            model, processor = load_policy(profile, str(checkpoints / "final"))
+            res = {"model": model, "processor": processor, "log_history": log}
+        else:
+            res = run_grpo(profile, policy, train, output_dir=str(checkpoints))  # resumes from a checkpoint if any
         train_s = time.time() - t0
         metrics, records = _evaluate(res["model"], res["processor"], profile, test)
         metrics["time/train_s"] = train_s

@@ -44,6 +44,11 @@ def _atomic_write(path: Path, data: str) -> None:
         raise
 
 
+def write_text(path: str | Path, text: str) -> None:
+    """Write ``text``, atomically."""
+    _atomic_write(Path(path), text)
+
+
 def write_json(path: str | Path, obj: Any) -> None:
     """Write ``obj`` as JSON, atomically."""
     _atomic_write(Path(path), json.dumps(obj, indent=2, sort_keys=True, default=_default) + "\n")

@@ -41,7 +41,7 @@ class ConciseProgress(TrainerCallback):
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         every = max(1, state.max_steps // 10)
-        if not logs or (state.global_step % every and state.global_step != state.max_steps):
+        if not state.is_world_process_zero or not logs or (state.global_step % every and state.global_step != state.max_steps):
             return
         shown = " ".join(f"{name} {logs[k]:.3g}" for k, name in self.keys.items() if k in logs)
         if shown:
@@ -274,9 +274,13 @@ def grpo_args(profile: Profile, output_dir: str, tokenizer=None, **extra):
     reward functions it weights."""
     from trl import GRPOConfig
 
+    return GRPOConfig(**grpo_kwargs(profile, output_dir, **extra)), build_reward_funcs(profile, tokenizer)
+
+
+def grpo_kwargs(profile: Profile, output_dir: str, **extra) -> dict:
+    """The keyword arguments of TRL's ``GRPOConfig`` for ``profile`` (see :func:`grpo_args`)."""
     g = profile.grpo
     names = list(g.reward_weights)
-    funcs = build_reward_funcs(profile, tokenizer)
     kwargs = dict(
         output_dir=output_dir,
         learning_rate=g.learning_rate,
@@ -316,7 +320,7 @@ def grpo_args(profile: Profile, output_dir: str, tokenizer=None, **extra):
         log_completions=False,
     )
     kwargs.update(extra)
-    return GRPOConfig(**kwargs), funcs
+    return kwargs
 
 
 def last_checkpoint(output_dir: str) -> str | None:
@@ -351,4 +355,4 @@ def run_grpo(profile: Profile, model_path: str, train_ds, output_dir: str, *, ca
         print(f"[grpo] resuming from {last}", flush=True)
     trainer.train(resume_from_checkpoint=last)
     return {"log_history": trainer.state.log_history, "model": trainer.model, "processor": processor,
-            "args": asdict(profile.grpo)}
+            "trainer": trainer, "args": asdict(profile.grpo)}

@@ -1,0 +1,97 @@
+"""Multi-process GRPO: accelerate + DeepSpeed ZeRO-2 in a subprocess, its output streamed to the caller.
+
+The caller (a notebook, through :func:`medrl_lib.experiments.grpo_arm`) runs :func:`launch_grpo` when the
+profile asks for more than one process; each process runs this module's ``main``, which rebuilds the same
+train split, trains with :class:`medrl_lib.grpo.MedrlGRPOTrainer` under DeepSpeed, and rank 0 writes the
+final model to ``<output>/final`` and the training log to ``<output>/log_history.json``. The same launcher
+runs 2 CPU processes over gloo in the tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+from .config import load_profile, repo_root
+
+DEEPSPEED_CONFIG = "configs/deepspeed/zero2.json"
+ACCELERATE_CONFIG = "configs/accelerate/zero2.yaml"
+
+
+def launch_command(profile_path: str, overrides: dict, model_path: str, output_dir: str,
+                   num_processes: int, bf16: bool, main_port: int = 29512) -> list[str]:
+    """The ``accelerate launch`` command line that trains GRPO with DeepSpeed ZeRO-2 in ``num_processes``."""
+    root = repo_root()
+    cmd = [sys.executable, "-m", "accelerate.commands.launch",
+           "--config_file", str(root / ACCELERATE_CONFIG),
+           "--num_processes", str(num_processes),
+           "--main_process_port", str(main_port),
+           "--mixed_precision", "bf16" if bf16 else "no",
+           "--deepspeed_config_file", str(root / DEEPSPEED_CONFIG),
+           "-m", "medrl_lib.launch",
+           "--profile", profile_path, "--overrides", json.dumps(overrides),
+           "--model", model_path, "--output", output_dir]
+    return cmd
+
+
+def launch_grpo(profile_path: str, overrides: dict, model_path: str, output_dir: str, num_processes: int,
+                bf16: bool, *, dry_run: bool = False, env: dict | None = None) -> dict:
+    """Run the launch command, streaming its output line by line; return the rank-0 training log.
+
+    ``dry_run`` prints the command and returns without running it.
+    """
+    cmd = launch_command(profile_path, overrides, model_path, output_dir, num_processes, bf16)
+    print("launch:", shlex.join(cmd), flush=True)
+    if dry_run:
+        return {"command": cmd}
+    run_env = {**os.environ, **(env or {})}
+    run_env.setdefault("TORCH_EXTENSIONS_DIR", str(repo_root() / ".cache" / "torch_extensions"))
+    run_env.setdefault("OMP_NUM_THREADS", "1")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=run_env,
+                            cwd=str(repo_root()))
+    tail: list[str] = []
+    for line in proc.stdout:
+        tail = (tail + [line])[-60:]
+        if line.startswith(("[grpo]", "[rank", "launch", "Traceback")) or "Error" in line:
+            print(line, end="", flush=True)
+    if proc.wait() != 0:
+        raise RuntimeError(f"multi-process GRPO failed (exit {proc.returncode}); last output:\n{''.join(tail)}")
+    return json.loads((Path(output_dir) / "log_history.json").read_text())
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description="one process of a multi-process GRPO run (started by accelerate)")
+    ap.add_argument("--profile", required=True)
+    ap.add_argument("--overrides", default="{}")
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--output", required=True)
+    a = ap.parse_args(argv)
+    from .experiments import make_splits
+    from .train import run_grpo
+
+    profile = load_profile(a.profile, overrides=json.loads(a.overrides))
+    train, _ = make_splits(profile)
+    res = run_grpo(profile, a.model, train, str(Path(a.output) / "checkpoints"),
+                   deepspeed=str(repo_root() / DEEPSPEED_CONFIG))
+    trainer = res["trainer"]
+    out = Path(a.output)
+    trainer.save_model(str(out / "final"))
+    if trainer.accelerator.is_main_process:
+        res["processor"].save_pretrained(str(out / "final"))
+        if profile.model.kind == "tiny":
+            (out / "final" / "medrl_tiny.json").write_text("{}")
+        plugin = trainer.accelerator.state.deepspeed_plugin
+        info = {"deepspeed": trainer.is_deepspeed_enabled, "zero_stage": plugin.zero_stage if plugin else None,
+                "world_size": trainer.accelerator.num_processes,
+                "backend": str(trainer.accelerator.state.backend)}
+        (out / "launch_info.json").write_text(json.dumps(info))
+        (out / "log_history.json").write_text(json.dumps(res["log_history"]))
+
+
+if __name__ == "__main__":
+    main()
