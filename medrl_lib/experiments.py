@@ -46,6 +46,16 @@ def _evaluate(model, processor, profile: Profile, test, prompt_mode: str | None 
     return metrics, [dataclasses.asdict(r) for r in records]
 
 
+#: Profile sections that never change a run's result (where files go, which seeds a notebook loops over).
+_NOT_RESULTS = ("cache_dir", "results_dir", "seeds", "name")
+
+
+def run_settings(profile: Profile, drop: tuple[str, ...] = ()) -> dict:
+    """The part of the profile that determines a run's result: its cache key. Sections a run does not use
+    (``drop``) and storage paths are left out, so that changing them reuses stored runs."""
+    return {k: v for k, v in profile.to_dict().items() if k not in _NOT_RESULTS + drop}
+
+
 def write_profile(profile: Profile, path) -> None:
     """Write the resolved profile as YAML that :func:`medrl_lib.config.load_profile` reads back unchanged."""
     import json
@@ -67,7 +77,8 @@ def grpo_arm(profile: Profile, experiment: str, arm: str, seed: int, *, force: b
     from .train import ensure_policy, run_grpo
 
     profile = _with_seed(profile, seed)
-    config = {"kind": "grpo", "experiment": experiment, "arm": arm, "seed": seed, "profile": profile.to_dict()}
+    config = {"kind": "grpo", "experiment": experiment, "arm": arm, "seed": seed,
+              "settings": run_settings(profile, drop=("sft",))}
     path = run_dir(resolve_path(profile.results_dir), profile.name, experiment, arm, seed)
 
     def work(out):
@@ -105,7 +116,7 @@ def zero_shot_arm(profile: Profile, experiment: str, arm: str, which: str = "ins
 
     config = {"kind": "zero-shot", "experiment": experiment, "arm": arm, "which": which,
               "prompt_mode": prompt_mode or profile.eval.prompt_mode,
-              "profile": {k: v for k, v in profile.to_dict().items() if k not in ("grpo", "seeds")}}
+              "settings": run_settings(profile, drop=("grpo", "sft", "num_processes"))}
     path = run_dir(resolve_path(profile.results_dir), profile.name, experiment, arm, 0)
 
     def work(out):
@@ -113,5 +124,44 @@ def zero_shot_arm(profile: Profile, experiment: str, arm: str, which: str = "ins
         model, processor = load_policy(profile, ensure_policy(profile, which))
         metrics, records = _evaluate(model, processor, profile, test, prompt_mode)
         return {"metrics": metrics, "records": records, "test_ids": test["id"]}
+
+    return cached_run(path, config, work, force=force)
+
+
+#: Supervised baselines: arm method -> what trains it.
+SFT_METHODS = ("sft", "lora", "dpo")
+
+
+def sft_arm(profile: Profile, experiment: str, arm: str, seed: int, method: str = "sft", *,
+            force: bool = False) -> Run:
+    """Train a supervised baseline ('sft' full fine-tuning, 'lora', or 'dpo') from ``profile.model.init`` on the
+    train split with the profile's ``sft`` settings, evaluate on the test split; cached like GRPO runs."""
+    from .train import ensure_policy, run_dpo, run_sft
+
+    if method not in SFT_METHODS:
+        raise ValueError(f"method must be one of {SFT_METHODS}, got {method!r}")
+    s = profile.sft
+    config = {"kind": method, "experiment": experiment, "arm": arm, "seed": seed,
+              "settings": run_settings(profile, drop=("grpo",)), "bf16": profile.grpo.bf16}
+    path = run_dir(resolve_path(profile.results_dir), profile.name, experiment, arm, seed)
+
+    def work(out):
+        train, test = make_splits(profile)
+        policy = ensure_policy(profile)
+        common = dict(output_dir=str(out / "checkpoints"), max_steps=s.max_steps, target=s.target,
+                      batch_size=s.per_device_train_batch_size, seed=seed, bf16=profile.grpo.bf16)
+        t0 = time.time()
+        if method == "dpo":
+            model, processor, log = run_dpo(policy, train, lr=s.dpo_learning_rate, beta=s.dpo_beta, **common)
+        else:
+            model, processor, log = run_sft(policy, train, lr=s.lora_learning_rate if method == "lora" else
+                                            s.learning_rate, lora=s if method == "lora" else None, **common)
+        train_s = time.time() - t0
+        # a model tuned on plain letters is asked and scored with the plain prompt (STUDY.md 7)
+        metrics, records = _evaluate(model, processor, profile, test, "plain" if s.target == "plain" else None)
+        metrics["time/train_s"] = train_s
+        shutil.rmtree(out / "checkpoints", ignore_errors=True)
+        return {"metrics": metrics, "records": records, "log_history": log, "train_ids": train["id"],
+                "test_ids": test["id"]}
 
     return cached_run(path, config, work, force=force)

@@ -215,7 +215,8 @@ def run_sft(model_path: str, ds, *, output_dir: str, lr: float, max_steps: int, 
 
     validate_rows(ds, "sft train set")
     model, processor = load_model(model_path)
-    data = with_prompts(ds, target=target).select_columns(["prompt", "completion", "image"])
+    mode = "plain" if target == "plain" else "reasoning"  # a plain-answer target is trained on the plain prompt
+    data = with_prompts(ds, mode=mode, target=target).select_columns(["prompt", "completion", "image"])
     args = SFTConfig(**_common_args(output_dir, lr=lr, max_steps=max_steps, batch_size=batch_size, seed=seed,
                                     bf16=bf16),
                      completion_only_loss=True,

@@ -86,3 +86,15 @@ def test_runs_frame(tmp_path):
         cached_run(tmp_path / "cpu" / "e1" / arm / "seed0", {"arm": arm}, _work([]))
     df = runs_frame(tmp_path, "cpu", "e1")
     assert sorted(df["arm"]) == ["grpo", "sft"] and (df["eval/accuracy/all"] == 50.0).all()
+
+
+def test_run_key_ignores_storage_paths_but_not_settings():
+    from medrl_lib.config import load_profile
+    from medrl_lib.experiments import run_settings
+
+    a = load_profile("cpu")
+    b = load_profile("cpu", overrides={"results_dir": "/elsewhere", "cache_dir": "/tmp/c", "seeds": [0, 1, 2]})
+    c = load_profile("cpu", overrides={"grpo.beta": 0.0})
+    assert config_key(run_settings(a)) == config_key(run_settings(b))  # same runs, stored elsewhere
+    assert config_key(run_settings(a)) != config_key(run_settings(c))  # a real setting changes the key
+    assert config_key(run_settings(a, drop=("grpo",))) == config_key(run_settings(c, drop=("grpo",)))

@@ -134,3 +134,21 @@ def test_interrupted_grpo_resumes_and_ends_where_uninterrupted_ends(setup, tmp_p
 
     start = load_model(base)[0].state_dict()
     assert any(not torch.allclose(start[k], a[k]) for k in a)
+
+
+@pytest.mark.parametrize("method", ["sft", "lora", "dpo"])
+def test_supervised_arms_train_evaluate_and_cache(smoke_profile, method):
+    from medrl_lib.experiments import sft_arm
+
+    run = sft_arm(smoke_profile, "05_sft_vs_rl", method, 0, method)
+    assert not run.reused and 0.0 <= run.metrics["eval/accuracy/all"] <= 100.0
+    assert len(run.records) == 12 and run.log_history  # every test item scored; the trainer's log kept
+    again = sft_arm(smoke_profile, "05_sft_vs_rl", method, 0, method)
+    assert again.reused and again.metrics == run.metrics
+
+
+def test_unknown_supervised_method(smoke_profile):
+    from medrl_lib.experiments import sft_arm
+
+    with pytest.raises(ValueError, match="kto"):
+        sft_arm(smoke_profile, "05_sft_vs_rl", "kto", 0, "kto")
