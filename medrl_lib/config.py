@@ -184,6 +184,16 @@ class EvalSettings:
     """sampling temperature when greedy is off"""
     prompt_mode: str = "reasoning"
     """'reasoning' (<think>/<answer>, strict scoring) or 'plain' (single letter, for zero-shot baselines)"""
+    similarity: str = "minilm"
+    """reasoning vs answer similarity: 'minilm' (offline all-MiniLM-L6-v2), a cross-encoder id (Zhu: cross-encoder/stsb-roberta-base), or 'none'"""
+    perplexity: str = "reference-lm"
+    """perplexity of the reasoning under: 'reference-lm' (the package's synthetic-report LM), a causal-LM id (Zhu: microsoft/biogpt), or 'none'"""
+    thinking: str = "oracle"
+    """1-10 thinking reward: 'oracle' (synthetic facts), a chat LM id (Zhu: mistralai/Mistral-7B-Instruct-v0.2), or 'none'"""
+    n_boot: int = 1000
+    """bootstrap resamples of each 95% interval"""
+    bootstrap_seed: int = 0
+    """seed of the bootstrap"""
 
 
 @dataclass

@@ -231,11 +231,12 @@ def load_model(name_or_path: str | Path, *, dtype: str = "float32", attn_impleme
                device: str | None = None, max_pixels: int | None = None):
     """Load ``(model, processor)`` from a local folder made by this module, or a hub id (paper profile).
 
-    Hub ids such as ``Qwen/Qwen2-VL-2B-Instruct`` go through ``AutoProcessor`` and need the network or a warm
+    Hub ids such as ``Qwen/Qwen2-VL-2B-Instruct`` (or any image-text-to-text model, for zero-shot baselines)
+    go through ``AutoProcessor`` and ``AutoModelForImageTextToText`` and need the network or a warm
     Hugging Face cache; ``attn_implementation="flash_attention_2"`` falls back to ``sdpa`` with a warning when the
     ``flash_attn`` package is missing.
     """
-    from transformers import AutoProcessor, Qwen2VLForConditionalGeneration
+    from transformers import AutoModelForImageTextToText, AutoProcessor, Qwen2VLForConditionalGeneration
 
     torch_dtype = getattr(torch, dtype)
     if attn_implementation == "flash_attention_2":
@@ -249,14 +250,15 @@ def load_model(name_or_path: str | Path, *, dtype: str = "float32", attn_impleme
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
     local = Path(name_or_path)
+    if local.exists() and not local.is_dir():
+        raise FileNotFoundError(f"{local} is a file, not a model folder")
     if local.is_dir() and (local / TINY_MARKER).exists():
         processor = _processor_class().from_pretrained(local)
-    elif local.exists() and not local.is_dir():
-        raise FileNotFoundError(f"{local} is a file, not a model folder")
-    else:
+        model = Qwen2VLForConditionalGeneration.from_pretrained(str(local), **kwargs)
+    else:  # any hub VLM (Qwen2-VL, LLaVA, Llama-3.2-Vision, HuatuoGPT-Vision ...) or a local copy of one
         extra = {"max_pixels": max_pixels} if max_pixels else {}
         processor = AutoProcessor.from_pretrained(str(name_or_path), **extra)
-    model = Qwen2VLForConditionalGeneration.from_pretrained(str(name_or_path), **kwargs)
+        model = AutoModelForImageTextToText.from_pretrained(str(name_or_path), **kwargs)
     if device:
         model.to(device)
     return model, processor
