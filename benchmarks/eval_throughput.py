@@ -40,6 +40,25 @@ def main() -> None:
     print(f"speed-up batched / one-at-a-time: {t_single / t_batched:.2f}x  (target >= 4x)")
     print(f"identical completions in both modes: {100 * agree:.0f}%")
 
+    import dataclasses
+
+    from medrl_lib.experiments import metric_scorers
+    from medrl_lib.metrics import compute_metrics
+
+    scorers = metric_scorers(profile)  # built (or loaded from the cache) before timing
+    cols = test.select_columns(["question", "options", "answer", "facts"])
+    refs = [o[ord(a) - 65] for o, a in zip(cols["options"], cols["answer"])]
+    records = [dataclasses.asdict(r) for r in batched]
+    compute_metrics(records[:4], reference_texts=refs[:4], questions=cols["question"][:4], facts=cols["facts"][:4],
+                    n_boot=profile.eval.n_boot, **scorers)  # warm-up: loads the scorer models
+    t0 = time.perf_counter()
+    compute_metrics(records, reference_texts=refs, questions=cols["question"], facts=cols["facts"],
+                    n_boot=profile.eval.n_boot, **scorers)
+    t_metrics = time.perf_counter() - t0
+    print(f"metrics (similarity {profile.eval.similarity}, perplexity {profile.eval.perplexity}, thinking "
+          f"{profile.eval.thinking}, {profile.eval.n_boot} bootstrap resamples): {t_metrics:.2f} s, "
+          f"{100 * t_metrics / (t_batched + t_metrics):.0f}% of batched evaluation time")
+
 
 if __name__ == "__main__":
     main()

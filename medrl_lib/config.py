@@ -76,6 +76,12 @@ class ModelSettings:
     """hub id of the instruction-tuned model (kind='hub')"""
     tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
     """architecture of the tiny model (kind='tiny')"""
+    base_items: int = 2000
+    """tiny 'base' stand-in: synthetic images (all modalities, disjoint) whose reports it is pretrained on"""
+    base_steps: int = 0
+    """tiny 'base' stand-in: optimizer steps of report pretraining (0: the randomly initialised model)"""
+    base_lr: float = 2e-3
+    """tiny 'base' stand-in: learning rate of report pretraining"""
     instruct_items: int = 800
     """tiny 'instruct' stand-in: synthetic items (disjoint from train and test) it is tuned on"""
     instruct_steps: int = 300

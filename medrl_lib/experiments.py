@@ -32,18 +32,66 @@ def make_splits(profile: Profile):
     return train, test
 
 
+_SCORERS: dict[tuple, object] = {}
+
+
+def metric_scorers(profile: Profile) -> dict:
+    """The similarity, perplexity and thinking scorers the profile names (built once per process)."""
+    from .metrics import (CrossEncoderSimilarity, LLMThinkingScorer, MiniLMSimilarity, OracleThinkingScorer,
+                          Perplexity)
+
+    e = profile.eval
+    key = (e.similarity, e.perplexity, e.thinking, profile.cache_dir)
+    if key not in _SCORERS:
+        similarity = (None if e.similarity == "none" else MiniLMSimilarity() if e.similarity == "minilm"
+                      else CrossEncoderSimilarity(e.similarity))
+        if e.perplexity == "none":
+            perplexity = None
+        elif e.perplexity == "reference-lm":
+            from .reference_lm import ensure_reference_lm
+
+            perplexity = Perplexity(str(ensure_reference_lm(resolve_path(profile.cache_dir))))
+        else:
+            perplexity = Perplexity(e.perplexity)
+        thinking = (None if e.thinking == "none" else OracleThinkingScorer() if e.thinking == "oracle"
+                    else LLMThinkingScorer(e.thinking))
+        _SCORERS[key] = {"similarity": similarity, "perplexity": perplexity, "thinking": thinking}
+    return _SCORERS[key]
+
+
 def _evaluate(model, processor, profile: Profile, test, prompt_mode: str | None = None) -> tuple[dict, list[dict]]:
-    from .evaluate import accuracy_by_modality, generate_records
+    """Answer the test items, then every metric of Zhu Appendix B with its bootstrap 95% interval.
+
+    Metrics land as ``eval/<name>`` (value), ``eval/<name>/low`` and ``/high`` (interval), ``/n`` (items
+    scored) and ``/n_missing``; ``eval/accuracy/all`` is the overall accuracy."""
+    from .evaluate import generate_records
+    from .metrics import compute_metrics
 
     e = profile.eval
     t0 = time.time()
-    records = generate_records(model, processor, test, batch_size=e.batch_size, max_new_tokens=e.max_new_tokens,
-                               mode=prompt_mode or e.prompt_mode, greedy=e.greedy, temperature=e.temperature)
-    metrics = {f"eval/accuracy/{k.lower()}": v for k, v in accuracy_by_modality(records).items()}
-    metrics["eval/format/all"] = 100.0 * sum(r.reasoning is not None for r in records) / max(1, len(records))
-    metrics["eval/reasoning_tokens/mean"] = sum(r.reasoning_tokens for r in records) / max(1, len(records))
+    records = [dataclasses.asdict(r) for r in generate_records(
+        model, processor, test, batch_size=e.batch_size, max_new_tokens=e.max_new_tokens,
+        mode=prompt_mode or e.prompt_mode, greedy=e.greedy, temperature=e.temperature)]
+    t_gen = time.time() - t0
+    cols = test.select_columns(["question", "options", "answer", "facts"])
+    references = [opts[ord(ans) - 65] for opts, ans in zip(cols["options"], cols["answer"])]
+    has_facts = all(f not in ("", "{}") for f in cols["facts"])
+    scorers = dict(metric_scorers(profile))
+    if not has_facts and e.thinking == "oracle":
+        scorers["thinking"] = None  # the oracle needs synthetic facts; real data uses an LLM scorer
+    computed = compute_metrics(records, reference_texts=references, questions=cols["question"],
+                               facts=cols["facts"], n_boot=e.n_boot, seed=e.bootstrap_seed, **scorers)
+    metrics: dict = {}
+    for name, entry in computed.items():
+        key = "eval/accuracy/all" if name == "accuracy" else f"eval/{name}"
+        metrics[key] = entry["value"]
+        for field_name, value in entry.items():
+            if field_name != "value":
+                metrics[f"{key}/{field_name}"] = value
+    metrics["eval/format/all"] = 100.0 * sum(r["reasoning"] is not None for r in records) / max(1, len(records))
+    metrics["time/generate_s"] = t_gen
     metrics["time/eval_s"] = time.time() - t0
-    return metrics, [dataclasses.asdict(r) for r in records]
+    return metrics, records
 
 
 #: Profile sections that never change a run's result (where files go, which seeds a notebook loops over).

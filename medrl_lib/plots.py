@@ -52,21 +52,36 @@ def plot_rewards(runs: dict[str, Run], window: int = 5, keys: dict[str, str] | N
     return grid.figure
 
 
+def with_interval(metrics: dict, key: str, digits: int = 1) -> str:
+    """``value [low, high]`` for a metric with a stored 95% interval, else the value alone.
+
+    >>> with_interval({"a": 50.0, "a/low": 40.0, "a/high": 60.0}, "a")
+    '50.0 [40.0, 60.0]'
+    """
+    value = metrics.get(key)
+    if value is None:
+        return ""
+    low, high = metrics.get(f"{key}/low"), metrics.get(f"{key}/high")
+    if low is None or high is None:
+        return f"{value:.{digits}f}"
+    return f"{value:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
 def accuracy_table(runs: dict[str, Run], modalities: Sequence[str], reference: dict[str, dict[str, float]] | None = None,
                    reference_rows: dict[str, str] | None = None, extra_rows: dict[str, dict[str, float]] | None = None):
-    """Accuracy (%) per modality and average, one row per run; paper figures in labelled columns beside them.
-
-    ``reference_rows`` maps our row name to the paper's row name in ``reference``.
-    """
+    """Accuracy (%) per modality with its bootstrap 95% interval and the average over modalities, one row per
+    run; the paper's figures in labelled columns beside them. ``reference_rows`` maps our row name to the
+    paper's row name in ``reference``."""
     rows = {}
     for name, run in runs.items():
-        rows[name] = {m: run.metrics.get(f"eval/accuracy/{m.lower()}") for m in modalities}
+        row = {m: with_interval(run.metrics, f"eval/accuracy/{m.lower()}") for m in modalities}
+        row["average"] = f"{sum(run.metrics[f'eval/accuracy/{m.lower()}'] for m in modalities) / len(modalities):.1f}"
+        rows[name] = row
     for name, vals in (extra_rows or {}).items():
-        rows[name] = {m: vals.get(m) for m in modalities}
-    df = pd.DataFrame(rows).T[list(modalities)]
-    df["average"] = df[list(modalities)].mean(axis=1)
-    df = df.round(2)
-    df.columns = pd.MultiIndex.from_product([["ours (this run)"], df.columns])
+        rows[name] = {**{m: f"{vals[m]:.1f}" for m in modalities},
+                      "average": f"{sum(vals[m] for m in modalities) / len(modalities):.1f}"}
+    df = pd.DataFrame(rows).T[[*modalities, "average"]]
+    df.columns = pd.MultiIndex.from_product([["ours: accuracy % [95% CI]"], df.columns])
     if reference and reference_rows:
         ref = pd.DataFrame({ours: reference.get(theirs, {}) for ours, theirs in reference_rows.items()}).T
         ref = ref.reindex(index=df.index, columns=[*modalities, "average"])

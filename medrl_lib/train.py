@@ -101,9 +101,14 @@ def reasoning_target(row: dict) -> str:
 
 
 def with_prompts(ds, mode: str = "reasoning", target: str | None = None):
-    """Add TRL's conversational ``prompt`` (and ``completion`` when ``target`` is 'reasoning' or 'plain')."""
+    """Add TRL's conversational ``prompt`` (and ``completion`` when ``target`` is 'reasoning', 'plain' or
+    'report'; 'report' is base-model pretraining: the image alone, then its report, no question)."""
+    from .data.synthetic import describe
 
     def add(row):
+        if target == "report":
+            return {"prompt": [{"role": "user", "content": ""}],
+                    "completion": [{"role": "assistant", "content": describe(json.loads(row["facts"]))}]}
         out = {"prompt": conversation(row["question"], row["options"], mode)}
         if target == "reasoning":
             out["completion"] = [{"role": "assistant", "content": reasoning_target(row)}]
@@ -150,7 +155,7 @@ def ensure_policy(profile: Profile, which: str | None = None) -> str:
         return m.base if which == "base" else m.instruct
     cache = resolve_path(profile.cache_dir)
     spec = TinyModelSpec(arch=m.tiny, image_size=profile.data.image_size)
-    base = ensure_tiny_model(spec, cache)
+    base = _ensure_base(profile, ensure_tiny_model(spec, cache), cache)
     if which == "base":
         return str(base)
     settings = {"base": base.name, "items": m.instruct_items, "steps": m.instruct_steps, "lr": m.instruct_lr,
@@ -205,6 +210,31 @@ def lora_config(s: SFTSettings):
     return LoraConfig(r=s.lora_r, lora_alpha=s.lora_alpha, lora_dropout=s.lora_dropout,
                       target_modules=r".*language_model.*\.(" + "|".join(s.lora_target_modules) + ")",
                       task_type="CAUSAL_LM", bias="none")
+
+
+def _ensure_base(profile: Profile, random_init: Path, cache: Path) -> Path:
+    """The tiny 'base' stand-in: the random model pretrained to write the report of an image (all modalities,
+    items disjoint from every split), never shown a question; the random model itself when base_steps is 0."""
+    m = profile.model
+    if m.base_steps == 0:
+        return random_init
+    settings = {"init": random_init.name, "items": m.base_items, "steps": m.base_steps, "lr": m.base_lr,
+                "image_size": profile.data.image_size}
+    path = cache / f"tiny-base-{config_hash(settings)}"
+    if (path / "medrl_tiny.json").exists():
+        return path
+    from .data.schema import MODALITIES
+    from .data.synthetic import SyntheticConfig, generate
+
+    ds = generate(SyntheticConfig(n_items=m.base_items, modalities=MODALITIES, seed=30_000 + profile.data.seed,
+                                  image_size=profile.data.image_size, id_prefix="base"))
+    model, processor, _ = run_sft(str(random_init), ds, output_dir=str(path) + ".work", lr=m.base_lr,
+                                  max_steps=m.base_steps, target="report", seed=profile.data.seed)
+    save_model(model, processor, path, meta={"kind": "tiny-base", "settings": settings, "train_ids": ds["id"]})
+    import shutil
+
+    shutil.rmtree(str(path) + ".work", ignore_errors=True)
+    return path
 
 
 def run_sft(model_path: str, ds, *, output_dir: str, lr: float, max_steps: int, target: str = "reasoning",

@@ -32,6 +32,13 @@ def test_notebook_produces_stored_metrics(executed):
     for m in ("mri", "ct", "x-ray", "all"):
         value = metrics[f"eval/accuracy/{m}"]
         assert 0.0 <= value <= 100.0 and not math.isnan(value)
+    # every metric of Zhu Appendix B is there, with a 95% interval around its value
+    for name in ("accuracy/all", "similarity", "perplexity", "thinking_reward", "thinking_length"):
+        value, low, high = (metrics[f"eval/{name}{s}"] for s in ("", "/low", "/high"))
+        if metrics[f"eval/{name}/n"]:
+            assert low <= value <= high, name
+    assert metrics["eval/thinking_reward/n"] + metrics["eval/thinking_reward/n_missing"] + \
+        metrics["eval/thinking_reward/n_unparseable"] + metrics["eval/thinking_reward/n_out_of_range"] == 12
     # 4 test items per modality in the smoke profile: every one has a record
     records = [json.loads(line) for line in (run / "records.jsonl").read_text().splitlines()]
     assert len(records) == 12 and {r["modality"] for r in records} == {"MRI", "CT", "X-ray"}

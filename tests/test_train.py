@@ -1,6 +1,8 @@
 """Trainers on the smoke profile's tiny model: SFT (full, LoRA), DPO, GRPO resume, reward wiring, bad rows."""
 
 import dataclasses
+import json
+from pathlib import Path
 
 import datasets
 import pytest
@@ -144,7 +146,7 @@ def test_supervised_arms_train_evaluate_and_cache(smoke_profile, method):
     assert not run.reused and 0.0 <= run.metrics["eval/accuracy/all"] <= 100.0
     assert len(run.records) == 12 and run.log_history  # every test item scored; the trainer's log kept
     again = sft_arm(smoke_profile, "05_sft_vs_rl", method, 0, method)
-    assert again.reused and again.metrics == run.metrics
+    assert again.reused and json.dumps(again.metrics, sort_keys=True) == json.dumps(run.metrics, sort_keys=True)
 
 
 def test_unknown_supervised_method(smoke_profile):
@@ -152,3 +154,22 @@ def test_unknown_supervised_method(smoke_profile):
 
     with pytest.raises(ValueError, match="kto"):
         sft_arm(smoke_profile, "05_sft_vs_rl", "kto", 0, "kto")
+
+
+def test_base_is_report_pretrained_and_instruct_builds_on_it(smoke_dirs):
+    from medrl_lib.config import load_profile
+    from medrl_lib.models import load_model
+    from medrl_lib.train import ensure_policy
+
+    cache, results = smoke_dirs
+    p = load_profile("smoke", overrides={"cache_dir": str(cache), "results_dir": str(results),
+                                         "model.base_steps": 2, "model.base_items": 16})
+    base, instruct = ensure_policy(p, "base"), ensure_policy(p, "instruct")
+    assert "tiny-base-" in base and "tiny-instruct-" in instruct
+    meta = json.loads((Path(instruct) / "medrl_tiny.json").read_text())
+    assert meta["settings"]["base"] == Path(base).name  # instruct is tuned from the pretrained base
+    random_init = load_model(str(Path(base).parent / json.loads((Path(base) / "medrl_tiny.json").read_text())
+                                 ["settings"]["init"]))[0].state_dict()
+    pretrained = load_model(base)[0].state_dict()
+    assert any(not torch.equal(random_init[k], pretrained[k]) for k in random_init)
+    assert ensure_policy(p, "base") == base  # cached: built once
