@@ -11,7 +11,7 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 export TOKENIZERS_PARALLELISM := false
 export MPLBACKEND := Agg
 
-.PHONY: setup book test test-fast clean-results lock help
+.PHONY: setup book test test-fast clean-results lock help chromium
 
 help:
 	@echo "make book   - install (once) and build the book on the cpu profile"
@@ -30,7 +30,13 @@ setup: $(STAMP)
 book: setup
 	$(VENV)/bin/medrl book --profile $(PROFILE)
 
-test: setup
+# The browser test needs Debian's chromium: installed here when missing (root), else that test is skipped.
+chromium:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && (apt-get install -y -q chromium >/dev/null 2>&1 || \
+	  (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1)) || \
+	  echo "chromium could not be installed: the browser test will be skipped"; }
+
+test: setup chromium
 	$(PY) -m pytest -q
 
 test-fast: setup

@@ -76,12 +76,13 @@ def cmd_book(args) -> int:
     if args.cache_dir:
         overrides["cache_dir"] = str(Path(args.cache_dir).resolve())
     notebooks = select_notebooks(args.only)
+    book_dir = Path(args.book_dir).resolve() if args.book_dir else BOOK
     t_all = time.time()
     for i, nb in enumerate(notebooks, 1):
         print(f"[{i}/{len(notebooks)}] {nb.stem} (profile {args.profile}) ...", flush=True)
         params = {"profile": args.profile, "overrides": overrides, "force": args.force}
         try:
-            seconds = execute(nb, BOOK / "chapters" / nb.name, params)
+            seconds = execute(nb, book_dir / "chapters" / nb.name, params)
         except NotebookFailed as exc:
             print(f"medrl: {exc}", file=sys.stderr)
             return 1
@@ -89,7 +90,7 @@ def cmd_book(args) -> int:
     if args.no_build:
         return 0
     try:
-        index = build_book()
+        index = build_book(book_dir=book_dir)
     except BookBuildFailed as exc:
         print(f"medrl: {exc}", file=sys.stderr)
         return 1
@@ -144,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--results-dir", help="results store (default: the profile's results_dir)")
     b.add_argument("--cache-dir", help="model cache (default: the profile's cache_dir)")
     b.add_argument("--no-build", action="store_true", help="execute the notebooks but do not build the book")
+    b.add_argument("--book-dir", help="book sources to execute into and build (default: book/)")
     b.set_defaults(func=cmd_book)
     m = sub.add_parser("models", help="build or find the start models of a profile")
     m.add_argument("--profile", default="cpu")

@@ -34,22 +34,177 @@ def smooth(df: pd.DataFrame, window: int) -> pd.DataFrame:
     return out
 
 
-def plot_rewards(runs: dict[str, Run], window: int = 5, keys: dict[str, str] | None = None):
-    """Reward components over training steps (smoothed), one panel per component."""
+def _as_lists(runs: dict) -> dict[str, list[Run]]:
+    return {k: (v if isinstance(v, (list, tuple)) else [v]) for k, v in runs.items()}
+
+
+def plot_rewards(runs: dict, window: int = 5, keys: dict[str, str] | None = None, labels: dict | None = None):
+    """Reward components over training steps (rolling mean; band = 95% CI over seeds), one panel each.
+
+    ``runs`` maps a name to a run or to the runs of its seeds."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
     keys = keys or REWARD_KEYS
-    df = smooth(training_frame(runs, list(keys)), window)
+    frames = []
+    for name, rs in _as_lists(runs).items():
+        for seed, run in enumerate(rs):
+            df = smooth(training_frame({f"{name}/{seed}": run}, list(keys)), window)
+            df["arm"] = (labels or {}).get(name, name)
+            frames.append(df)
+    df = pd.concat(frames) if frames else pd.DataFrame()
     if df.empty:
         raise ValueError("no training log in these runs: nothing to plot")
+    df = df[df["metric"].isin(keys)]
     df["component"] = df["metric"].map(keys)
-    grid = sns.relplot(data=df, x="step", y="value", hue="run", col="component", kind="line", height=3,
-                       aspect=1.2, facet_kws={"sharey": False})
+    grid = sns.relplot(data=df, x="step", y="value", hue="arm", col="component", kind="line", height=3,
+                       aspect=1.2, errorbar=("ci", 95), facet_kws={"sharey": False})
     grid.set_titles("{col_name}")
-    grid.set_axis_labels("GRPO step", f"mean reward (rolling {window})")
+    grid.set_axis_labels("training step", f"mean over completions (rolling {window})")
     plt.close(grid.figure)
     return grid.figure
+
+
+def per_seed_frame(runs: dict, labels: dict | None = None, metrics: Sequence[str] = ("accuracy/all",)) -> pd.DataFrame:
+    """One row per (arm, seed) with the runs' ``eval/<metric>`` values."""
+    rows = []
+    for name, rs in _as_lists(runs).items():
+        for seed, run in enumerate(rs):
+            rows.append({"arm": (labels or {}).get(name, name), "seed": seed,
+                         **{m: run.metrics.get(f"eval/{m}", float("nan")) for m in metrics}})
+    return pd.DataFrame(rows)
+
+
+def plot_accuracy(runs: dict, labels: dict | None = None, chance: float | None = None):
+    """Accuracy per arm: each seed as a dot, the mean with a 95% interval over seeds (bootstrap) as a bar."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    df = per_seed_frame(runs, labels)
+    fig, ax = plt.subplots(figsize=(1.2 + 1.1 * df["arm"].nunique(), 3.2))
+    sns.barplot(data=df, x="arm", y="accuracy/all", errorbar=("ci", 95), ax=ax, alpha=0.6, color="tab:blue")
+    sns.stripplot(data=df, x="arm", y="accuracy/all", ax=ax, color="black", size=4)
+    if chance is not None:
+        ax.axhline(chance, ls="--", color="grey", lw=1, label=f"random guess {chance:.1f}%")
+        ax.legend(loc="lower right", fontsize=8)
+    ax.set(xlabel="", ylabel="held-out accuracy (%)")
+    ax.tick_params(axis="x", rotation=20)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def plot_length_vs_accuracy(runs: dict, labels: dict | None = None):
+    """Reasoning length against accuracy, one dot per (arm, seed)."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    df = per_seed_frame(runs, labels, ("accuracy/all", "thinking_length"))
+    fig, ax = plt.subplots(figsize=(5, 3.4))
+    sns.scatterplot(data=df, x="thinking_length", y="accuracy/all", hue="arm", s=60, ax=ax)
+    ax.set(xlabel="mean reasoning length (tokens)", ylabel="held-out accuracy (%)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+#: Zhu Table 1's columns: our metric key -> column label.
+ZHU_COLUMNS = {"accuracy/all": "accuracy", "similarity": "similarity", "perplexity": "perplexity",
+               "thinking_reward": "thinking reward", "thinking_length": "thinking length"}
+
+
+def metrics_table(runs: dict, labels: dict | None = None, reference: dict | None = None,
+                  reference_rows: dict | None = None) -> pd.DataFrame:
+    """Zhu Table 1 layout: every metric as mean ± std over seeds, and the paper's figures in labelled columns."""
+    from .metrics import aggregate_seeds
+
+    rows = {}
+    for name, rs in _as_lists(runs).items():
+        row = {}
+        for key, col in ZHU_COLUMNS.items():
+            s = aggregate_seeds([r.metrics.get(f"eval/{key}", float("nan")) for r in rs])
+            row[col] = f"{s.mean:.2f}" if s.n < 2 else f"{s.mean:.2f} ± {s.std:.2f}"
+        row["seeds"] = len(rs)
+        rows[(labels or {}).get(name, name)] = row
+    df = pd.DataFrame(rows).T
+    df.columns = pd.MultiIndex.from_product([["ours: mean ± std over seeds"], df.columns])
+    if reference and reference_rows:
+        ref = pd.DataFrame({(labels or {}).get(ours, ours): reference.get(theirs, {})
+                            for ours, theirs in reference_rows.items() if ours in runs}).T
+        ref = ref.reindex(index=df.index, columns=["accuracy", "similarity", "perplexity", "thinking_reward",
+                                                   "thinking_length"])
+        ref.columns = pd.MultiIndex.from_product([["paper (reference)"], [c.replace("_", " ") for c in ref.columns]])
+        df = pd.concat([df, ref], axis=1)
+    return df
+
+
+def ood_heatmap(runs: dict, modalities: Sequence[str], labels: dict | None = None,
+                extra_rows: dict[str, dict[str, float]] | None = None):
+    """Accuracy (%) per arm (rows) and test modality (columns), mean over seeds."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    data = {}
+    for name, rs in _as_lists(runs).items():
+        data[(labels or {}).get(name, name)] = {
+            m: sum(r.metrics[f"eval/accuracy/{m.lower()}"] for r in rs) / len(rs) for m in modalities}
+    for name, vals in (extra_rows or {}).items():
+        data[name] = {m: vals[m] for m in modalities}
+    df = pd.DataFrame(data).T[list(modalities)]
+    fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(modalities), 0.9 + 0.5 * len(df)))
+    sns.heatmap(df, annot=True, fmt=".1f", cmap="viridis", vmin=0, vmax=100, ax=ax,
+                cbar_kws={"label": "accuracy (%)"})
+    ax.set(xlabel="test modality (trained on MRI)", ylabel="")
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def sample_grid(ds, per_modality: int = 4):
+    """A grid of example images, one row per modality, each titled with its question type and answer."""
+    import json
+
+    import matplotlib.pyplot as plt
+
+    mods = sorted(set(ds["modality"]))
+    fig, axes = plt.subplots(len(mods), per_modality, figsize=(2.1 * per_modality, 2.3 * len(mods)), squeeze=False)
+    for i, mod in enumerate(mods):
+        idx = [k for k, m in enumerate(ds["modality"]) if m == mod][:per_modality]
+        for j, k in enumerate(idx):
+            row = ds[k]
+            facts = json.loads(row["facts"])
+            ax = axes[i][j]
+            ax.imshow(row["image"], cmap="gray")
+            ax.set_title(f"{mod}: {facts.get('question_type', '')}\nanswer: {row['options'][ord(row['answer']) - 65]}",
+                         fontsize=8)
+            ax.axis("off")
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def balance_plot(ds):
+    """Option-count and answer-letter balance of a dataset, per modality."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    df = pd.DataFrame({"modality": ds["modality"], "options": [len(o) for o in ds["options"]],
+                       "answer": ds["answer"]})
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3))
+    sns.countplot(data=df, x="options", hue="modality", ax=axes[0])
+    axes[0].set(xlabel="number of options", ylabel="items")
+    sns.countplot(data=df.sort_values("answer"), x="answer", hue="modality", ax=axes[1])
+    axes[1].set(xlabel="gold letter", ylabel="items")
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def claims_table(rows: Sequence[dict]) -> pd.DataFrame:
+    """The scorecard: claim, the paper's figure, ours with its interval, and the computed verdict."""
+    cols = ["id", "claim", "paper", "ours", "difference [95% CI]", "verdict", "seeds", "items"]
+    return pd.DataFrame([{c: r[c] for c in cols} for r in rows]).set_index("id")
 
 
 def with_interval(metrics: dict, key: str, digits: int = 1) -> str:
@@ -106,3 +261,92 @@ def ood_summary(start: Run, trained: Sequence[Run], modalities: Sequence[str], t
     note = ("One seed gives no interval: differences of a few points are within item-sampling noise."
             if len(trained) < 2 else "")
     return "\n".join(lines + ([f"\n*{note}*"] if note else []))
+
+
+def training_keys(runs: dict) -> dict[str, str]:
+    """The reward components logged by these runs (``rewards/<name>/mean``), labelled, plus the total."""
+    found: dict[str, str] = {}
+    for rs in _as_lists(runs).values():
+        for run in rs:
+            for entry in run.log_history:
+                for k in entry:
+                    if k.startswith("rewards/") and k.endswith("/mean"):
+                        found[k] = k.split("/")[1].replace("_reward", "")
+    return {"reward": "total reward", **dict(sorted(found.items()))}
+
+
+def claims_summary(rows: Sequence[dict]) -> str:
+    """One sentence per verdict count, computed from the rows."""
+    counts = {v: sum(r["verdict"] == v for r in rows) for v in ("holds", "reversed", "inconclusive")}
+    seeds = sorted({r["seeds"] for r in rows})
+    text = (f"Of {len(rows)} claim{'s' if len(rows) != 1 else ''} tested here ({'/'.join(map(str, seeds))} seeds "
+            f"per arm): {counts['holds']} hold, {counts['reversed']} reversed, {counts['inconclusive']} inconclusive "
+            "(the 95% interval of the difference contains 0).")
+    shown = [r["id"] for r in rows if r["verdict"] == "holds"]
+    if shown:
+        text += f" Shown by the miniature: {', '.join(shown)}."
+    notshown = [r["id"] for r in rows if r["verdict"] != "holds"]
+    if notshown:
+        text += f" Not shown by the miniature: {', '.join(notshown)}."
+    return text
+
+
+def ood_table(runs: dict, modalities: Sequence[str], labels: dict | None = None, reference: dict | None = None,
+              reference_rows: dict | None = None, chance: dict | None = None) -> pd.DataFrame:
+    """MedVLM-R1 Table 1 layout: accuracy per modality and average, mean ± std over seeds, paper beside."""
+    from .metrics import aggregate_seeds
+
+    rows = {}
+    cols = [*modalities, "average"]
+    for name, rs in _as_lists(runs).items():
+        row = {}
+        for m in modalities:
+            s = aggregate_seeds([r.metrics[f"eval/accuracy/{m.lower()}"] for r in rs])
+            row[m] = f"{s.mean:.2f}" if s.n < 2 else f"{s.mean:.2f} ± {s.std:.2f}"
+        avg = aggregate_seeds([sum(r.metrics[f"eval/accuracy/{m.lower()}"] for m in modalities) / len(modalities)
+                               for r in rs])
+        row["average"] = f"{avg.mean:.2f}" if avg.n < 2 else f"{avg.mean:.2f} ± {avg.std:.2f}"
+        rows[(labels or {}).get(name, name)] = row
+    if chance:
+        rows["random guess"] = {**{m: f"{chance[m]:.2f}" for m in modalities},
+                                "average": f"{sum(chance[m] for m in modalities) / len(modalities):.2f}"}
+    df = pd.DataFrame(rows).T[cols]
+    df.columns = pd.MultiIndex.from_product([["ours: accuracy %"], df.columns])
+    if reference and reference_rows:
+        mapping = {(labels or {}).get(k, k): v for k, v in reference_rows.items()}
+        if chance:
+            mapping["random guess"] = "random guess"
+        ref = pd.DataFrame({ours: reference.get(theirs, {}) for ours, theirs in mapping.items()}).T
+        ref = ref.reindex(index=df.index, columns=cols)
+        ref.columns = pd.MultiIndex.from_product([["paper (reference)"], cols])
+        df = pd.concat([df, ref], axis=1)
+    return df
+
+
+def reproducibility_table(profile) -> pd.DataFrame:
+    """One row per stored run of the profile: commit, versions, seed, wall times, item counts."""
+    import json
+
+    from .config import resolve_path
+    from .results import load_run
+
+    root = resolve_path(profile.results_dir) / profile.name
+    rows = []
+    for path in sorted(root.glob("*/*/seed*")):
+        run = load_run(path)
+        if run is None:
+            continue
+        try:
+            prov = json.loads((path / "provenance.json").read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            prov = {}
+        versions = prov.get("versions", {})
+        rows.append({"experiment": path.parts[-3], "arm": path.parts[-2], "seed": int(path.name[4:]),
+                     "config key": run.metrics.get("config_key"),
+                     "train s": round(run.metrics.get("time/train_s", 0.0), 1),
+                     "eval s": round(run.metrics.get("time/eval_s", 0.0), 1),
+                     "test items": len(run.records), "commit": (prov.get("git_commit") or "")[:10],
+                     "torch": versions.get("torch"), "trl": versions.get("trl"),
+                     "transformers": versions.get("transformers"), "host": prov.get("platform", "")[:30],
+                     "cpus": prov.get("cpu_count")})
+    return pd.DataFrame(rows)

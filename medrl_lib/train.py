@@ -94,10 +94,21 @@ def build_reward_funcs(profile: Profile, tokenizer=None) -> list[Callable]:
 
 
 def reasoning_target(row: dict) -> str:
-    """The supervised target of the tiny 'instruct' stand-in: the report as reasoning, then the letter."""
+    """The supervised reasoning target (synthetic items): the image's report, the finding that answers the
+    question, then the letter. A documented choice: the chain states the answer's text before its letter, so the
+    letter is read off the options rather than guessed.
+
+    >>> row = {"facts": '{"modality": "CT", "question_type": "side", "n_lesions": 1, "lesions": [{"center": [0.3, 0.3], '
+    ...        '"radius": 0.05, "quadrant": "upper left", "side": "left", "size": "small"}]}',
+    ...        "options": ["right", "left"], "answer": "B"}
+    >>> reasoning_target(row)
+    '<think>CT image showing one hypodense lesion: a small lesion in the upper left. The answer is left.</think><answer>B</answer>'
+    """
     from .data.synthetic import describe
 
-    return f"<think>{describe(json.loads(row['facts']))}</think><answer>{row['answer']}</answer>"
+    answer_text = row["options"][ord(row["answer"]) - 65]
+    report = describe(json.loads(row["facts"]))
+    return f"<think>{report} The answer is {answer_text}.</think><answer>{row['answer']}</answer>"
 
 
 def with_prompts(ds, mode: str = "reasoning", target: str | None = None):

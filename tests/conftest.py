@@ -1,8 +1,12 @@
 """Shared fixtures: a session-wide smoke-profile model cache and results store in a temp folder."""
 
 import os
+import shutil
+from pathlib import Path
 
 import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
@@ -23,3 +27,16 @@ def smoke_profile(smoke_dirs):
 
     cache, results = smoke_dirs
     return load_profile("smoke", overrides={"cache_dir": str(cache), "results_dir": str(results)})
+
+
+@pytest.fixture(scope="session")
+def smoke_book(smoke_dirs, tmp_path_factory):
+    """The whole book built by ``medrl book --profile smoke`` into a copy of the book sources."""
+    from medrl_lib.cli import main
+
+    cache, results = smoke_dirs
+    book = tmp_path_factory.mktemp("book") / "book"
+    shutil.copytree(ROOT / "book", book, ignore=shutil.ignore_patterns("_build", "chapters"))
+    assert main(["book", "--profile", "smoke", "--results-dir", str(results), "--cache-dir", str(cache),
+                 "--book-dir", str(book)]) == 0
+    return book, results

@@ -1,0 +1,102 @@
+"""The study: every arm of the six experiments as profile overrides, run (or loaded) by one function.
+
+Zhu et al.'s experiments (E1-E5) train on all modalities (PMC-VQA is mixed); MedVLM-R1's (E6) trains on MRI
+only and tests on MRI, CT and X-ray. Arms are shared between notebooks: E1's instruct arm is the GRPO
+baseline of E2, E4 and E5, so it trains once and every notebook reads the same stored runs.
+
+>>> sorted(ARMS)[:3]
+['dpo', 'dr-grpo', 'grpo-base']
+>>> arm_overrides("dr-grpo")["grpo.loss_type"]
+'dr_grpo'
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .config import Profile, load_profile
+from .experiments import grpo_arm, make_splits, sft_arm, zero_shot_arm
+from .results import Run
+
+#: Zhu's data: all modalities in training (the profile's default trains on MRI only, as MedVLM-R1).
+ZHU_DATA: dict[str, Any] = {"data.train_modalities": ["MRI", "CT", "X-ray"]}
+
+_RULES = {"format_reward": 1.0, "accuracy_reward": 1.0}
+_SA = {**_RULES, "semantic_reward": 1.0}
+
+#: arm -> (trainer, results-store experiment, profile overrides)
+ARMS: dict[str, tuple[str, str, dict[str, Any]]] = {
+    "grpo-base": ("grpo", "zhu", {**ZHU_DATA, "model.init": "base"}),
+    "grpo-instruct": ("grpo", "zhu", {**ZHU_DATA}),
+    "grpo-sa": ("grpo", "zhu", {**ZHU_DATA, "grpo.reward_weights": _SA}),
+    "grpo-sa-ecr": ("grpo", "zhu", {**ZHU_DATA, "grpo.reward_weights": {**_SA, "ecr_reward": 1.0}}),
+    "grpo-sa-cwr": ("grpo", "zhu", {**ZHU_DATA, "grpo.reward_weights": {**_SA, "cwr_reward": 1.0}}),
+    "dr-grpo": ("grpo", "zhu", {**ZHU_DATA, "grpo.loss_type": "dr_grpo", "grpo.scale_rewards": "none"}),
+    "sft": ("sft", "zhu", {**ZHU_DATA}),
+    "lora": ("lora", "zhu", {**ZHU_DATA}),
+    "dpo": ("dpo", "zhu", {**ZHU_DATA}),
+    "ood-grpo": ("grpo", "ood", {}),
+    "ood-sft": ("sft", "ood", {}),
+}
+
+#: Readable labels of the arms, for tables and figures.
+LABELS = {
+    "grpo-base": "base + GRPO", "grpo-instruct": "instruct + GRPO", "grpo-sa": "+SA", "grpo-sa-ecr": "+SA+ECR",
+    "grpo-sa-cwr": "+SA+CWR", "dr-grpo": "Dr.GRPO", "sft": "full SFT", "lora": "LoRA", "dpo": "DPO",
+    "ood-grpo": "GRPO (MRI)", "ood-sft": "SFT (MRI)",
+}
+
+#: Our arm -> the row of Zhu's Table 1 it reproduces.
+ZHU_ROWS = {"grpo-base": "base + GRPO", "grpo-instruct": "instruct + GRPO", "grpo-sa": "+SA",
+            "grpo-sa-ecr": "+SA+ECR", "grpo-sa-cwr": "+SA+CWR", "dr-grpo": "Dr.GRPO", "sft": "full SFT",
+            "lora": "LoRA", "dpo": "DPO", "zero-shot": "Qwen2-VL-2B-Instruct zero-shot"}
+
+
+def arm_overrides(arm: str) -> dict[str, Any]:
+    """The profile overrides that define ``arm``."""
+    if arm not in ARMS:
+        raise ValueError(f"unknown arm {arm!r}; arms: {', '.join(ARMS)}")
+    return dict(ARMS[arm][2])
+
+
+def arm_profile(profile: str, arm: str, overrides: dict | None = None) -> Profile:
+    """The resolved profile of ``arm``: the named profile, the arm's overrides, then the caller's."""
+    return load_profile(profile, {**arm_overrides(arm), **(overrides or {})})
+
+
+def run_arm(profile: str, arm: str, seed: int, overrides: dict | None = None, force: bool = False) -> Run:
+    """Train and evaluate ``arm`` with ``seed`` (or load it from the results store)."""
+    trainer, experiment, _ = ARMS[arm] if arm in ARMS else (None, None, None)
+    p = arm_profile(profile, arm, overrides)
+    if trainer == "grpo":
+        return grpo_arm(p, experiment, arm, seed, force=force)
+    return sft_arm(p, experiment, arm, seed, trainer, force=force)
+
+
+def run_arms(profile: str, arms: list[str], seeds: list[int], overrides: dict | None = None,
+             force: bool = False) -> dict[str, list[Run]]:
+    """``{arm: [run per seed]}``, printing one line per run (trained or loaded)."""
+    out: dict[str, list[Run]] = {}
+    for arm in arms:
+        out[arm] = []
+        for seed in seeds:
+            run = run_arm(profile, arm, seed, overrides, force)
+            how = "loaded" if run.reused else f"trained in {run.metrics.get('time/wall_s', 0):.0f} s"
+            print(f"{LABELS.get(arm, arm)} seed {seed}: {how}, accuracy {run.metrics['eval/accuracy/all']:.1f}%",
+                  flush=True)
+            out[arm].append(run)
+    return out
+
+
+def zero_shot(profile: str, which: str = "instruct", experiment: str = "zhu", overrides: dict | None = None,
+              force: bool = False) -> Run:
+    """The start model ``which`` evaluated without training, on ``experiment``'s test items."""
+    extra = ZHU_DATA if experiment == "zhu" else {}
+    p = load_profile(profile, {**extra, **(overrides or {})})
+    return zero_shot_arm(p, experiment, f"{which}-zero-shot", which, force=force)
+
+
+def test_split(profile: str, experiment: str = "zhu", overrides: dict | None = None):
+    """The test items of ``experiment`` (the same for every arm of it)."""
+    extra = ZHU_DATA if experiment == "zhu" else {}
+    return make_splits(load_profile(profile, {**extra, **(overrides or {})}))[1]

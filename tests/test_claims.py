@@ -1,0 +1,72 @@
+"""The claims scorecard: intervals and verdicts computed from per-item records."""
+
+import numpy as np
+import pytest
+
+from medrl_lib.claims import CLAIMS, Claim, difference_interval, evaluate_claim, item_values, verdict
+from medrl_lib.results import Run
+
+
+def _run(correct, tokens=None, modality="MRI"):
+    tokens = tokens or [10] * len(correct)
+    recs = [{"id": f"i{k}", "modality": modality, "correct": c, "reasoning_tokens": t}
+            for k, (c, t) in enumerate(zip(correct, tokens))]
+    return Run(path=None, config={}, metrics={}, records=recs)
+
+
+@pytest.mark.parametrize("low, high, direction, expected", [
+    pytest.param(1.0, 5.0, +1, "holds", id="above-zero"),  # a > b as claimed
+    pytest.param(-5.0, -1.0, +1, "reversed", id="below-zero"),  # b > a: the opposite of the claim
+    pytest.param(-1.0, 5.0, +1, "inconclusive", id="straddles"),  # interval contains 0
+    pytest.param(-5.0, -1.0, -1, "holds", id="claimed-decrease"),  # claim expects a < b, and it is
+    pytest.param(0.0, 3.0, +1, "inconclusive", id="touches-zero"),  # an endpoint at 0 is not a difference
+])
+def test_verdict(low, high, direction, expected):
+    assert verdict(low, high, direction) == expected
+
+
+def test_interval_of_a_sure_difference_excludes_zero_and_is_centred():
+    a = np.array([[100.0] * 60 + [0.0] * 40] * 3)
+    b = np.array([[100.0] * 30 + [0.0] * 70] * 3)
+    diff, low, high = difference_interval(a, b, n_boot=500, seed=1)
+    assert diff == pytest.approx(30.0) and 0 < low < 30 < high
+
+
+def test_identical_arms_give_zero_width_interval():
+    a = np.random.default_rng(0).integers(0, 2, size=(3, 50)).astype(float)
+    assert difference_interval(a, a.copy(), n_boot=200) == (0.0, 0.0, 0.0)
+
+
+def test_seed_spread_widens_the_interval():
+    items = 200
+    steady = np.array([[100.0] * 110 + [0.0] * 90] * 3)
+    noisy = np.array([[100.0] * 70 + [0.0] * 130, [100.0] * 150 + [0.0] * 50, [100.0] * 110 + [0.0] * 90])
+    base = np.zeros((3, items))
+    w_steady = np.subtract(*difference_interval(steady, base, n_boot=1000)[2:0:-1])
+    w_noisy = np.subtract(*difference_interval(noisy, base, n_boot=1000)[2:0:-1])
+    assert w_noisy > w_steady
+
+
+def test_evaluate_claim_uses_only_the_claims_modalities():
+    claim = Claim("X", "a beats b out of domain", "e", "a", "b", "accuracy", +1, "ref", ("CT",))
+    a = [_run([True] * 20, modality="CT")]
+    b = [_run([False] * 20, modality="CT")]
+    row = evaluate_claim(claim, a, b, n_boot=200)
+    assert row["verdict"] == "holds" and row["items"] == 20 and row["diff"] == 100.0
+    mri_only = [_run([True] * 20, modality="MRI")]
+    with pytest.raises(ValueError, match="share no test items"):
+        evaluate_claim(claim, mri_only, mri_only, n_boot=10)
+
+
+def test_item_values_and_bad_quantity():
+    run = _run([True, False], tokens=[5, 7])
+    assert item_values(run.records, "accuracy") == {"i0": 100.0, "i1": 0.0}
+    assert item_values(run.records, "thinking_length") == {"i0": 5.0, "i1": 7.0}
+    with pytest.raises(ValueError, match="perplexity"):
+        item_values(run.records, "perplexity")
+
+
+def test_every_claim_names_a_known_experiment_and_direction():
+    assert {c.experiment for c in CLAIMS} == {"01_initialization", "02_semantic_alignment", "03_length_rewards",
+                                              "04_dr_grpo", "05_sft_vs_rl", "06_ood_generalization"}
+    assert all(c.direction in (-1, 1) and c.a != c.b for c in CLAIMS)
