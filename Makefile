@@ -25,7 +25,15 @@ $(STAMP): requirements/lock.txt pyproject.toml
 	$(PY) -m pip install -q -c requirements/lock.txt -e ".[book,dev,distributed]"
 	@touch $@
 
-setup: $(STAMP)
+# MathJax 3 from the npm registry, served from the book itself so that math renders offline.
+MATHJAX := book/_static/mathjax/tex-chtml.js
+$(MATHJAX):
+	@tmp=$$(mktemp -d) && (cd $$tmp && npm pack -q mathjax@3.2.2 >/dev/null 2>&1 && tar xzf mathjax-3.2.2.tgz) && \
+	  mkdir -p book/_static/mathjax/output/chtml/fonts && cp $$tmp/package/es5/tex-chtml.js book/_static/mathjax/ && \
+	  cp -r $$tmp/package/es5/output/chtml/fonts/woff-v2 book/_static/mathjax/output/chtml/fonts/ && rm -rf $$tmp || \
+	  { rm -rf $$tmp; echo "MathJax could not be fetched from the npm registry: math will not render offline"; }
+
+setup: $(STAMP) $(MATHJAX)
 
 book: setup
 	$(VENV)/bin/medrl book --profile $(PROFILE)

@@ -41,6 +41,26 @@ def select_notebooks(only: list[str] | None) -> list[Path]:
     return [stems[o] for o in only]
 
 
+class _ProgressLines:
+    """A file-like sink for the kernel's stdout that passes on only progress lines (runs and training steps)."""
+
+    PREFIXES = ("[grpo]", "[sft]", "[lora]", "[dpo]", "launch:")
+
+    def __init__(self, log):
+        self.log, self.buffer = log, ""
+
+    def write(self, text: str) -> int:
+        self.buffer += text
+        *lines, self.buffer = self.buffer.split("\n")
+        for line in lines:
+            if line.startswith(self.PREFIXES) or " seed " in line and ("trained" in line or "loaded" in line):
+                self.log(f"      {line}")
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
 def execute(nb: Path, out: Path, parameters: dict, log=print) -> float:
     """Run ``nb`` with papermill into ``out``; raise NotebookFailed naming the cell on error. Returns seconds."""
     import papermill as pm
@@ -49,7 +69,8 @@ def execute(nb: Path, out: Path, parameters: dict, log=print) -> float:
     t0 = time.time()
     try:
         pm.execute_notebook(str(nb), str(out), parameters=parameters, cwd=str(NOTEBOOKS), kernel_name="python3",
-                            progress_bar=False, log_output=False, request_save_on_cell_execute=True)
+                            progress_bar=False, log_output=True, stdout_file=_ProgressLines(log),
+                            request_save_on_cell_execute=True)
     except pm.PapermillExecutionError as exc:
         raise NotebookFailed(f"{nb.name}: cell {exc.exec_count} (index {exc.cell_index}) failed: {exc.ename}: "
                              f"{exc.evalue}\n  partially executed copy kept at {out}") from None

@@ -14,11 +14,32 @@ from .config import Profile, resolve_path
 from .results import Run, cached_run, run_dir
 
 
+#: Zhu et al.'s PMC-VQA test subset size (their 10K train / 7K test; the train size is ``data.train_size``).
+ZHU_TEST_SIZE = 7_000
+
+
 def make_splits(profile: Profile):
-    """(train, test) in the common schema: train on ``data.train_modalities``, test per modality, disjoint ids."""
+    """(train, test) in the common schema, with disjoint ids.
+
+    * ``synthetic``: train on ``data.train_modalities``, ``data.test_per_modality`` test items per modality;
+    * ``pmc-vqa``: Zhu's subset: ``data.train_size`` training and :data:`ZHU_TEST_SIZE` test items drawn with
+      ``data.seed`` from PMC-VQA (``data.path``: a local folder, archive or CSV; empty: the hub);
+    * ``huatuo-eval``: MedVLM-R1's split of the HuatuoGPT-Vision evaluation data: ``data.train_size`` MRI
+      training items disjoint from ``data.test_per_modality`` MRI, CT and X-ray test items.
+    """
     d = profile.data
-    if d.source != "synthetic":
-        raise NotImplementedError(f"data.source={d.source!r}: the real-data loaders arrive with the paper profile")
+    if d.source == "pmc-vqa":
+        from .data.pmc_vqa import load_pmc_vqa
+        from .data.splits import zhu_split
+
+        ds = load_pmc_vqa(d.path or "xmcmic/PMC-VQA")
+        return zhu_split(ds, n_train=d.train_size, n_test=ZHU_TEST_SIZE, seed=d.seed)
+    if d.source == "huatuo-eval":
+        from .data.huatuo import load_huatuo_eval
+        from .data.splits import medvlm_r1_split
+
+        ds = load_huatuo_eval(d.path or "FreedomIntelligence/Medical_Multimodal_Evaluation_Data")
+        return medvlm_r1_split(ds, n_train_mri=d.train_size, n_test_per_modality=d.test_per_modality, seed=d.seed)
     from .data.synthetic import SyntheticConfig, generate
 
     common = dict(image_size=d.image_size, min_options=d.min_options, max_options=d.max_options)

@@ -59,9 +59,25 @@ def arm_overrides(arm: str) -> dict[str, Any]:
     return dict(ARMS[arm][2])
 
 
+#: MedVLM-R1's data on profiles with real data (the synthetic profiles keep their MRI-only training split).
+MEDVLM_R1_DATA: dict[str, Any] = {"data.source": "huatuo-eval", "data.train_size": 600, "data.test_per_modality": 300}
+
+
+def experiment_data(profile: str, experiment: str, overrides: dict | None = None) -> dict[str, Any]:
+    """Data overrides of ``experiment`` ('zhu' or 'ood') for ``profile``: on synthetic data Zhu's experiments
+    train on every modality; on real data E6 reads the HuatuoGPT-Vision evaluation data (MedVLM-R1)."""
+    synthetic = load_profile(profile, overrides).data.source == "synthetic"
+    if experiment == "zhu":
+        return dict(ZHU_DATA) if synthetic else {}
+    return {} if synthetic else dict(MEDVLM_R1_DATA)
+
+
 def arm_profile(profile: str, arm: str, overrides: dict | None = None) -> Profile:
-    """The resolved profile of ``arm``: the named profile, the arm's overrides, then the caller's."""
-    return load_profile(profile, {**arm_overrides(arm), **(overrides or {})})
+    """The resolved profile of ``arm``: the named profile, the experiment's data, the arm's overrides, then the
+    caller's."""
+    experiment = ARMS[arm][1] if arm in ARMS else "zhu"
+    arm_only = {k: v for k, v in arm_overrides(arm).items() if k not in ZHU_DATA}
+    return load_profile(profile, {**experiment_data(profile, experiment, overrides), **arm_only, **(overrides or {})})
 
 
 def run_arm(profile: str, arm: str, seed: int, overrides: dict | None = None, force: bool = False) -> Run:
@@ -91,12 +107,10 @@ def run_arms(profile: str, arms: list[str], seeds: list[int], overrides: dict | 
 def zero_shot(profile: str, which: str = "instruct", experiment: str = "zhu", overrides: dict | None = None,
               force: bool = False) -> Run:
     """The start model ``which`` evaluated without training, on ``experiment``'s test items."""
-    extra = ZHU_DATA if experiment == "zhu" else {}
-    p = load_profile(profile, {**extra, **(overrides or {})})
+    p = load_profile(profile, {**experiment_data(profile, experiment, overrides), **(overrides or {})})
     return zero_shot_arm(p, experiment, f"{which}-zero-shot", which, force=force)
 
 
 def test_split(profile: str, experiment: str = "zhu", overrides: dict | None = None):
     """The test items of ``experiment`` (the same for every arm of it)."""
-    extra = ZHU_DATA if experiment == "zhu" else {}
-    return make_splits(load_profile(profile, {**extra, **(overrides or {})}))[1]
+    return make_splits(load_profile(profile, {**experiment_data(profile, experiment, overrides), **(overrides or {})}))[1]

@@ -86,3 +86,13 @@ def test_summary_page_shows_tables_and_a_screenshot_is_kept(server, tmp_path):
     shot.unlink(missing_ok=True)
     _chromium(tmp_path, "--window-size=1300,3000", f"--screenshot={shot}", url)
     assert shot.exists() and shot.stat().st_size > 20_000
+
+
+def test_math_renders_offline(server, tmp_path):
+    base, html = server
+    if not (html / "_static" / "mathjax" / "tex-chtml.js").exists():
+        pytest.skip("MathJax was not fetched (make setup fetches it from the npm registry)")
+    page = (html / "methods.html").read_text()
+    assert "cdn.jsdelivr.net" not in page  # the local copy, not a CDN
+    dom = _chromium(tmp_path, "--dump-dom", urljoin(base, "methods.html"))
+    assert "mjx-container" in dom  # MathJax ran and typeset the formulas

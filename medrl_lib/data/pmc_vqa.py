@@ -1,0 +1,476 @@
+"""PMC-VQA (Zhang et al. 2023) in the common schema (:mod:`medrl_lib.data.schema`).
+
+The data as published on the Hugging Face hub (``xmcmic/PMC-VQA``, mirror ``RadGenome/PMC-VQA``): CSV files
+``train.csv``, ``test.csv`` and ``test_clean.csv`` with their images in ``images.zip``, and the v2 files
+``train_2.csv`` and ``test_2.csv`` with theirs in ``images_2.zip``. The columns are
+``Figure_path, Question, Answer, Choice A, Choice B, Choice C, Choice D, Answer_label``; further columns are
+ignored. How :func:`load_pmc_vqa` maps a CSV row to a row of the common schema:
+
+- ``id``: ``f"pmc-{csv stem}-{row index:06d}"``, the 0-based index of the record in the CSV (header not
+  counted), so ids are stable whatever rows are dropped or selected later;
+- ``question``: ``Question``, stripped;
+- ``options``: ``Choice A`` .. ``Choice D`` without their letter prefix (``"A:Diffuse uptake pattern"``,
+  ``" A: text"``, ``"A : text"`` all give the text after the colon). Empty choices (``""`` or the text ``nan``,
+  as pandas writes a missing value) are dropped and the remaining choices are lettered anew, so a row with
+  choices A, C, D non-empty has the options A, B, C;
+- ``answer``: the letter of the gold choice among the kept options. The gold choice is the one named by
+  ``Answer_label`` (whitespace stripped); where ``Answer_label`` is missing (no such column, or an empty
+  value) it is the one choice whose text equals the answer text (column ``Answer``, spelt ``Anwser`` in the
+  old files; both spellings are accepted), compared without letter prefix, case and surrounding whitespace.
+  Where both are present, ``Answer_label`` wins and the answer text is not checked against it;
+- ``modality``: PMC-VQA has no modality column, so it is inferred by :func:`infer_modality` from the question
+  and the gold option text; see ``unknown_modality`` of :func:`load_pmc_vqa` for the rows it cannot place;
+- ``image``: the bytes of the file ``Figure_path``, from the image archive or an extracted image folder
+  (see :class:`ImageStore` for how member names are matched);
+- ``source``: ``"pmc-vqa"``; ``facts``: ``"{}"``.
+
+Errors are :class:`~medrl_lib.data.schema.DataError` naming the file, the row id and the field: a required
+column missing from the header (the message lists the missing columns), a row with fewer than two non-empty
+choices (field ``'options'``), a row whose gold choice is empty or
+not among the choices (field ``'answer'``), a row whose image is not found (field ``'image'``).
+
+:class:`ImageStore`, :class:`Record` and :func:`records_to_dataset` are shared with
+:mod:`medrl_lib.data.huatuo`.
+"""
+
+from __future__ import annotations
+
+import csv as csvlib
+import json
+import os
+import re
+import warnings
+import zipfile
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import datasets
+from huggingface_hub import hf_hub_download
+
+from medrl_lib.data.schema import FEATURES, MIN_OPTIONS, MODALITIES, DataError, letter_of
+
+HUB_ID = "xmcmic/PMC-VQA"
+"""The hub dataset that holds PMC-VQA."""
+
+SOURCE = "pmc-vqa"
+"""The ``source`` column of every row."""
+
+IMAGE_ARCHIVES: dict[str, str] = {
+    "train.csv": "images.zip",
+    "test.csv": "images.zip",
+    "test_clean.csv": "images.zip",
+    "train_2.csv": "images_2.zip",
+    "test_2.csv": "images_2.zip",
+}
+"""The image archive of each published CSV file."""
+
+CHOICE_COLUMNS: tuple[str, ...] = ("Choice A", "Choice B", "Choice C", "Choice D")
+"""The choice columns, in letter order."""
+
+ANSWER_TEXT_COLUMNS: tuple[str, ...] = ("Answer", "Anwser")
+"""The answer-text column, in the spelling of the v2 files and in that of the old files."""
+
+UNKNOWN_MODALITY = "drop"
+"""The default of ``unknown_modality`` in :func:`load_pmc_vqa`: drop the rows no modality is inferred for."""
+
+MODALITY_KEYWORDS: dict[str, tuple[str, ...]] = {
+    "MRI": (r"MRIs?", r"magnetic resonance", r"T1(?:W|WI)?", r"T2(?:W|WI)?", r"FLAIR"),
+    "CT": (r"CT", r"computed tomograph\w*"),
+    "X-ray": (r"x[- ]?rays?", r"radiograph\w*"),
+}
+"""Regular expressions of the keywords of each modality, matched case-insensitively as whole words."""
+
+_MODALITY_PATTERNS: dict[str, re.Pattern[str]] = {
+    modality: re.compile(r"\b(?:" + "|".join(words) + r")\b", re.IGNORECASE)
+    for modality, words in MODALITY_KEYWORDS.items()
+}
+_EMPTY_TEXTS = frozenset({"", "nan"})
+_CHUNK_ROWS = 1024  # rows whose image bytes are held in memory at once while the dataset is built
+
+
+def infer_modality(text: str) -> str | None:
+    """Infer the imaging modality named in ``text``, or ``None`` where it names none or several.
+
+    The rule: the keywords of :data:`MODALITY_KEYWORDS`, matched case-insensitively as whole words, so that
+    "CT" does not match inside "ACTIVE" nor "SPECT", and "T1" does not match "T12":
+
+    - MRI: "MRI", "magnetic resonance", "T1", "T2" (also "T1W", "T1WI", "T2W", "T2WI"), "FLAIR";
+    - CT: "CT" (also in "PET/CT", "CT-guided"), "computed tomography" / "computed tomographic";
+    - X-ray: "X-ray" ("x ray", "xray", "X-rays"), "radiograph" ("radiography", "radiographic").
+
+    Text whose keywords point to more than one modality ("CT and MRI of the brain") is ambiguous and gives
+    ``None``, as does text without any keyword. Known limit: "T1"/"T2" also name thoracic vertebrae, so
+    "the T1 vertebra on CT" is ambiguous and "a fracture of T2" is taken for MRI.
+
+    >>> infer_modality("Axial T2-weighted image of the brain"), infer_modality("contrast-enhanced CT scan")
+    ('MRI', 'CT')
+    >>> infer_modality("What does the chest radiograph show?"), infer_modality("ACTIVE infection")
+    ('X-ray', None)
+    >>> print(infer_modality("CT and MRI of the brain"))
+    None
+    """
+    found = [modality for modality, pattern in _MODALITY_PATTERNS.items() if pattern.search(text)]
+    return found[0] if len(found) == 1 else None
+
+
+def image_archive_name(csv_name: str) -> str:
+    """Return the name of the image archive of the CSV file ``csv_name`` (a file name, not a path).
+
+    The published files are looked up in :data:`IMAGE_ARCHIVES`; any other name whose stem ends in ``_2``
+    goes with ``images_2.zip``, and the rest with ``images.zip``.
+
+    >>> image_archive_name("train_2.csv"), image_archive_name("test_clean.csv"), image_archive_name("mine_2.csv")
+    ('images_2.zip', 'images.zip', 'images_2.zip')
+    """
+    if csv_name in IMAGE_ARCHIVES:
+        return IMAGE_ARCHIVES[csv_name]
+    return "images_2.zip" if Path(csv_name).stem.endswith("_2") else "images.zip"
+
+
+def looks_like_hub_id(source: str) -> bool:
+    """Whether ``source`` has the form of a hub id ``owner/name`` (checked only once no local path matched).
+
+    >>> looks_like_hub_id("xmcmic/PMC-VQA"), looks_like_hub_id("/data/pmc"), looks_like_hub_id("a/b/c")
+    (True, False, False)
+    """
+    return re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", source) is not None
+
+
+def strip_choice_prefix(text: str, letters: str = "ABCD") -> str:
+    """Strip surrounding whitespace and a leading option-letter prefix (one of ``letters`` and a colon).
+
+    >>> strip_choice_prefix("A:Diffuse uptake pattern"), strip_choice_prefix(" B: Focal lesion ")
+    ('Diffuse uptake pattern', 'Focal lesion')
+    >>> strip_choice_prefix("C : x"), strip_choice_prefix("A:")
+    ('x', '')
+    >>> strip_choice_prefix("T1: hyperintense"), strip_choice_prefix("B:text", letters="A")
+    ('T1: hyperintense', 'B:text')
+    """
+    return re.sub(rf"^\s*[{letters}]\s*:\s*", "", text).strip()
+
+
+@dataclass
+class Record:
+    """One parsed row of a source file, before its image is read."""
+
+    id: str
+    """the row id of the common schema"""
+    row: int
+    """the 0-based index of the row in its source file"""
+    question: str
+    """the question text"""
+    options: list[str]
+    """the option texts, in letter order"""
+    answer: str
+    """the gold letter"""
+    modality: str
+    """one of :data:`~medrl_lib.data.schema.MODALITIES`"""
+    source: str
+    """the ``source`` column"""
+    image: str
+    """the image's file name as the source file gives it"""
+
+
+class ImageStore:
+    """Image files by name, read from a zip archive or a folder (or nothing, where ``location`` is ``None``).
+
+    A name (``Figure_path`` of PMC-VQA, an ``image`` path of the HuatuoGPT-Vision data) is looked up as given,
+    then under the prefixes ``images/``, ``figures/``, ``images_2/`` and ``<archive stem>/``, then without
+    its first folder (``images/x.png`` as ``x.png``), and last by its base name alone where exactly one file
+    has that base name. Names with a ``..`` component are never looked up.
+    """
+
+    def __init__(self, location: str | os.PathLike[str] | None) -> None:
+        """Open the archive or folder at ``location``."""
+        self.location = Path(location) if location is not None else None
+        self._zip: zipfile.ZipFile | None = None
+        self._names: set[str] = set()
+        self._by_base: dict[str, str | None] | None = None
+        if self.location is None:
+            return
+        if self.location.is_dir():
+            return
+        if not self.location.is_file():
+            raise FileNotFoundError(f"image archive or folder {str(self.location)!r} does not exist")
+        if not zipfile.is_zipfile(self.location):
+            raise DataError(f"{self.location.name}: not a zip archive (expected the image archive or a folder)")
+        self._zip = zipfile.ZipFile(self.location)
+        self._names = {name for name in self._zip.namelist() if not name.endswith("/")}
+
+    def __enter__(self) -> ImageStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the archive, if one is open."""
+        if self._zip is not None:
+            self._zip.close()
+            self._zip = None
+
+    def describe(self) -> str:
+        """Say where images are looked up, for error messages."""
+        if self.location is None:
+            return "no image archive or folder"
+        kind = "archive" if self._zip is not None else "folder"
+        return f"image {kind} {str(self.location)!r}"
+
+    def read(self, name: str) -> bytes | None:
+        """Return the bytes of the image ``name``, or ``None`` where it is not found."""
+        found = self.find(name)
+        if found is None:
+            return None
+        if self._zip is not None:
+            return self._zip.read(found)
+        assert self.location is not None
+        return (self.location / found).read_bytes()
+
+    def find(self, name: str) -> str | None:
+        """Return the member name (or path relative to the folder) that holds the image ``name``, if any."""
+        if self.location is None:
+            return None
+        clean = name.replace("\\", "/").strip()
+        while clean.startswith("./"):
+            clean = clean[2:]
+        clean = clean.lstrip("/")
+        parts = clean.split("/")
+        if not clean or ".." in parts:
+            return None
+        stem = self.location.stem
+        candidates = [clean] + [f"{p}/{clean}" for p in ("images", "figures", "images_2", stem)]
+        if len(parts) > 1:
+            candidates.append("/".join(parts[1:]))
+        for candidate in candidates:
+            if self._exists(candidate):
+                return candidate
+        return self._base_index().get(parts[-1])
+
+    def _exists(self, name: str) -> bool:
+        if self._zip is not None:
+            return name in self._names
+        assert self.location is not None
+        return (self.location / name).is_file()
+
+    def _base_index(self) -> dict[str, str | None]:
+        """Map each base name to its only file (``None`` where several files share it); built on first use."""
+        if self._by_base is None:
+            index: dict[str, str | None] = {}
+            for name in self._all_names():
+                base = name.rsplit("/", 1)[-1]
+                index[base] = None if base in index else name
+            self._by_base = index
+        return self._by_base
+
+    def _all_names(self) -> Iterator[str]:
+        if self._zip is not None:
+            yield from self._names
+            return
+        assert self.location is not None
+        for folder, _, files in os.walk(self.location):
+            rel = Path(folder).relative_to(self.location).as_posix()
+            for f in files:
+                yield f if rel == "." else f"{rel}/{f}"
+
+
+def records_to_dataset(
+    records: Sequence[Record], store: ImageStore, file_name: str, summary: dict[str, Any]
+) -> datasets.Dataset:
+    """Read the image of every record from ``store`` and build a dataset with :data:`FEATURES`.
+
+    Images are read :data:`_CHUNK_ROWS` rows at a time and turned into Arrow data chunk by chunk, so the
+    bytes are not held twice. A missing image raises :class:`DataError` naming ``file_name``, the row id and
+    the field ``'image'``. ``summary`` is stored as JSON in ``info.description`` of the result.
+    """
+    parts: list[datasets.Dataset] = []
+    for start in range(0, max(len(records), 1), _CHUNK_ROWS):
+        chunk = records[start : start + _CHUNK_ROWS]
+        columns: dict[str, list[Any]] = {name: [] for name in FEATURES}
+        for r in chunk:
+            data = store.read(r.image)
+            if data is None:
+                raise DataError(
+                    f"{file_name}: row id={r.id!r} (row {r.row}): field 'image': {r.image!r} not found in"
+                    f" {store.describe()}"
+                )
+            columns["id"].append(r.id)
+            columns["image"].append({"bytes": data, "path": None})
+            columns["question"].append(r.question)
+            columns["options"].append(r.options)
+            columns["answer"].append(r.answer)
+            columns["modality"].append(r.modality)
+            columns["source"].append(r.source)
+            columns["facts"].append("{}")
+        parts.append(datasets.Dataset.from_dict(columns, features=FEATURES))
+    ds = parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
+    ds.info.description = json.dumps(summary, sort_keys=True)
+    return ds
+
+
+def load_pmc_vqa(
+    source: str = HUB_ID,
+    *,
+    csv: str = "train_2.csv",
+    images: str | None = None,
+    limit: int | None = None,
+    unknown_modality: str = UNKNOWN_MODALITY,
+) -> datasets.Dataset:
+    """Load one PMC-VQA CSV file and its images as a dataset with :data:`~medrl_lib.data.schema.FEATURES`.
+
+    ``source`` is one of:
+
+    - a local path to the CSV file itself (``csv`` is then ignored);
+    - a local folder holding the CSV file ``csv`` and its images: the archive :func:`image_archive_name`
+      names, or else a folder of that archive's stem (``images_2/``), ``images/`` or ``figures/``, or else the
+      folder itself;
+    - a hub dataset id (default ``xmcmic/PMC-VQA``): ``csv`` and its image archive are downloaded with
+      :func:`huggingface_hub.hf_hub_download` (into the hub cache; offline, from the cache).
+
+    A local path wins over a hub id of the same spelling. ``images`` (a zip archive or a folder) replaces the
+    images found from ``source``. ``limit`` reads only the first ``limit`` rows of the CSV (before any row is
+    dropped).
+
+    ``unknown_modality`` says what happens to a row for which :func:`infer_modality` finds no modality (or
+    several) in its question and gold option text: ``"drop"`` (the default) drops it, and a modality name
+    (``"MRI"``, ``"CT"``, ``"X-ray"``) keeps it with that modality. The choices and the gold letter of every
+    row read are checked (the gold option text is needed to infer the modality); the image of a dropped row
+    is neither looked up nor read. Their number is reported by a :class:`UserWarning` and, with the other
+    counts, in the JSON summary in ``info.description`` of the result (keys ``file``, ``rows_read``,
+    ``rows_kept``, ``dropped_unknown_modality``, ``unknown_modality``). Zhu et al. use the whole PMC-VQA, most
+    of whose figures are not MRI, CT or X-ray; with ``"drop"`` every kept row has a recognised modality, so
+    the per-modality accuracies are over recognised rows only and the subset differs from Zhu's pool.
+    """
+    if unknown_modality != UNKNOWN_MODALITY and unknown_modality not in MODALITIES:
+        raise ValueError(f"unknown_modality must be 'drop' or one of {MODALITIES}, got {unknown_modality!r}")
+    if limit is not None and limit < 0:
+        raise ValueError(f"limit must be non-negative, got {limit}")
+    csv_path, image_location = _resolve(source, csv, images)
+    records, n_read, n_dropped = _parse_csv(csv_path, limit, unknown_modality)
+    if n_dropped:
+        warnings.warn(
+            f"{csv_path.name}: dropped {n_dropped} of {n_read} rows with no recognised modality"
+            f" (unknown_modality={unknown_modality!r})",
+            stacklevel=2,
+        )
+    summary = {
+        "file": csv_path.name,
+        "rows_read": n_read,
+        "rows_kept": len(records),
+        "dropped_unknown_modality": n_dropped,
+        "unknown_modality": unknown_modality,
+    }
+    with ImageStore(image_location) as store:
+        return records_to_dataset(records, store, csv_path.name, summary)
+
+
+def _resolve(source: str, csv_name: str, images: str | None) -> tuple[Path, Path | None]:
+    """Return the CSV file and the image archive or folder named by ``source``, ``csv_name`` and ``images``."""
+    path = Path(source)
+    if path.is_file():
+        return path, Path(images) if images is not None else _local_images(path.parent, path.name)
+    if path.is_dir():
+        csv_path = path / csv_name
+        if not csv_path.is_file():
+            raise FileNotFoundError(f"{str(csv_path)!r}: no CSV file {csv_name!r} in the folder {source!r}")
+        return csv_path, Path(images) if images is not None else _local_images(path, csv_name)
+    if not looks_like_hub_id(source):
+        raise FileNotFoundError(f"{source!r} is neither a local CSV file or folder nor a hub id 'owner/name'")
+    csv_path = Path(hf_hub_download(repo_id=source, filename=csv_name, repo_type="dataset"))
+    if images is not None:
+        return csv_path, Path(images)
+    archive = hf_hub_download(repo_id=source, filename=image_archive_name(csv_name), repo_type="dataset")
+    return csv_path, Path(archive)
+
+
+def _local_images(folder: Path, csv_name: str) -> Path:
+    """The image archive or folder beside a local CSV file (see :func:`load_pmc_vqa`)."""
+    archive = image_archive_name(csv_name)
+    for candidate in (folder / archive, folder / Path(archive).stem, folder / "images", folder / "figures"):
+        if candidate.exists():
+            return candidate
+    return folder
+
+
+def _parse_csv(path: Path, limit: int | None, unknown_modality: str) -> tuple[list[Record], int, int]:
+    """Parse the rows of a PMC-VQA CSV file; return the kept records, the rows read and the rows dropped."""
+    name = path.name
+    stem = path.stem
+    records: list[Record] = []
+    n_read = n_dropped = 0
+    with path.open(newline="", encoding="utf-8-sig") as fh:
+        reader = csvlib.reader(fh)
+        header = [h.strip() for h in next(reader, [])]
+        col = {h: i for i, h in reversed(list(enumerate(header)))}  # the first column of each name
+        missing = [c for c in ("Figure_path", "Question", *CHOICE_COLUMNS) if c not in col]
+        text_col = next((c for c in ANSWER_TEXT_COLUMNS if c in col), None)
+        if "Answer_label" not in col and text_col is None:
+            missing.append("Answer_label (or Answer/Anwser)")
+        if missing:
+            raise DataError(f"{name}: missing column(s) {missing}; the header is {header}")
+        for index, values in enumerate(_limited(reader, limit)):
+            n_read += 1
+
+            def get(column: str | None) -> str:
+                i = col.get(column) if column is not None else None
+                return values[i] if i is not None and i < len(values) else ""
+
+            row_id = f"pmc-{stem}-{index:06d}"
+            where = f"{name}: row id={row_id!r} (row {index})"
+            question = get("Question").strip()
+            if not question:
+                raise DataError(f"{where}: field 'question' is empty")
+            letters, options = [], []
+            for column in CHOICE_COLUMNS:
+                letter = column[-1]
+                text = strip_choice_prefix(get(column), letter)
+                if text.lower() not in _EMPTY_TEXTS:
+                    letters.append(letter)
+                    options.append(text)
+            if len(options) < MIN_OPTIONS:
+                raise DataError(
+                    f"{where}: field 'options' has {len(options)} non-empty choice(s), expected at least {MIN_OPTIONS}"
+                )
+            gold = _gold_index(get("Answer_label"), get(text_col), letters, options, where)
+            modality = infer_modality(f"{question}\n{options[gold]}")
+            if modality is None:
+                if unknown_modality == UNKNOWN_MODALITY:
+                    n_dropped += 1
+                    continue
+                modality = unknown_modality
+            figure = get("Figure_path").strip()
+            if not figure:
+                raise DataError(f"{where}: field 'image' is empty (column Figure_path)")
+            records.append(Record(row_id, index, question, options, letter_of(gold), modality, SOURCE, figure))
+    return records, n_read, n_dropped
+
+
+def _limited(rows: Iterable[list[str]], limit: int | None) -> Iterator[list[str]]:
+    for i, row in enumerate(rows):
+        if limit is not None and i >= limit:
+            return
+        yield row
+
+
+def _gold_index(label: str, answer_text: str, letters: list[str], options: list[str], where: str) -> int:
+    """The index among ``options`` of the gold choice named by ``label`` or, without one, by ``answer_text``."""
+    label = label.strip()
+    if label:
+        if label not in letters:
+            raise DataError(
+                f"{where}: field 'answer': Answer_label {label!r} is not among the non-empty choices {letters}"
+            )
+        return letters.index(label)
+    wanted = _normalise(strip_choice_prefix(answer_text))
+    matches = [i for i, text in enumerate(options) if _normalise(text) == wanted]
+    if not wanted or len(matches) != 1:
+        raise DataError(
+            f"{where}: field 'answer': no Answer_label, and the answer text {answer_text!r} matches"
+            f" {len(matches)} of the non-empty choices {options} (expected exactly one)"
+        )
+    return matches[0]
+
+
+def _normalise(text: str) -> str:
+    return " ".join(text.split()).casefold()
