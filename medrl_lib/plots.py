@@ -350,3 +350,16 @@ def reproducibility_table(profile) -> pd.DataFrame:
                      "transformers": versions.get("transformers"), "host": prov.get("platform", "")[:30],
                      "cpus": prov.get("cpu_count")})
     return pd.DataFrame(rows)
+
+
+def format_summary(runs: dict, labels: dict | None = None) -> str:
+    """Per arm, the share of test completions in the required format (mean over seeds), as a sentence each, so
+    that an accuracy of 0 reads as 'never learned the format' rather than 'always wrong'."""
+    lines = []
+    for name, rs in _as_lists(runs).items():
+        rate = sum(r.metrics.get("eval/format/all", float("nan")) for r in rs) / len(rs)
+        acc = sum(r.metrics.get("eval/accuracy/all", float("nan")) for r in rs) / len(rs)
+        note = " (never produced the `<think>`/`<answer>` format)" if rate == 0 else ""
+        lines.append(f"- **{(labels or {}).get(name, name)}**: {rate:.0f}% of test completions well-formed, "
+                     f"accuracy {acc:.1f}%{note}.")
+    return "\n".join(lines)

@@ -69,6 +69,7 @@ def experiment(title, intro, arms, extra_md="", figures=(), claims_for=None, zer
                           "plots.plot_accuracy(runs, study.LABELS, chance=random_guess_accuracy(test)['all'])" % experiment))
     for fig in figures:
         cells.append(("code", fig))
+    cells.append(("code", "display(Markdown(plots.format_summary(runs, study.LABELS)))"))
     table_runs = "runs_with_start" if zero_shot else "runs"
     cells.append(("md", "Every metric of Zhu et al. (Appendix B), mean ± std over seeds, beside the paper's Table 1."))
     cells.append(("code", f"plots.metrics_table({table_runs}, {{**study.LABELS, 'zero-shot': 'instruct zero-shot'}}, "
@@ -209,6 +210,9 @@ papers' figures appear only in the columns labelled *paper (reference)*.
     ("code", "rows = [evaluate_claim(c, runs[c.a], runs[c.b]) for c in CLAIMS]\n"
              "display(plots.claims_table(rows))\n"
              "display(Markdown(plots.claims_summary(rows)))"),
+    ("md", "A claim can hold for a reason the paper did not have in mind: read each verdict with the share of "
+           "well-formed answers of its arms."),
+    ("code", "display(Markdown(plots.format_summary(runs, study.LABELS)))"),
     ("md", "## Reproducibility\nWhat made these runs, read from the results store."),
     ("code", "plots.reproducibility_table(P)"),
 ]
