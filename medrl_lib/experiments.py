@@ -158,12 +158,13 @@ def grpo_arm(profile: Profile, experiment: str, arm: str, seed: int, *, force: b
         t0 = time.time()
         checkpoints = out / "checkpoints"
         if profile.num_processes > 1:  # accelerate + DeepSpeed ZeRO-2 in a subprocess, output streamed here
-            from .launch import launch_grpo
+            from .launch import launch_training
             from .train import load_policy
 
             resolved = out / "profile.yaml"
             write_profile(profile, resolved)
-            log = launch_grpo(str(resolved), {}, policy, str(checkpoints), profile.num_processes, profile.grpo.bf16)
+            log = launch_training(str(resolved), {}, policy, str(checkpoints), profile.num_processes,
+                                  profile.grpo.bf16)
             model, processor = load_policy(profile, str(checkpoints / "final"))
             res = {"model": model, "processor": processor, "log_history": log}
         else:
@@ -220,7 +221,16 @@ def sft_arm(profile: Profile, experiment: str, arm: str, seed: int, method: str 
         common = dict(output_dir=str(out / "checkpoints"), max_steps=s.max_steps, target=s.target,
                       batch_size=s.per_device_train_batch_size, seed=seed, bf16=profile.grpo.bf16)
         t0 = time.time()
-        if method == "dpo":
+        if profile.num_processes > 1:  # accelerate + DeepSpeed ZeRO-2 in a subprocess, output streamed here
+            from .launch import launch_training
+            from .train import load_policy
+
+            resolved = out / "profile.yaml"
+            write_profile(_with_seed(profile, seed), resolved)
+            log = launch_training(str(resolved), {}, policy, str(out / "checkpoints"), profile.num_processes,
+                                  profile.grpo.bf16, method=method)
+            model, processor = load_policy(profile, str(out / "checkpoints" / "final"))
+        elif method == "dpo":
             model, processor, log = run_dpo(policy, train, lr=s.dpo_learning_rate, beta=s.dpo_beta, **common)
         else:
             model, processor, log = run_sft(policy, train, lr=s.lora_learning_rate if method == "lora" else

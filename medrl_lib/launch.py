@@ -1,10 +1,10 @@
-"""Multi-process GRPO: accelerate + DeepSpeed ZeRO-2 in a subprocess, its output streamed to the caller.
+"""Multi-process training: accelerate + DeepSpeed ZeRO-2 in a subprocess, its output streamed to the caller.
 
-The caller (a notebook, through :func:`medrl_lib.experiments.grpo_arm`) runs :func:`launch_grpo` when the
-profile asks for more than one process; each process runs this module's ``main``, which rebuilds the same
-train split, trains with :class:`medrl_lib.grpo.MedrlGRPOTrainer` under DeepSpeed, and rank 0 writes the
-final model to ``<output>/final`` and the training log to ``<output>/log_history.json``. The same launcher
-runs 2 CPU processes over gloo in the tests.
+The caller (a notebook, through :func:`medrl_lib.experiments.grpo_arm` or ``sft_arm``) runs
+:func:`launch_training` when the profile asks for more than one process; each process runs this module's
+``main``, which rebuilds the same train split, trains (GRPO with :class:`medrl_lib.grpo.MedrlGRPOTrainer`, or
+full SFT, LoRA, DPO) under DeepSpeed, and rank 0 writes the final model to ``<output>/final`` and the training
+log to ``<output>/log_history.json``. The same launcher runs 2 CPU processes over gloo in the tests.
 """
 
 from __future__ import annotations
@@ -19,13 +19,15 @@ from pathlib import Path
 
 from .config import load_profile, repo_root
 
+#: What the launcher trains.
+METHODS = ("grpo", "sft", "lora", "dpo")
 DEEPSPEED_CONFIG = "configs/deepspeed/zero2.json"
 ACCELERATE_CONFIG = "configs/accelerate/zero2.yaml"
 
 
 def launch_command(profile_path: str, overrides: dict, model_path: str, output_dir: str,
-                   num_processes: int, bf16: bool, main_port: int = 29512) -> list[str]:
-    """The ``accelerate launch`` command line that trains GRPO with DeepSpeed ZeRO-2 in ``num_processes``."""
+                   num_processes: int, bf16: bool, main_port: int = 29512, method: str = "grpo") -> list[str]:
+    """The ``accelerate launch`` command line that trains ``method`` with DeepSpeed ZeRO-2 in ``num_processes``."""
     root = repo_root()
     cmd = [sys.executable, "-m", "accelerate.commands.launch",
            "--config_file", str(root / ACCELERATE_CONFIG),
@@ -35,17 +37,19 @@ def launch_command(profile_path: str, overrides: dict, model_path: str, output_d
            "--deepspeed_config_file", str(root / DEEPSPEED_CONFIG),
            "-m", "medrl_lib.launch",
            "--profile", profile_path, "--overrides", json.dumps(overrides),
-           "--model", model_path, "--output", output_dir]
+           "--model", model_path, "--output", output_dir, "--method", method]
     return cmd
 
 
-def launch_grpo(profile_path: str, overrides: dict, model_path: str, output_dir: str, num_processes: int,
-                bf16: bool, *, dry_run: bool = False, env: dict | None = None) -> dict:
+def launch_training(profile_path: str, overrides: dict, model_path: str, output_dir: str, num_processes: int,
+                    bf16: bool, *, method: str = "grpo", dry_run: bool = False, env: dict | None = None) -> dict:
     """Run the launch command, streaming its output line by line; return the rank-0 training log.
 
     ``dry_run`` prints the command and returns without running it.
     """
-    cmd = launch_command(profile_path, overrides, model_path, output_dir, num_processes, bf16)
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    cmd = launch_command(profile_path, overrides, model_path, output_dir, num_processes, bf16, method=method)
     print("launch:", shlex.join(cmd), flush=True)
     if dry_run:
         return {"command": cmd}
@@ -57,10 +61,10 @@ def launch_grpo(profile_path: str, overrides: dict, model_path: str, output_dir:
     tail: list[str] = []
     for line in proc.stdout:
         tail = (tail + [line])[-60:]
-        if line.startswith(("[grpo]", "[rank", "launch", "Traceback")) or "Error" in line:
+        if line.startswith(("[grpo]", "[sft]", "[lora]", "[dpo]", "[rank", "launch", "Traceback")) or "Error" in line:
             print(line, end="", flush=True)
     if proc.wait() != 0:
-        raise RuntimeError(f"multi-process GRPO failed (exit {proc.returncode}); last output:\n{''.join(tail)}")
+        raise RuntimeError(f"multi-process {method} failed (exit {proc.returncode}); last output:\n{''.join(tail)}")
     return json.loads((Path(output_dir) / "log_history.json").read_text())
 
 
@@ -70,27 +74,44 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--overrides", default="{}")
     ap.add_argument("--model", required=True)
     ap.add_argument("--output", required=True)
+    ap.add_argument("--method", choices=METHODS, default="grpo")
     a = ap.parse_args(argv)
     from .experiments import make_splits
-    from .train import run_grpo
+    from .train import run_dpo, run_grpo, run_sft
 
     profile = load_profile(a.profile, overrides=json.loads(a.overrides))
     train, _ = make_splits(profile)
-    res = run_grpo(profile, a.model, train, str(Path(a.output) / "checkpoints"),
-                   deepspeed=str(repo_root() / DEEPSPEED_CONFIG))
-    trainer = res["trainer"]
     out = Path(a.output)
-    trainer.save_model(str(out / "final"))
+    ds_config = str(repo_root() / DEEPSPEED_CONFIG)
+    s = profile.sft
+    common = dict(output_dir=str(out / "checkpoints"), max_steps=s.max_steps, target=s.target,
+                  batch_size=s.per_device_train_batch_size, seed=profile.grpo.seed, bf16=profile.grpo.bf16,
+                  deepspeed=ds_config)
+    if a.method == "grpo":
+        res = run_grpo(profile, a.model, train, str(out / "checkpoints"), deepspeed=ds_config)
+        trainer, model, processor, log = res["trainer"], res["model"], res["processor"], res["log_history"]
+    elif a.method == "dpo":
+        model, processor, log, trainer = run_dpo(a.model, train, lr=s.dpo_learning_rate, beta=s.dpo_beta,
+                                                 return_trainer=True, **common)
+    else:
+        model, processor, log, trainer = run_sft(a.model, train, lora=s if a.method == "lora" else None,
+                                                 lr=s.lora_learning_rate if a.method == "lora" else s.learning_rate,
+                                                 return_trainer=True, **common)
+    state = trainer.accelerator.state
+    if a.method == "grpo":
+        trainer.save_model(str(out / "final"))  # every rank takes part (ZeRO); rank 0 writes
     if trainer.accelerator.is_main_process:
-        res["processor"].save_pretrained(str(out / "final"))
+        if a.method != "grpo":
+            model.save_pretrained(str(out / "final"))  # ZeRO-2 keeps whole weights on every rank
+        processor.save_pretrained(str(out / "final"))
         if profile.model.kind == "tiny":
             (out / "final" / "medrl_tiny.json").write_text("{}")
-        plugin = trainer.accelerator.state.deepspeed_plugin
-        info = {"deepspeed": trainer.is_deepspeed_enabled, "zero_stage": plugin.zero_stage if plugin else None,
-                "world_size": trainer.accelerator.num_processes,
-                "backend": str(trainer.accelerator.state.backend)}
+        plugin = state.deepspeed_plugin
+        info = {"method": a.method, "deepspeed": trainer.is_deepspeed_enabled,
+                "zero_stage": plugin.zero_stage if plugin else None, "world_size": trainer.accelerator.num_processes,
+                "backend": str(state.backend)}
         (out / "launch_info.json").write_text(json.dumps(info))
-        (out / "log_history.json").write_text(json.dumps(res["log_history"]))
+        (out / "log_history.json").write_text(json.dumps(log))
 
 
 if __name__ == "__main__":

@@ -192,7 +192,7 @@ def ensure_policy(profile: Profile, which: str | None = None) -> str:
 
 
 def _common_args(output_dir: str, *, lr: float, max_steps: int, batch_size: int, seed: int, bf16: bool,
-                 report_to: str = "none") -> dict:
+                 report_to: str = "none", deepspeed: str | None = None) -> dict:
     """Trainer arguments shared by the supervised trainers, each set explicitly (TRL's defaults drift)."""
     return dict(
         output_dir=output_dir,
@@ -211,6 +211,7 @@ def _common_args(output_dir: str, *, lr: float, max_steps: int, batch_size: int,
         use_cpu=not torch.cuda.is_available(),
         dataloader_num_workers=0,
         disable_tqdm=True,
+        deepspeed=deepspeed,
     )
 
 
@@ -249,7 +250,8 @@ def _ensure_base(profile: Profile, random_init: Path, cache: Path) -> Path:
 
 
 def run_sft(model_path: str, ds, *, output_dir: str, lr: float, max_steps: int, target: str = "reasoning",
-            batch_size: int = 16, seed: int = 0, lora: SFTSettings | None = None, bf16: bool = False):
+            batch_size: int = 16, seed: int = 0, lora: SFTSettings | None = None, bf16: bool = False,
+            deepspeed: str | None = None, return_trainer: bool = False):
     """Supervised fine-tuning with TRL's ``SFTTrainer`` (loss on completion tokens only); LoRA when ``lora``
     gives the adapter settings (merged into the weights at the end). Returns ``(model, processor, log_history)``."""
     from trl import SFTConfig, SFTTrainer
@@ -259,7 +261,7 @@ def run_sft(model_path: str, ds, *, output_dir: str, lr: float, max_steps: int, 
     mode = "plain" if target == "plain" else "reasoning"  # a plain-answer target is trained on the plain prompt
     data = with_prompts(ds, mode=mode, target=target).select_columns(["prompt", "completion", "image"])
     args = SFTConfig(**_common_args(output_dir, lr=lr, max_steps=max_steps, batch_size=batch_size, seed=seed,
-                                    bf16=bf16),
+                                    bf16=bf16, deepspeed=deepspeed),
                      completion_only_loss=True,
                      max_length=None,  # never truncate: image tokens must stay whole
                      packing=False)
@@ -268,6 +270,8 @@ def run_sft(model_path: str, ds, *, output_dir: str, lr: float, max_steps: int, 
     ConciseProgress("lora" if lora else "sft", PROGRESS_KEYS["sft"]).install(trainer)
     trainer.train()
     model = trainer.model.merge_and_unload() if lora else trainer.model
+    if return_trainer:
+        return model, processor, trainer.state.log_history, trainer
     return model, processor, trainer.state.log_history
 
 
@@ -292,7 +296,8 @@ def preference_pairs(ds, target: str = "reasoning", seed: int = 0):
 
 
 def run_dpo(model_path: str, ds, *, output_dir: str, lr: float, max_steps: int, beta: float,
-            target: str = "reasoning", batch_size: int = 8, seed: int = 0, bf16: bool = False):
+            target: str = "reasoning", batch_size: int = 8, seed: int = 0, bf16: bool = False,
+            deepspeed: str | None = None, return_trainer: bool = False):
     """Direct preference optimisation with TRL's ``DPOTrainer`` on :func:`preference_pairs`.
     Returns ``(model, processor, log_history)``."""
     from trl import DPOConfig, DPOTrainer
@@ -301,13 +306,15 @@ def run_dpo(model_path: str, ds, *, output_dir: str, lr: float, max_steps: int, 
     model, processor = load_model(model_path)
     ref, _ = load_model(model_path)
     args = DPOConfig(**_common_args(output_dir, lr=lr, max_steps=max_steps, batch_size=batch_size, seed=seed,
-                                    bf16=bf16),
+                                    bf16=bf16, deepspeed=deepspeed),
                      beta=beta, loss_type=["sigmoid"], max_length=None, padding_free=False,
                      precompute_ref_log_probs=False)
     trainer = DPOTrainer(model=model, ref_model=ref, args=args, train_dataset=preference_pairs(ds, target, seed),
                          processing_class=processor)
     ConciseProgress("dpo", PROGRESS_KEYS["dpo"]).install(trainer)
     trainer.train()
+    if return_trainer:
+        return trainer.model, processor, trainer.state.log_history, trainer
     return trainer.model, processor, trainer.state.log_history
 
 

@@ -9,19 +9,43 @@ from medrl_lib.config import ConfigError, load_profile
 
 @pytest.mark.slow
 def test_two_cpu_processes_train_with_deepspeed_zero2(smoke_profile, smoke_dirs, tmp_path):
-    from medrl_lib.launch import launch_grpo
+    from medrl_lib.launch import launch_training
     from medrl_lib.models import load_model
     from medrl_lib.train import ensure_policy
 
     cache, results = smoke_dirs
     base = ensure_policy(smoke_profile, "base")
-    log = launch_grpo("smoke", {"cache_dir": str(cache), "results_dir": str(results)}, base, str(tmp_path), 2,
-                      bf16=False)
+    log = launch_training("smoke", {"cache_dir": str(cache), "results_dir": str(results)}, base, str(tmp_path), 2,
+                          bf16=False)
     info = json.loads((tmp_path / "launch_info.json").read_text())
-    assert info == {"deepspeed": True, "zero_stage": 2, "world_size": 2, "backend": "gloo"}
+    assert info == {"method": "grpo", "deepspeed": True, "zero_stage": 2, "world_size": 2, "backend": "gloo"}
     assert [e["step"] for e in log if "reward" in e] == [1, 2]
     model, _ = load_model(tmp_path / "final")  # rank 0 saved a loadable model
     assert type(model).__name__ == "Qwen2VLForConditionalGeneration"
+
+
+@pytest.mark.slow
+def test_two_cpu_processes_train_lora_with_deepspeed_zero2(smoke_profile, smoke_dirs, tmp_path):
+    from medrl_lib.launch import launch_training
+    from medrl_lib.models import load_model
+    from medrl_lib.train import ensure_policy
+
+    cache, results = smoke_dirs
+    base = ensure_policy(smoke_profile, "base")
+    log = launch_training("smoke", {"cache_dir": str(cache), "results_dir": str(results)}, base, str(tmp_path), 2,
+                          bf16=False, method="lora")
+    info = json.loads((tmp_path / "launch_info.json").read_text())
+    assert info == {"method": "lora", "deepspeed": True, "zero_stage": 2, "world_size": 2, "backend": "gloo"}
+    assert any("loss" in e for e in log)
+    model, _ = load_model(tmp_path / "final")  # merged LoRA weights saved by rank 0
+    assert type(model).__name__ == "Qwen2VLForConditionalGeneration"
+
+
+def test_unknown_launch_method():
+    from medrl_lib.launch import launch_training
+
+    with pytest.raises(ValueError, match="kto"):
+        launch_training("smoke", {}, "m", "o", 2, False, method="kto")
 
 
 def test_write_profile_round_trips(tmp_path):
