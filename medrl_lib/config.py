@@ -130,6 +130,14 @@ class GRPOSettings:
     """'group' (divide advantages by the group std) or 'none' (Dr.GRPO)"""
     num_iterations: int = 1
     """policy updates per generation batch (mu of GRPO)"""
+    lr_scheduler_type: str = "constant"
+    """learning-rate schedule (neither paper gives one: a choice)"""
+    warmup_steps: int = 0
+    """learning-rate warm-up steps (neither paper gives them: a choice)"""
+    weight_decay: float = 0.0
+    """AdamW weight decay (neither paper gives it: a choice)"""
+    max_grad_norm: float = 1.0
+    """gradient clipping norm (neither paper gives it: a choice, as TRL's and R1-V's default)"""
     reward_weights: dict[str, float] = field(default_factory=lambda: {"format_reward": 1.0, "accuracy_reward": 1.0})
     """reward name -> weight in the total reward (format_reward, accuracy_reward, semantic_reward, ecr_reward, cwr_reward)"""
     semantic_judge: str = "oracle"
@@ -294,6 +302,7 @@ _CHOICES = {
     "model.attn_implementation": ("sdpa", "eager", "flash_attention_2"),
     "grpo.loss_type": ("grpo", "dr_grpo"),
     "grpo.scale_rewards": ("group", "none"),
+    "grpo.lr_scheduler_type": ("constant", "linear", "cosine", "constant_with_warmup"),
     "eval.prompt_mode": ("reasoning", "plain"),
     "sft.target": ("reasoning", "plain"),
 }
