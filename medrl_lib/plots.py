@@ -57,8 +57,9 @@ def plot_rewards(runs: dict, window: int = 5, keys: dict[str, str] | None = None
         raise ValueError("no training log in these runs: nothing to plot")
     df = df[df["metric"].isin(keys)]
     df["component"] = df["metric"].map(keys)
-    grid = sns.relplot(data=df, x="step", y="value", hue="arm", col="component", kind="line", height=3,
-                       aspect=1.2, errorbar=("ci", 95), facet_kws={"sharey": False})
+    grid = sns.relplot(data=df, x="step", y="value", hue="arm", col="component", kind="line", height=2.8,
+                       aspect=1.3, errorbar=("ci", 95), facet_kws={"sharey": False},
+                       col_wrap=min(3, df["component"].nunique()))
     grid.set_titles("{col_name}")
     grid.set_axis_labels("training step", f"mean over completions (rolling {window})")
     plt.close(grid.figure)
