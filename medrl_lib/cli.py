@@ -70,6 +70,7 @@ def execute(nb: Path, out: Path, parameters: dict, log=print) -> float:
     try:
         pm.execute_notebook(str(nb), str(out), parameters=parameters, cwd=str(NOTEBOOKS), kernel_name="python3",
                             progress_bar=False, log_output=True, stdout_file=_ProgressLines(log),
+                            stderr_file=_ProgressLines(log),  # bars and warnings stay in the executed notebook
                             request_save_on_cell_execute=True)
     except pm.PapermillExecutionError as exc:
         raise NotebookFailed(f"{nb.name}: cell {exc.exec_count} (index {exc.cell_index}) failed: {exc.ename}: "
