@@ -175,7 +175,6 @@ def main(argv: list[str] | None = None) -> int:
     la = sub.add_parser("launch", help="dry run: resolve every setting of a profile and print the launch command")
     la.add_argument("--profile", default="paper")
     la.add_argument("--overrides", default="{}", help="JSON object of dotted-key settings")
-    la.add_argument("--dry-run", action="store_true", default=True, help="print only (the default)")
     la.set_defaults(func=cmd_launch)
     args = parser.parse_args(argv)
     return args.func(args)

@@ -87,16 +87,6 @@ def generate_records(model, processor, ds, *, batch_size: int = 32, max_new_toke
     return records
 
 
-def accuracy_by_modality(records: list[Record]) -> dict[str, float]:
-    """Accuracy (in %) per modality and overall (key 'all')."""
-    out: dict[str, float] = {}
-    for mod in sorted({r.modality for r in records}):
-        sub = [r.correct for r in records if r.modality == mod]
-        out[mod] = 100.0 * sum(sub) / len(sub)
-    out["all"] = 100.0 * sum(r.correct for r in records) / max(1, len(records))
-    return out
-
-
 def random_guess_accuracy(ds) -> dict[str, float]:
     """Expected accuracy (in %) of guessing uniformly among each item's options, per modality and overall."""
     out: dict[str, list[float]] = {}

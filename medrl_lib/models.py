@@ -13,7 +13,6 @@ by the hash of both.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass, field
@@ -201,11 +200,11 @@ def build_tiny_model(cfg: TinyModelConfig, tokenizer):
 
 
 def config_hash(obj) -> str:
-    """A short stable hash of a JSON-able object (dataclasses are converted with ``asdict``)."""
-    if hasattr(obj, "__dataclass_fields__"):
-        obj = asdict(obj)
-    blob = json.dumps(obj, sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:12]
+    """The folder key of a built model: :func:`medrl_lib.results.config_key` of ``obj`` (dataclasses converted
+    with ``asdict``), shortened to 12 hex digits."""
+    from .results import config_key
+
+    return config_key(asdict(obj) if hasattr(obj, "__dataclass_fields__") else obj)[:12]
 
 
 def save_model(model, processor, path: str | Path, meta: dict | None = None) -> Path:
@@ -305,3 +304,13 @@ def ensure_tiny_model(spec: TinyModelSpec, cache_dir: str | Path) -> Path:
     model = build_tiny_model(spec.arch, tokenizer)
     path.parent.mkdir(parents=True, exist_ok=True)
     return save_model(model, processor, path, meta={"kind": "tiny-random", "spec": asdict(spec), "hash": key})
+
+
+def parameter_counts(path: str | Path) -> dict[str, int]:
+    """Parameters of the model saved at ``path``: vision tower, language model (with embeddings) and total."""
+    from transformers import Qwen2VLForConditionalGeneration
+
+    model = Qwen2VLForConditionalGeneration.from_pretrained(str(path))
+    total = sum(p.numel() for p in model.parameters())
+    vision = sum(p.numel() for p in model.model.visual.parameters())
+    return {"vision": vision, "language": total - vision, "total": total}

@@ -24,17 +24,18 @@ ZHU_DATA: dict[str, Any] = {"data.train_modalities": ["MRI", "CT", "X-ray"]}
 _RULES = {"format_reward": 1.0, "accuracy_reward": 1.0}
 _SA = {**_RULES, "semantic_reward": 1.0}
 
-#: arm -> (trainer, results-store experiment, profile overrides)
+#: arm -> (trainer, results-store experiment, profile overrides); the experiment's data comes from
+#: :func:`experiment_data`.
 ARMS: dict[str, tuple[str, str, dict[str, Any]]] = {
-    "grpo-base": ("grpo", "zhu", {**ZHU_DATA, "model.init": "base"}),
-    "grpo-instruct": ("grpo", "zhu", {**ZHU_DATA}),
-    "grpo-sa": ("grpo", "zhu", {**ZHU_DATA, "grpo.reward_weights": _SA}),
-    "grpo-sa-ecr": ("grpo", "zhu", {**ZHU_DATA, "grpo.reward_weights": {**_SA, "ecr_reward": 1.0}}),
-    "grpo-sa-cwr": ("grpo", "zhu", {**ZHU_DATA, "grpo.reward_weights": {**_SA, "cwr_reward": 1.0}}),
-    "dr-grpo": ("grpo", "zhu", {**ZHU_DATA, "grpo.loss_type": "dr_grpo", "grpo.scale_rewards": "none"}),
-    "sft": ("sft", "zhu", {**ZHU_DATA}),
-    "lora": ("lora", "zhu", {**ZHU_DATA}),
-    "dpo": ("dpo", "zhu", {**ZHU_DATA}),
+    "grpo-base": ("grpo", "zhu", {"model.init": "base"}),
+    "grpo-instruct": ("grpo", "zhu", {}),
+    "grpo-sa": ("grpo", "zhu", {"grpo.reward_weights": _SA}),
+    "grpo-sa-ecr": ("grpo", "zhu", {"grpo.reward_weights": {**_SA, "ecr_reward": 1.0}}),
+    "grpo-sa-cwr": ("grpo", "zhu", {"grpo.reward_weights": {**_SA, "cwr_reward": 1.0}}),
+    "dr-grpo": ("grpo", "zhu", {"grpo.loss_type": "dr_grpo", "grpo.scale_rewards": "none"}),
+    "sft": ("sft", "zhu", {}),
+    "lora": ("lora", "zhu", {}),
+    "dpo": ("dpo", "zhu", {}),
     "ood-grpo": ("grpo", "ood", {}),
     "ood-sft": ("sft", "ood", {}),
 }
@@ -75,15 +76,15 @@ def experiment_data(profile: str, experiment: str, overrides: dict | None = None
 def arm_profile(profile: str, arm: str, overrides: dict | None = None) -> Profile:
     """The resolved profile of ``arm``: the named profile, the experiment's data, the arm's overrides, then the
     caller's."""
-    experiment = ARMS[arm][1] if arm in ARMS else "zhu"
-    arm_only = {k: v for k, v in arm_overrides(arm).items() if k not in ZHU_DATA}
-    return load_profile(profile, {**experiment_data(profile, experiment, overrides), **arm_only, **(overrides or {})})
+    arm_only = arm_overrides(arm)  # raises on an unknown arm
+    data = experiment_data(profile, ARMS[arm][1], overrides)
+    return load_profile(profile, {**data, **arm_only, **(overrides or {})})
 
 
 def run_arm(profile: str, arm: str, seed: int, overrides: dict | None = None, force: bool = False) -> Run:
     """Train and evaluate ``arm`` with ``seed`` (or load it from the results store)."""
-    trainer, experiment, _ = ARMS[arm] if arm in ARMS else (None, None, None)
     p = arm_profile(profile, arm, overrides)
+    trainer, experiment, _ = ARMS[arm]
     if trainer == "grpo":
         return grpo_arm(p, experiment, arm, seed, force=force)
     return sft_arm(p, experiment, arm, seed, trainer, force=force)

@@ -50,7 +50,6 @@ def test_build_is_deterministic(tmp_path):
     a = ensure_tiny_model(spec, tmp_path / "a")
     b = ensure_tiny_model(spec, tmp_path / "b")
     assert a.name == b.name  # keyed by the spec's hash
-    sa = torch.load if False else None  # noqa: F841
     from safetensors.torch import load_file
 
     wa, wb = load_file(a / "model.safetensors"), load_file(b / "model.safetensors")

@@ -7,6 +7,7 @@ from pathlib import Path
 import datasets
 import pytest
 import torch
+from transformers import TrainerCallback
 
 from medrl_lib.data.schema import DataError
 
@@ -97,18 +98,15 @@ def test_reward_funcs_follow_the_profile(smoke_profile):
         build_reward_funcs(dataclasses.replace(smoke_profile, grpo=dataclasses.replace(g, reward_weights={"bogus_reward": 1.0})))
 
 
-class _StopAt:
+class _StopAt(TrainerCallback):
     """Interrupt training (as a crash would) once ``step`` is done and checkpointed."""
 
     def __init__(self, step):
-        from transformers import TrainerCallback
+        self.step = step
 
-        class CB(TrainerCallback):
-            def on_save(self, args, state, control, **kw):
-                if state.global_step >= step:
-                    raise KeyboardInterrupt
-
-        self.cb = CB()
+    def on_save(self, args, state, control, **kwargs):
+        if state.global_step >= self.step:
+            raise KeyboardInterrupt
 
 
 def _length_reward(completions, **kwargs):
@@ -125,7 +123,7 @@ def test_interrupted_grpo_resumes_and_ends_where_uninterrupted_ends(setup, tmp_p
     p = dataclasses.replace(profile, grpo=dataclasses.replace(profile.grpo, max_steps=4, save_steps=2))
     full = run_grpo(p, base, train, str(tmp_path / "full"))["model"]
     with pytest.raises(KeyboardInterrupt):
-        run_grpo(p, base, train, str(tmp_path / "cut"), callbacks=[_StopAt(2).cb])
+        run_grpo(p, base, train, str(tmp_path / "cut"), callbacks=[_StopAt(2)])
     assert (tmp_path / "cut" / "checkpoint-2").exists()
     resumed = run_grpo(p, base, train, str(tmp_path / "cut"))
     assert resumed["log_history"][-1]["step"] == 4
