@@ -56,6 +56,8 @@ class DataSettings:
     """fewest options of a synthetic item"""
     max_options: int = 6
     """most options of a synthetic item"""
+    option_order: str = "shuffled"
+    """order of a synthetic item's options: 'shuffled' or 'canonical' (pool order; see data.synthetic)"""
     seed: int = 0
     """seed of data generation and of the train/test draw"""
     path: str = ""
@@ -90,6 +92,11 @@ class ModelSettings:
     """tiny 'instruct' stand-in: learning rate of its supervised tuning"""
     instruct_target: str = "reasoning"
     """tiny 'instruct' stand-in: 'reasoning' targets (<think>report</think><answer>X</answer>) or 'plain' (letter)"""
+    instruct_plain_types: tuple[str, ...] = ()
+    """tiny 'instruct' stand-in: question types whose instruct items may answer the reasoning prompt with the bare
+    letter, ignoring the format (as a real instruct model often does)"""
+    instruct_plain_fraction: float = 0.0
+    """tiny 'instruct' stand-in: fraction of the items of ``instruct_plain_types`` answered with the bare letter"""
     max_pixels: int = 401408
     """largest image (in pixels) the hub processor keeps; larger images are resized (Zhu: 401408)"""
     dtype: str = "float32"
@@ -327,6 +334,10 @@ def validate(p: Profile, where: str) -> Profile:
         raise ConfigError(f"{where}: key 'data.image_size' must be a multiple of 28, got {p.data.image_size}")
     if not 2 <= p.data.min_options <= p.data.max_options <= 6:
         raise ConfigError(f"{where}: keys 'data.min_options'/'data.max_options' must satisfy 2 <= min <= max <= 6")
+    if not 0.0 <= p.model.instruct_plain_fraction <= 1.0:
+        raise ConfigError(f"{where}: key 'model.instruct_plain_fraction' must lie in [0, 1], got {p.model.instruct_plain_fraction}")
+    if p.data.option_order not in ("shuffled", "canonical"):
+        raise ConfigError(f"{where}: key 'data.option_order' must be 'shuffled' or 'canonical', got {p.data.option_order!r}")
     if p.grpo.num_generations < 2:
         raise ConfigError(f"{where}: key 'grpo.num_generations' must be at least 2 (advantages are group-relative)")
     completions = p.grpo.per_device_train_batch_size * p.grpo.gradient_accumulation_steps * p.num_processes

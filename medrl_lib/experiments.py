@@ -42,7 +42,8 @@ def make_splits(profile: Profile):
         return medvlm_r1_split(ds, n_train_mri=d.train_size, n_test_per_modality=d.test_per_modality, seed=d.seed)
     from .data.synthetic import SyntheticConfig, generate
 
-    common = dict(image_size=d.image_size, min_options=d.min_options, max_options=d.max_options)
+    common = dict(image_size=d.image_size, min_options=d.min_options, max_options=d.max_options,
+                  option_order=d.option_order)
     train = generate(SyntheticConfig(n_items=d.train_size, modalities=tuple(d.train_modalities), seed=d.seed,
                                      id_prefix="train", **common))
     test = generate(SyntheticConfig(n_items=d.test_per_modality * len(d.test_modalities),

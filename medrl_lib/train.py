@@ -121,7 +121,9 @@ def with_prompts(ds, mode: str = "reasoning", target: str | None = None):
             return {"prompt": [{"role": "user", "content": ""}],
                     "completion": [{"role": "assistant", "content": describe(json.loads(row["facts"]))}]}
         out = {"prompt": conversation(row["question"], row["options"], mode)}
-        if target == "reasoning":
+        if target == "reasoning" and row.get("plain_answer"):  # an instruct item that ignores the format
+            out["completion"] = [{"role": "assistant", "content": row["answer"]}]
+        elif target == "reasoning":
             out["completion"] = [{"role": "assistant", "content": reasoning_target(row)}]
         elif target == "plain":
             out["completion"] = [{"role": "assistant", "content": row["answer"]}]
@@ -172,6 +174,10 @@ def ensure_policy(profile: Profile, which: str | None = None) -> str:
     settings = {"base": base.name, "items": m.instruct_items, "steps": m.instruct_steps, "lr": m.instruct_lr,
                 "target": m.instruct_target, "image_size": profile.data.image_size,
                 "options": [profile.data.min_options, profile.data.max_options]}
+    if profile.data.option_order != "shuffled":  # keeps the cache keys of shuffled-option models
+        settings["option_order"] = profile.data.option_order
+    if m.instruct_plain_fraction and m.instruct_plain_types:
+        settings["plain"] = [sorted(m.instruct_plain_types), m.instruct_plain_fraction]
     path = cache / f"tiny-instruct-{config_hash(settings)}"
     if (path / "medrl_tiny.json").exists():
         return str(path)
@@ -181,7 +187,9 @@ def ensure_policy(profile: Profile, which: str | None = None) -> str:
     # Disjoint from every train/test split: its own id prefix and seed.
     ds = generate(SyntheticConfig(n_items=m.instruct_items, modalities=MODALITIES, seed=10_000 + profile.data.seed,
                                   image_size=profile.data.image_size, min_options=profile.data.min_options,
-                                  max_options=profile.data.max_options, id_prefix="instruct"))
+                                  max_options=profile.data.max_options, option_order=profile.data.option_order,
+                                  id_prefix="instruct"))
+    ds = mark_plain_answers(ds, m.instruct_plain_types, m.instruct_plain_fraction, seed=profile.data.seed)
     model, processor, _ = run_sft(str(base), ds, output_dir=str(path) + ".work", lr=m.instruct_lr,
                                   max_steps=m.instruct_steps, target=m.instruct_target, seed=profile.data.seed)
     save_model(model, processor, path, meta={"kind": "tiny-instruct", "settings": settings, "train_ids": ds["id"]})
@@ -189,6 +197,24 @@ def ensure_policy(profile: Profile, which: str | None = None) -> str:
 
     shutil.rmtree(str(path) + ".work", ignore_errors=True)
     return str(path)
+
+
+def mark_plain_answers(ds, question_types, fraction: float, seed: int = 0):
+    """Add the boolean column ``plain_answer``: True for a seeded ``fraction`` of the items of ``question_types``,
+    whose supervised target is then the bare letter although the prompt asks for the reasoning format.
+
+    >>> from medrl_lib.data.synthetic import SyntheticConfig, generate
+    >>> ds = mark_plain_answers(generate(SyntheticConfig(n_items=10)), ["count"], 1.0)
+    >>> sum(ds["plain_answer"]), [json.loads(f)["question_type"] for f, p in zip(ds["facts"], ds["plain_answer"]) if p]
+    (2, ['count', 'count'])
+    """
+    import numpy as np
+
+    rng = np.random.default_rng([seed, 4242])
+    draws = rng.random(len(ds))
+    types = [json.loads(f)["question_type"] for f in ds["facts"]]
+    flags = [bool(t in question_types and u < fraction) for t, u in zip(types, draws)]
+    return ds.add_column("plain_answer", flags)
 
 
 def _common_args(output_dir: str, *, lr: float, max_steps: int, batch_size: int, seed: int, bf16: bool,

@@ -50,6 +50,9 @@ def test_every_field_has_a_docstring():
     pytest.param("grpo:\n  num_generations: 1\n", "grpo.num_generations", id="group-of-one"),  # no advantage
     pytest.param("data:\n  image_size: 50\n", "data.image_size", id="bad-image-size"),  # not a multiple of 28
     pytest.param("eval:\n  batch_size: 0\n", "eval.batch_size", id="non-positive"),  # must be positive
+    pytest.param("data:\n  option_order: sorted\n", "data.option_order", id="bad-option-order"),  # unknown order
+    pytest.param("model:\n  instruct_plain_fraction: 1.5\n", "model.instruct_plain_fraction",
+                 id="fraction-over-one"),  # a fraction of items
 ])
 def test_bad_profile_names_file_and_key(tmp_path, text, key):
     path = tmp_path / "bad.yaml"

@@ -334,8 +334,55 @@ def test_letters_round_trip() -> None:
         ({"n_items": 0}, "n_items"),  # nothing to generate
         ({"seed": -1}, "seed"),  # numpy seeds are non-negative
         ({"id_prefix": ""}, "id_prefix"),  # ids need a prefix
+        ({"option_order": "sorted"}, "option_order"),  # unknown order
     ],
 )
 def test_config_errors(kwargs: dict[str, Any], field: str) -> None:
     with pytest.raises(ValueError, match=field):
         SyntheticConfig(**{"n_items": 10, **kwargs})
+
+
+def test_canonical_order_lists_options_in_pool_order() -> None:
+    shuffled = generate(SyntheticConfig(n_items=60, seed=3))
+    canonical = generate(SyntheticConfig(n_items=60, seed=3, option_order="canonical"))
+    for s_row, c_row in zip(shuffled, canonical):
+        qtype = json.loads(c_row["facts"])["question_type"]
+        pool = OPTION_POOLS[qtype]
+        assert c_row["options"] == sorted(s_row["options"], key=pool.index)  # same options, pool order
+        assert answer_text(c_row) == answer_text(s_row)  # the gold letter follows its text
+        assert c_row["image"] == s_row["image"]  # only the option order differs
+    # shuffled options put the gold letter anywhere; in pool order "small" is always A when it is the answer
+    sizes = [r for r in canonical if json.loads(r["facts"])["question_type"] == "size" and answer_text(r) == "small"]
+    assert sizes and all(r["answer"] == "A" for r in sizes)
+
+
+@pytest.mark.parametrize(
+    "types, fraction, expected_plain",
+    [
+        ((), 0.7, 0),  # no type named: every item keeps the reasoning target
+        (("count",), 0.0, 0),  # fraction 0: none
+        (("count",), 1.0, 20),  # every count item (round-robin: 20 of 100)
+        (("count", "size"), 1.0, 40),  # two types
+    ],
+)
+def test_plain_answer_targets(types: tuple[str, ...], fraction: float, expected_plain: int) -> None:
+    from medrl_lib.train import mark_plain_answers, with_prompts
+
+    ds = mark_plain_answers(generate(SyntheticConfig(n_items=100)), types, fraction, seed=0)
+    assert sum(ds["plain_answer"]) == expected_plain
+    rows = with_prompts(ds, target="reasoning")
+    for row in rows:
+        target = row["completion"][0]["content"]
+        if row["plain_answer"]:
+            assert target == row["answer"]  # the bare letter, no tags
+            assert json.loads(row["facts"])["question_type"] in types
+        else:
+            assert target.startswith("<think>") and target.endswith(f"<answer>{row['answer']}</answer>")
+        assert "Your task: 1. Think" in row["prompt"][0]["content"]  # the reasoning prompt either way
+
+
+def test_plain_fraction_is_roughly_kept() -> None:
+    from medrl_lib.train import mark_plain_answers
+
+    ds = mark_plain_answers(generate(SyntheticConfig(n_items=500)), ("count",), 0.7, seed=0)
+    assert 0.55 < sum(ds["plain_answer"]) / 100 < 0.85  # 100 count items, about 70 of them plain

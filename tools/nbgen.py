@@ -93,7 +93,10 @@ The cpu and smoke profiles use synthetic radiology items that the package genera
 small grayscale images in three visibly different modality styles (MRI: bright lesions in a dark head; CT: dark
 lesions in a bright-rimmed body section; X-ray: bright opacities in dark lung fields), 1 to 3 lesions, and a
 multiple-choice question (2 to 6 options) whose answer the image determines: where the lesion is, how many, which
-side, how large, which modality. The ground-truth facts stay with each item. The paper profile reads PMC-VQA and the
+side, how large, which modality. The ground-truth facts stay with each item. On the cpu profile the options are
+listed in a fixed (canonical) order, `data.option_order: canonical`: with shuffled options the 4-layer model
+never learned to find the letter of the option it had named (its letters stayed at chance after 1,200 tuning steps,
+while the named option was right 90% of the time), so the letter step would have hidden every other effect. The paper profile reads PMC-VQA and the
 HuatuoGPT-Vision evaluation data into the same schema.
 """),
     ("code", IMPORTS + "from medrl_lib.experiments import make_splits\n"),
@@ -107,7 +110,8 @@ print(f"training and test ids disjoint: {set(zhu_train['id']).isdisjoint(zhu_tes
 """),
     ("md", "## Examples of each modality"),
     ("code", "plots.sample_grid(zhu_test, per_modality=5)"),
-    ("md", "## Option counts and gold letters\nBoth should be balanced, so that a model gains nothing from a letter prior."),
+    ("md", "## Option counts and gold letters\nWith shuffled options both are balanced; with canonical options the early "
+           "letters are more often gold, a prior that the chance level below (uniform guessing) does not use."),
     ("code", "plots.balance_plot(zhu_test)"),
     ("md", "## The start models\nParameters of the base and instruct models this profile trains from (built on demand)."),
     ("code", "from medrl_lib.models import parameter_counts\nfrom medrl_lib.train import ensure_policy\n"

@@ -75,6 +75,9 @@ OPTION_POOLS: dict[str, tuple[str, ...]] = {
 }
 """All option texts of each question type: the answer and the distractors are drawn from it."""
 
+OPTION_ORDERS: tuple[str, ...] = ("shuffled", "canonical")
+"""How the options of an item are ordered (:attr:`SyntheticConfig.option_order`)."""
+
 LESION_ADJECTIVE: dict[str, str] = {"MRI": "hyperintense", "CT": "hypodense", "X-ray": "opaque"}
 """How a lesion looks in each modality, as :func:`describe` words it."""
 
@@ -104,6 +107,9 @@ class SyntheticConfig:
     """most options per question (capped by the option pool of the question type)"""
     question_types: tuple[str, ...] = ("location", "count", "side", "modality", "size")
     """question types, assigned round-robin over the items"""
+    option_order: str = "shuffled"
+    """'shuffled': options in random order (the gold letter is uniform); 'canonical': the drawn options listed in
+    the order of their pool (:data:`OPTION_POOLS`), so that 'small' always comes before 'large'"""
     seed: int = 0
     """seed of the random generator (mixed with ``id_prefix``)"""
     id_prefix: str = "syn"
@@ -141,6 +147,8 @@ class SyntheticConfig:
                 )
         if self.seed < 0:
             raise ValueError(f"seed must be non-negative, got {self.seed}")
+        if self.option_order not in OPTION_ORDERS:
+            raise ValueError(f"option_order must be one of {OPTION_ORDERS}, got {self.option_order!r}")
         if not self.id_prefix:
             raise ValueError("id_prefix must be a non-empty string")
 
@@ -233,8 +241,11 @@ def _options(qtype: str, answer: str, cfg: SyntheticConfig, rng: np.random.Gener
     pool = [text for text in OPTION_POOLS[qtype] if text != answer]
     n = int(rng.integers(cfg.min_options, min(cfg.max_options, len(pool) + 1) + 1))
     options = [pool[i] for i in rng.permutation(len(pool))[: n - 1]]
-    position = int(rng.integers(n))
+    position = int(rng.integers(n))  # drawn in both orders, so that both give the same distractors
     options.insert(position, answer)
+    if cfg.option_order == "canonical":
+        options.sort(key=OPTION_POOLS[qtype].index)
+        position = options.index(answer)
     return options, letter_of(position)
 
 
