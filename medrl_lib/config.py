@@ -305,6 +305,7 @@ _CHOICES = {
     "model.kind": ("tiny", "hub"),
     "model.init": ("base", "instruct"),
     "model.instruct_target": ("reasoning", "plain"),
+    "data.option_order": ("shuffled", "canonical"),  # medrl_lib.data.synthetic.OPTION_ORDERS
     "model.dtype": ("float32", "bfloat16", "float16"),
     "model.attn_implementation": ("sdpa", "eager", "flash_attention_2"),
     "grpo.loss_type": ("grpo", "dr_grpo"),
@@ -336,8 +337,12 @@ def validate(p: Profile, where: str) -> Profile:
         raise ConfigError(f"{where}: keys 'data.min_options'/'data.max_options' must satisfy 2 <= min <= max <= 6")
     if not 0.0 <= p.model.instruct_plain_fraction <= 1.0:
         raise ConfigError(f"{where}: key 'model.instruct_plain_fraction' must lie in [0, 1], got {p.model.instruct_plain_fraction}")
-    if p.data.option_order not in ("shuffled", "canonical"):
-        raise ConfigError(f"{where}: key 'data.option_order' must be 'shuffled' or 'canonical', got {p.data.option_order!r}")
+    from .data.synthetic import QUESTIONS
+
+    unknown = sorted(set(p.model.instruct_plain_types) - set(QUESTIONS))
+    if unknown:
+        raise ConfigError(f"{where}: key 'model.instruct_plain_types' names unknown question type {unknown[0]!r}"
+                          f" (known: {', '.join(QUESTIONS)})")
     if p.grpo.num_generations < 2:
         raise ConfigError(f"{where}: key 'grpo.num_generations' must be at least 2 (advantages are group-relative)")
     completions = p.grpo.per_device_train_batch_size * p.grpo.gradient_accumulation_steps * p.num_processes

@@ -53,6 +53,8 @@ def test_every_field_has_a_docstring():
     pytest.param("data:\n  option_order: sorted\n", "data.option_order", id="bad-option-order"),  # unknown order
     pytest.param("model:\n  instruct_plain_fraction: 1.5\n", "model.instruct_plain_fraction",
                  id="fraction-over-one"),  # a fraction of items
+    pytest.param("model:\n  instruct_plain_types: [colour]\n", "model.instruct_plain_types",
+                 id="unknown-question-type"),  # would silently mark nothing
 ])
 def test_bad_profile_names_file_and_key(tmp_path, text, key):
     path = tmp_path / "bad.yaml"
@@ -79,3 +81,10 @@ def test_missing_profile_names_the_path():
 def test_defaults_are_the_papers():
     g = GRPOSettings()
     assert (g.beta, g.loss_type, g.scale_rewards, g.num_generations) == (0.04, "grpo", "group", 8)
+
+
+def test_option_orders_agree_with_the_generator():
+    from medrl_lib.config import _CHOICES
+    from medrl_lib.data.synthetic import OPTION_ORDERS
+
+    assert _CHOICES["data.option_order"] == OPTION_ORDERS  # the profile accepts exactly what the generator does

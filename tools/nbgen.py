@@ -95,8 +95,7 @@ lesions in a bright-rimmed body section; X-ray: bright opacities in dark lung fi
 multiple-choice question (2 to 6 options) whose answer the image determines: where the lesion is, how many, which
 side, how large, which modality. The ground-truth facts stay with each item. On the cpu profile the options are
 listed in a fixed (canonical) order, `data.option_order: canonical`: with shuffled options the 4-layer model
-never learned to find the letter of the option it had named (its letters stayed at chance after 1,200 tuning steps,
-while the named option was right 90% of the time), so the letter step would have hidden every other effect. The paper profile reads PMC-VQA and the
+never learned to find the letter of the option it had named (in our probes its letters stayed at chance while the option it named was mostly right), so the letter step would have hidden every other effect. The paper profile reads PMC-VQA and the
 HuatuoGPT-Vision evaluation data into the same schema.
 """),
     ("code", IMPORTS + "from medrl_lib.experiments import make_splits\n"),
