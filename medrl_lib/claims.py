@@ -74,17 +74,20 @@ CLAIMS: tuple[Claim, ...] = (
 
 
 def item_values(records: Sequence[dict], quantity: str, modalities: Sequence[str] = ()) -> dict[str, float]:
-    """Item id -> the item's value of ``quantity`` (accuracy in percent: 100 or 0; reasoning tokens)."""
+    """Item id -> the item's value of ``quantity``: 'accuracy' (percent: 100 or 0), 'format' (100 when the
+    completion is well formed, as ``eval/format/all``) or 'thinking_length' (reasoning tokens)."""
     out = {}
     for r in records:
         if modalities and r["modality"] not in modalities:
             continue
         if quantity == "accuracy":
             out[r["id"]] = 100.0 * bool(r["correct"])
+        elif quantity == "format":
+            out[r["id"]] = 100.0 * (r["reasoning"] is not None)
         elif quantity == "thinking_length":
             out[r["id"]] = float(r["reasoning_tokens"])
         else:
-            raise ValueError(f"unknown quantity {quantity!r}; expected 'accuracy' or 'thinking_length'")
+            raise ValueError(f"unknown quantity {quantity!r}; expected 'accuracy', 'format' or 'thinking_length'")
     return out
 
 

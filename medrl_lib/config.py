@@ -189,6 +189,8 @@ class SFTSettings:
     """DPO temperature beta"""
     dpo_learning_rate: float = 5e-7
     """AdamW learning rate of DPO"""
+    dpo_max_steps: int = 1500
+    """optimizer steps of DPO (it also runs a frozen reference model, so a scale profile may give it fewer)"""
 
 
 @dataclass
@@ -325,7 +327,8 @@ def validate(p: Profile, where: str) -> Profile:
             raise ConfigError(f"{where}: key '{key}' is {value!r}; expected one of {list(allowed)}")
     positive = ["data.train_size", "data.test_per_modality", "grpo.max_steps", "grpo.num_generations",
                 "grpo.max_completion_length", "grpo.max_prompt_length", "grpo.per_device_train_batch_size",
-                "grpo.gradient_accumulation_steps", "eval.batch_size", "eval.max_new_tokens", "num_processes"]
+                "grpo.gradient_accumulation_steps", "eval.batch_size", "eval.max_new_tokens", "num_processes", "sft.max_steps",
+                "sft.dpo_max_steps"]
     for key in positive:
         section, name = key.split(".") if "." in key else (None, key)
         value = getattr(getattr(p, section), name) if section else getattr(p, name)

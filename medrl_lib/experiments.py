@@ -232,7 +232,8 @@ def sft_arm(profile: Profile, experiment: str, arm: str, seed: int, method: str 
                                   profile.grpo.bf16, method=method)
             model, processor = load_policy(profile, str(out / "checkpoints" / "final"))
         elif method == "dpo":
-            model, processor, log = run_dpo(policy, train, lr=s.dpo_learning_rate, beta=s.dpo_beta, **common)
+            model, processor, log = run_dpo(policy, train, lr=s.dpo_learning_rate, beta=s.dpo_beta,
+                                       **{**common, "max_steps": s.dpo_max_steps})
         else:
             model, processor, log = run_sft(policy, train, lr=s.lora_learning_rate if method == "lora" else
                                             s.learning_rate, lora=s if method == "lora" else None, **common)

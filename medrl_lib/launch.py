@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
         trainer, model, processor, log = res["trainer"], res["model"], res["processor"], res["log_history"]
     elif a.method == "dpo":
         model, processor, log, trainer = run_dpo(a.model, train, lr=s.dpo_learning_rate, beta=s.dpo_beta,
-                                                 return_trainer=True, **common)
+                                                 return_trainer=True, **{**common, "max_steps": s.dpo_max_steps})
     else:
         model, processor, log, trainer = run_sft(a.model, train, lora=s if a.method == "lora" else None,
                                                  lr=s.lora_learning_rate if a.method == "lora" else s.learning_rate,

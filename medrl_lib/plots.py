@@ -1,9 +1,10 @@
-"""Figures (seaborn) and tables for the book, all computed from stored runs."""
+"""Figures (matplotlib, seaborn) and tables for the book, all computed from stored runs."""
 
 from __future__ import annotations
 
 from typing import Sequence
 
+import numpy as np
 import pandas as pd
 
 from .results import Run
@@ -38,12 +39,29 @@ def _as_lists(runs: dict) -> dict[str, list[Run]]:
     return {k: (v if isinstance(v, (list, tuple)) else [v]) for k, v in runs.items()}
 
 
+def seed_band(df: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
+    """Mean of ``value`` over seeds per (arm, component, step), with a Student-t ``level`` interval (``low``,
+    ``high``; equal to the mean where only one seed logged the step).
+
+    >>> df = pd.DataFrame({"arm": "a", "component": "r", "step": 1, "value": [1.0, 2.0, 3.0]})
+    >>> row = seed_band(df).iloc[0]
+    >>> float(row["mean"]), round(float(row["high"] - row["mean"]), 2)
+    (2.0, 2.48)
+    """
+    from scipy import stats
+
+    g = df.groupby(["arm", "component", "step"])["value"].agg(["mean", "std", "count"]).reset_index()
+    dof = (g["count"] - 1).clip(lower=1)
+    half = stats.t.ppf(0.5 + level / 2, dof) * g["std"].fillna(0.0) / np.sqrt(g["count"])
+    half = half.where(g["count"] > 1, 0.0)
+    return g.assign(low=g["mean"] - half, high=g["mean"] + half)
+
+
 def plot_rewards(runs: dict, window: int = 5, keys: dict[str, str] | None = None, labels: dict | None = None):
-    """Reward components over training steps (rolling mean; band = 95% CI over seeds), one panel each.
+    """Reward components over training steps (rolling mean; band = 95% t-interval over seeds), one panel each.
 
     ``runs`` maps a name to a run or to the runs of its seeds."""
     import matplotlib.pyplot as plt
-    import seaborn as sns
 
     keys = keys or REWARD_KEYS
     frames = []
@@ -57,13 +75,31 @@ def plot_rewards(runs: dict, window: int = 5, keys: dict[str, str] | None = None
         raise ValueError("no training log in these runs: nothing to plot")
     df = df[df["metric"].isin(keys)]
     df["component"] = df["metric"].map(keys)
-    grid = sns.relplot(data=df, x="step", y="value", hue="arm", col="component", kind="line", height=2.8,
-                       aspect=1.3, errorbar=("ci", 95), facet_kws={"sharey": False},
-                       col_wrap=min(3, df["component"].nunique()))
-    grid.set_titles("{col_name}")
-    grid.set_axis_labels("training step", f"mean over completions (rolling {window})")
-    plt.close(grid.figure)
-    return grid.figure
+    band = seed_band(df)
+    components = [c for c in dict.fromkeys(keys.values()) if c in set(band["component"])]
+    arms = list(dict.fromkeys(df["arm"]))
+    ncol = min(3, len(components))
+    nrow = -(-len(components) // ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3.64 * ncol, 2.8 * nrow), squeeze=False)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, comp in zip(axes.flat, components):
+        for i, arm in enumerate(arms):
+            b = band[(band["component"] == comp) & (band["arm"] == arm)].sort_values("step")
+            if b.empty:
+                continue
+            color = colors[i % len(colors)]
+            ax.plot(b["step"], b["mean"], color=color, label=arm)
+            ax.fill_between(b["step"], b["low"], b["high"], color=color, alpha=0.2, linewidth=0)
+        ax.set_title(comp)
+        ax.set_xlabel("training step")
+        ax.set_ylabel(f"mean over completions (rolling {window})")
+    for ax in axes.flat[len(components):]:
+        ax.set_visible(False)
+    handles, names = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False, title="arm")
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
 
 
 def per_seed_frame(runs: dict, labels: dict | None = None, metrics: Sequence[str] = ("accuracy/all",)) -> pd.DataFrame:

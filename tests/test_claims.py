@@ -9,7 +9,7 @@ from medrl_lib.results import Run
 
 def _run(correct, tokens=None, modality="MRI"):
     tokens = tokens or [10] * len(correct)
-    recs = [{"id": f"i{k}", "modality": modality, "correct": c, "reasoning_tokens": t}
+    recs = [{"id": f"i{k}", "modality": modality, "correct": c, "reasoning_tokens": t, "reasoning": "r" if c else None}
             for k, (c, t) in enumerate(zip(correct, tokens))]
     return Run(path=None, config={}, metrics={}, records=recs)
 
@@ -62,6 +62,7 @@ def test_item_values_and_bad_quantity():
     run = _run([True, False], tokens=[5, 7])
     assert item_values(run.records, "accuracy") == {"i0": 100.0, "i1": 0.0}
     assert item_values(run.records, "thinking_length") == {"i0": 5.0, "i1": 7.0}
+    assert item_values(run.records, "format") == {"i0": 100.0, "i1": 0.0}  # well formed = reasoning parsed
     with pytest.raises(ValueError, match="perplexity"):
         item_values(run.records, "perplexity")
 

@@ -201,7 +201,8 @@ papers' figures appear only in the columns labelled *paper (reference)*.
              "ood_arms = ['ood-grpo', 'ood-sft']\n"),
     ("code", "runs = study.run_arms(profile, zhu_arms + ood_arms, seeds, overrides, force)\n"
              "start = study.zero_shot(profile, 'instruct', 'zhu', overrides)\n"
-             "ood_start = study.zero_shot(profile, 'instruct', 'ood', overrides)"),
+             "ood_start = study.zero_shot(profile, 'instruct', 'ood', overrides)\n"
+             "base_start = study.zero_shot(profile, 'base', 'zhu', overrides)"),
     ("md", "## Zhu et al., Table 1"),
     ("code", "plots.metrics_table({'zero-shot': [start], **{a: runs[a] for a in zhu_arms}},\n"
              "                    {**study.LABELS, 'zero-shot': 'instruct zero-shot'}, reference=ZHU_TABLE1,\n"
@@ -213,6 +214,17 @@ papers' figures appear only in the columns labelled *paper (reference)*.
              "                {**study.LABELS, 'zero-shot': 'instruct zero-shot'}, reference=MEDVLM_R1_TABLE1,\n"
              "                reference_rows={'zero-shot': 'Qwen2-VL-2B', 'ood-grpo': 'GRPO-2B', 'ood-sft': 'SFT-2B'},\n"
              "                chance=random_guess_accuracy(ood_test))"),
+    ("md", "## Calibration\nCan this profile show the papers' effects at all? Each check is computed from the runs "
+           "with a 95% interval (Methods); a check not met means the experiments resting on it cannot show their "
+           "effect here, whatever their verdict below."),
+    ("code", "from medrl_lib.calibration import calibration_rows, calibration_summary, calibration_table\n"
+             "cal = calibration_rows(ood_start=ood_start, instruct_start=start, base_start=base_start,\n"
+             "                       grpo_instruct=runs['grpo-instruct'], grpo_base=runs['grpo-base'],\n"
+             "                       mri_trained={study.LABELS[a]: runs[a] for a in ood_arms},\n"
+             "                       chance=random_guess_accuracy(ood_test), in_domain=P.data.train_modalities,\n"
+             "                       n_boot=P.eval.n_boot, seed=P.eval.bootstrap_seed)\n"
+             "display(calibration_table(cal))\n"
+             "display(Markdown(calibration_summary(cal)))"),
     ("md", "## Claims scorecard\nEach claim of the two papers, the paper's figure, ours with a 95% interval "
            "(two-level bootstrap over seeds and test items) and the verdict computed from that interval."),
     ("code", "rows = [evaluate_claim(c, runs[c.a], runs[c.b]) for c in CLAIMS]\n"

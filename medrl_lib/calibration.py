@@ -1,0 +1,129 @@
+"""Calibration of a scale profile: is the miniature a fair stand-in for the papers' setting?
+
+Four checks, each computed from stored runs with a 95% interval and a verdict ('met' or 'not met'); nothing is
+typed by hand. They say whether the experiments *can* show the papers' effects, not whether they do (that is the
+claims scorecard):
+
+* **C1** the instruct model's zero-shot accuracy on MRI lies above chance and below a ceiling (room to improve);
+* **C2** a model trained on MRI alone is less accurate on CT and X-ray than on MRI (the modality styles differ);
+* **C3** GRPO from the instruct model raises held-out accuracy and format within the profile's budget;
+* **C4** GRPO from the base model learns the answer format at all.
+
+Intervals: a start model is one greedy evaluation, so a gain is the paired difference of a trained arm's seeds
+and the start on the same items (:func:`medrl_lib.claims.difference_interval` against the start repeated per
+seed); the modality gap of C2 compares different items, so it resamples seeds, then items within each group.
+
+>>> import numpy as np
+>>> inside = np.array([[100.0] * 40 + [0.0] * 10] * 3); outside = np.array([[100.0] * 20 + [0.0] * 30] * 3)
+>>> diff, low, high = gap_interval(inside, outside, n_boot=200, seed=0)
+>>> round(diff, 1), low > 0
+(40.0, True)
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from .claims import difference_interval, item_values
+
+#: C1's ceiling (accuracy %): the start model's interval must end below it to leave room for fine-tuning.
+CEILING = 90.0
+
+
+def _matrix(runs: Sequence, quantity: str, modalities: Sequence[str] = (), ids: Sequence[str] | None = None):
+    """(seeds, items) array of ``quantity`` on the items common to ``runs`` (or on ``ids``), and those ids."""
+    values = [item_values(r.records, quantity, modalities) for r in runs]
+    if ids is None:
+        ids = sorted(set.intersection(*(set(v) for v in values)))
+    if not ids:
+        raise ValueError(f"the runs share no test items of modalities {list(modalities) or 'all'}")
+    return np.array([[v[i] for i in ids] for v in values]), list(ids)
+
+
+def gain_interval(after: Sequence, start, quantity: str = "accuracy", *, n_boot: int = 2000,
+                  seed: int = 0) -> tuple[float, float, float, float, float]:
+    """(mean after, mean start, gain, low, high): the trained seeds against the start model on the same items."""
+    a, ids = _matrix(after, quantity)
+    b, _ = _matrix([start], quantity, ids=ids)
+    b = np.repeat(b, len(a), axis=0)                                       # (S, I): the start, once per seed
+    diff, low, high = difference_interval(a, b, n_boot=n_boot, seed=seed)
+    return float(a.mean()), float(b.mean()), diff, low, high
+
+
+def gap_interval(inside: np.ndarray, outside: np.ndarray, *, n_boot: int = 2000, seed: int = 0,
+                 level: float = 0.95) -> tuple[float, float, float]:
+    """(mean(inside) - mean(outside), low, high) for (seeds, items) arrays on different items of the same seeds:
+    resample seeds (rows, shared), then the items of each array independently."""
+    if inside.ndim != 2 or outside.ndim != 2 or len(inside) != len(outside):
+        raise ValueError(f"need (seeds, items) arrays with the same seeds, got {inside.shape} and {outside.shape}")
+    rng = np.random.default_rng(seed)
+    n_seeds = len(inside)
+    seeds = rng.integers(0, n_seeds, size=(n_boot, n_seeds))                          # (B, S)
+    items_in = rng.integers(0, inside.shape[1], size=(n_boot, inside.shape[1]))       # (B, I_in)
+    items_out = rng.integers(0, outside.shape[1], size=(n_boot, outside.shape[1]))    # (B, I_out)
+    boot_in = inside[seeds[:, :, None], items_in[:, None, :]].mean(axis=(1, 2))       # (B,)
+    boot_out = outside[seeds[:, :, None], items_out[:, None, :]].mean(axis=(1, 2))    # (B,)
+    alpha = (1 - level) / 2
+    low, high = np.quantile(boot_in - boot_out, [alpha, 1 - alpha])
+    return float(inside.mean() - outside.mean()), float(low), float(high)
+
+
+def _row(check: str, text: str, criterion: str, ours: str, met: bool) -> dict:
+    return {"check": check, "what": text, "criterion": criterion, "ours": ours,
+            "verdict": "met" if met else "not met"}
+
+
+def calibration_rows(*, ood_start, instruct_start, base_start, grpo_instruct: Sequence, grpo_base: Sequence,
+                     mri_trained: dict[str, Sequence], chance: dict[str, float], in_domain: Sequence[str] = ("MRI",),
+                     ceiling: float = CEILING, n_boot: int = 2000, seed: int = 0) -> list[dict]:
+    """The four checks (C1-C4) as rows: what is checked, the criterion, our figure with its interval, verdict.
+
+    ``ood_start`` is the instruct model's zero-shot run on E6's test items (with MRI among them);
+    ``instruct_start``/``base_start`` are zero-shot runs on the test items of the GRPO arms;
+    ``grpo_instruct``/``grpo_base`` the seeds of GRPO from each start; ``mri_trained`` maps a label to the seeds
+    of an arm trained on ``in_domain`` modalities only; ``chance`` is the uniform-guess accuracy per modality (``random_guess_accuracy``)."""
+    rows = []
+    m = ood_start.metrics
+    acc, low, high = m["eval/accuracy/mri"], m.get("eval/accuracy/mri/low"), m.get("eval/accuracy/mri/high")
+    if low is None or high is None:
+        raise ValueError("the instruct start's metrics carry no interval for eval/accuracy/mri")
+    rows.append(_row("C1", "instruct zero-shot accuracy on MRI lies above chance and below the ceiling",
+                     f"95% CI above chance ({chance['MRI']:.1f}%) and below {ceiling:.0f}%",
+                     f"{acc:.1f}% [{low:.1f}, {high:.1f}]", low > chance["MRI"] and high < ceiling))
+    for label, runs in mri_trained.items():
+        outside = sorted({r["modality"] for run in runs for r in run.records} - set(in_domain))
+        a, _ = _matrix(runs, "accuracy", tuple(in_domain))
+        b, _ = _matrix(runs, "accuracy", tuple(outside))
+        diff, lo, hi = gap_interval(a, b, n_boot=n_boot, seed=seed)
+        rows.append(_row("C2", f"{label}, trained on {'/'.join(in_domain)} only, is less accurate on "
+                               f"{' and '.join(outside)}", "95% CI of the gap above 0",
+                         f"{a.mean():.1f}% vs {b.mean():.1f}%: gap {diff:+.1f} [{lo:+.1f}, {hi:+.1f}] points", lo > 0))
+    for quantity, what in (("accuracy", "accuracy"), ("format", "format share")):
+        after, before, diff, lo, hi = gain_interval(grpo_instruct, instruct_start, quantity, n_boot=n_boot, seed=seed)
+        rows.append(_row("C3", f"GRPO from the instruct model raises held-out {what}", "95% CI of the gain above 0",
+                         f"{before:.1f}% -> {after:.1f}%: {diff:+.1f} [{lo:+.1f}, {hi:+.1f}] points", lo > 0))
+    after, before, diff, lo, hi = gain_interval(grpo_base, base_start, "format", n_boot=n_boot, seed=seed)
+    rows.append(_row("C4", "GRPO from the base model learns the answer format", "95% CI of the gain above 0",
+                     f"{before:.1f}% -> {after:.1f}%: {diff:+.1f} [{lo:+.1f}, {hi:+.1f}] points", lo > 0))
+    return rows
+
+
+def calibration_summary(rows: Sequence[dict]) -> str:
+    """One sentence, computed from the rows: which checks are met and which are not."""
+    met = sorted({r["check"] for r in rows if r["verdict"] == "met"} -
+                 {r["check"] for r in rows if r["verdict"] != "met"})
+    missed = sorted({r["check"] for r in rows if r["verdict"] != "met"})
+    text = f"Calibration checks met in full: {', '.join(met) or 'none'}."
+    if missed:
+        text += (f" Not met (in at least one row): {', '.join(missed)}; the experiments that rest on "
+                 f"{'it' if len(missed) == 1 else 'them'} cannot show the papers' effect on this profile.")
+    return text
+
+
+def calibration_table(rows: Sequence[dict]):
+    """The checks as a table indexed by check id."""
+    import pandas as pd
+
+    return pd.DataFrame(list(rows)).set_index("check")

@@ -1,0 +1,77 @@
+"""Calibration checks C1-C4: computed from per-item records, each able to come out 'not met'."""
+
+import numpy as np
+import pytest
+
+from medrl_lib.calibration import calibration_rows, calibration_summary, gain_interval, gap_interval
+from medrl_lib.results import Run
+
+
+def _run(correct: dict[str, list[bool]], formatted: float = 1.0, low_high=None) -> Run:
+    """A run whose records are ``correct[modality]``; the first ``formatted`` share of items is well formed."""
+    recs = []
+    for modality, values in correct.items():
+        for k, c in enumerate(values):
+            ok = k < formatted * len(values)
+            recs.append({"id": f"{modality}-{k}", "modality": modality, "correct": c and ok,
+                         "reasoning": "r" if ok else None, "reasoning_tokens": 5})
+    mri = correct.get("MRI", [])
+    acc = 100.0 * sum(mri) / max(1, len(mri))
+    lo, hi = low_high or (acc - 8.0, acc + 8.0)
+    return Run(path=None, config={}, metrics={"eval/accuracy/mri": acc, "eval/accuracy/mri/low": lo,
+                                               "eval/accuracy/mri/high": hi}, records=recs)
+
+
+def _items(share: float, n: int = 60) -> list[bool]:
+    return [k < share * n for k in range(n)]
+
+
+CHANCE = {"MRI": 30.0, "CT": 30.0, "X-ray": 30.0}
+
+
+def _rows(start_mri=0.5, trained_mri=0.9, trained_out=0.5, gain=0.2, base_format=0.6, start_format=0.7):
+    start = _run({m: _items(start_mri) for m in CHANCE}, formatted=start_format)
+    base0 = _run({m: _items(0.0) for m in CHANCE}, formatted=0.0)
+    grpo = [_run({m: _items(min(1.0, start_mri + gain)) for m in CHANCE}) for _ in range(3)]
+    base = [_run({m: _items(0.3) for m in CHANCE}, formatted=base_format) for _ in range(3)]
+    mri = [_run({"MRI": _items(trained_mri), "CT": _items(trained_out), "X-ray": _items(trained_out)})
+           for _ in range(3)]
+    rows = calibration_rows(ood_start=start, instruct_start=start, base_start=base0, grpo_instruct=grpo, grpo_base=base,
+                            mri_trained={"GRPO": mri}, chance=CHANCE, n_boot=300)
+    return {(r["check"], r["what"].split()[-1]): r["verdict"] for r in rows}
+
+
+@pytest.mark.parametrize("kwargs, check, expected", [
+    pytest.param({}, ("C1", "ceiling"), "met", id="c1-room-both-ways"),  # 50% [42, 58]: above 30, below 90
+    pytest.param({"start_mri": 0.3}, ("C1", "ceiling"), "not met", id="c1-at-chance"),  # interval reaches chance
+    pytest.param({"start_mri": 0.95}, ("C1", "ceiling"), "not met", id="c1-at-ceiling"),  # no room to improve
+    pytest.param({}, ("C2", "X-ray"), "met", id="c2-modalities-differ"),  # 90% in domain vs 50% outside
+    pytest.param({"trained_out": 0.9}, ("C2", "X-ray"), "not met", id="c2-no-gap"),  # styles too alike
+    pytest.param({}, ("C3", "accuracy"), "met", id="c3-accuracy-rises"),  # +20 points on 180 items
+    pytest.param({"gain": 0.0}, ("C3", "accuracy"), "not met", id="c3-no-gain"),  # GRPO did nothing
+    pytest.param({}, ("C3", "share"), "met", id="c3-format-rises"),  # 70% -> 100% well formed
+    pytest.param({"start_format": 1.0}, ("C3", "share"), "not met", id="c3-format-already-full"),  # nothing to teach
+    pytest.param({}, ("C4", "format"), "met", id="c4-base-learns-format"),  # 0% -> 60%
+    pytest.param({"base_format": 0.0}, ("C4", "format"), "not met", id="c4-base-never-formats"),  # as on cpu
+])
+def test_calibration_verdicts(kwargs, check, expected):
+    assert _rows(**kwargs)[check] == expected
+
+
+def test_gain_pairs_each_seed_with_the_start_on_the_same_items():
+    start = _run({"MRI": _items(0.5)})
+    after = [_run({"MRI": _items(0.8)}) for _ in range(3)]
+    mean_after, mean_before, diff, low, high = gain_interval(after, start, n_boot=200)
+    assert (mean_after, mean_before, diff) == pytest.approx((80.0, 50.0, 30.0)) and 0 < low <= 30 <= high
+
+
+def test_gap_interval_rejects_unmatched_seeds():
+    with pytest.raises(ValueError, match="same seeds"):
+        gap_interval(np.zeros((3, 10)), np.zeros((2, 10)))
+
+
+def test_summary_names_what_is_not_met():
+    rows = [{"check": "C1", "verdict": "met"}, {"check": "C2", "verdict": "met"},
+            {"check": "C2", "verdict": "not met"}]
+    text = calibration_summary(rows)
+    assert "met in full: C1." in text and "Not met (in at least one row): C2" in text

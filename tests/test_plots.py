@@ -1,0 +1,37 @@
+"""Figures computed from stored runs: the seed band and the reward panels."""
+
+import pandas as pd
+import pytest
+
+from medrl_lib.plots import plot_rewards, seed_band
+from medrl_lib.results import Run
+
+
+def _run(rewards):
+    log = [{"step": i + 1, "reward": r, "rewards/format_reward/mean": r / 2} for i, r in enumerate(rewards)]
+    return Run(path=None, config={}, metrics={}, log_history=log)
+
+
+@pytest.mark.parametrize("values, mean, half", [
+    pytest.param([1.0, 2.0, 3.0], 2.0, 2.484, id="three-seeds"),  # t(0.975, 2) * 1 / sqrt(3)
+    pytest.param([5.0], 5.0, 0.0, id="one-seed"),  # no spread to estimate: the band is the line
+    pytest.param([4.0, 4.0], 4.0, 0.0, id="equal-seeds"),  # zero spread
+])
+def test_seed_band(values, mean, half):
+    row = seed_band(pd.DataFrame({"arm": "a", "component": "r", "step": 1, "value": values})).iloc[0]
+    assert row["mean"] == pytest.approx(mean) and row["high"] - row["mean"] == pytest.approx(half, abs=1e-3)
+    assert row["mean"] - row["low"] == pytest.approx(half, abs=1e-3)
+
+
+def test_plot_rewards_draws_one_panel_per_logged_component():
+    runs = {"grpo": [_run([0.1, 0.5, 0.9]), _run([0.2, 0.4, 1.0])], "sft": _run([0.3, 0.3, 0.3])}
+    fig = plot_rewards(runs, window=1, keys={"reward": "total", "rewards/format_reward/mean": "format",
+                                             "rewards/missing/mean": "absent"})
+    visible = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in visible] == ["total", "format"]
+    assert len(visible[0].lines) == 2 and list(visible[0].lines[1].get_ydata()) == [0.3, 0.3, 0.3]
+
+
+def test_plot_rewards_without_logs_says_so():
+    with pytest.raises(ValueError, match="no training log"):
+        plot_rewards({"a": Run(path=None, config={}, metrics={})})
