@@ -31,6 +31,9 @@ from .claims import difference_interval, item_values
 #: C1's ceiling (accuracy %): the start model's interval must end below it to leave room for fine-tuning.
 CEILING = 90.0
 
+#: The scorecard claims (``medrl_lib.claims.CLAIMS`` ids) that rest on a check beyond C1 and C3, which all rest on.
+RESTS_ON = {"C2": ("E6",), "C4": ("E1",)}
+
 
 def _matrix(runs: Sequence, quantity: str, modalities: Sequence[str] = (), ids: Sequence[str] | None = None):
     """(seeds, items) array of ``quantity`` on the items common to ``runs`` (or on ``ids``), and those ids."""
@@ -117,8 +120,15 @@ def calibration_summary(rows: Sequence[dict]) -> str:
     missed = sorted({r["check"] for r in rows if r["verdict"] != "met"})
     text = f"Calibration checks met in full: {', '.join(met) or 'none'}."
     if missed:
-        text += (f" Not met (in at least one row): {', '.join(missed)}; the experiments that rest on "
-                 f"{'it' if len(missed) == 1 else 'them'} cannot show the papers' effect on this profile.")
+        claims = sorted({c for m in missed for c in (RESTS_ON.get(m, ()) if m not in ("C1", "C3") else ("all",))})
+        text += f" Not met (in at least one row): {', '.join(missed)}"
+        if "all" in claims:
+            text += "; every claim rests on it: no verdict below can be read as the papers' effect."
+        elif claims:
+            text += (f"; the verdict of {', '.join(claims)} rests on it and cannot be read as the papers' effect "
+                     "on this profile.")
+        else:
+            text += "."
     return text
 
 

@@ -396,7 +396,10 @@ def format_summary(runs: dict, labels: dict | None = None) -> str:
     for name, rs in _as_lists(runs).items():
         rate = sum(r.metrics.get("eval/format/all", float("nan")) for r in rs) / len(rs)
         acc = sum(r.metrics.get("eval/accuracy/all", float("nan")) for r in rs) / len(rs)
-        note = " (never produced the `<think>`/`<answer>` format)" if rate == 0 else ""
+        plain = all(r.config.get("kind") in ("sft", "lora", "dpo")
+                    and r.config.get("settings", {}).get("sft", {}).get("target") == "plain" for r in rs)
+        note = (" (asked with the plain prompt: a bare letter is the expected answer)" if plain else
+                " (never produced the `<think>`/`<answer>` format)" if rate == 0 else "")
         lines.append(f"- **{(labels or {}).get(name, name)}**: {rate:.0f}% of test completions well-formed, "
                      f"accuracy {acc:.1f}%{note}.")
     return "\n".join(lines)

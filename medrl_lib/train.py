@@ -178,25 +178,19 @@ def ensure_policy(profile: Profile, which: str | None = None) -> str:
         settings["option_order"] = profile.data.option_order
     if m.instruct_plain_fraction and m.instruct_plain_types:
         settings["plain"] = [sorted(m.instruct_plain_types), m.instruct_plain_fraction]
-    path = cache / f"tiny-instruct-{config_hash(settings)}"
-    if (path / "medrl_tiny.json").exists():
-        return str(path)
     from .data.schema import MODALITIES
     from .data.synthetic import SyntheticConfig, generate
 
-    # Disjoint from every train/test split: its own id prefix and seed.
-    ds = generate(SyntheticConfig(n_items=m.instruct_items, modalities=MODALITIES, seed=10_000 + profile.data.seed,
-                                  image_size=profile.data.image_size, min_options=profile.data.min_options,
-                                  max_options=profile.data.max_options, option_order=profile.data.option_order,
-                                  id_prefix="instruct"))
-    ds = mark_plain_answers(ds, m.instruct_plain_types, m.instruct_plain_fraction, seed=profile.data.seed)
-    model, processor, _ = run_sft(str(base), ds, output_dir=str(path) + ".work", lr=m.instruct_lr,
-                                  max_steps=m.instruct_steps, target=m.instruct_target, seed=profile.data.seed)
-    save_model(model, processor, path, meta={"kind": "tiny-instruct", "settings": settings, "train_ids": ds["id"]})
-    import shutil
+    def items():  # disjoint from every train/test split: its own id prefix and seed
+        ds = generate(SyntheticConfig(n_items=m.instruct_items, modalities=MODALITIES,
+                                      seed=10_000 + profile.data.seed, image_size=profile.data.image_size,
+                                      min_options=profile.data.min_options, max_options=profile.data.max_options,
+                                      option_order=profile.data.option_order, id_prefix="instruct"))
+        return mark_plain_answers(ds, m.instruct_plain_types, m.instruct_plain_fraction, seed=profile.data.seed)
 
-    shutil.rmtree(str(path) + ".work", ignore_errors=True)
-    return str(path)
+    return str(_tuned_stage(cache / f"tiny-instruct-{config_hash(settings)}", "tiny-instruct", settings, items,
+                            base, lr=m.instruct_lr, steps=m.instruct_steps, target=m.instruct_target,
+                            seed=profile.data.seed))
 
 
 def mark_plain_answers(ds, question_types, fraction: float, seed: int = 0):
@@ -258,20 +252,30 @@ def _ensure_base(profile: Profile, random_init: Path, cache: Path) -> Path:
         return random_init
     settings = {"init": random_init.name, "items": m.base_items, "steps": m.base_steps, "lr": m.base_lr,
                 "image_size": profile.data.image_size}
-    path = cache / f"tiny-base-{config_hash(settings)}"
-    if (path / "medrl_tiny.json").exists():
-        return path
     from .data.schema import MODALITIES
     from .data.synthetic import SyntheticConfig, generate
 
-    ds = generate(SyntheticConfig(n_items=m.base_items, modalities=MODALITIES, seed=30_000 + profile.data.seed,
-                                  image_size=profile.data.image_size, id_prefix="base"))
-    model, processor, _ = run_sft(str(random_init), ds, output_dir=str(path) + ".work", lr=m.base_lr,
-                                  max_steps=m.base_steps, target="report", seed=profile.data.seed)
-    save_model(model, processor, path, meta={"kind": "tiny-base", "settings": settings, "train_ids": ds["id"]})
+    def items():
+        return generate(SyntheticConfig(n_items=m.base_items, modalities=MODALITIES, seed=30_000 + profile.data.seed,
+                                        image_size=profile.data.image_size, id_prefix="base"))
+
+    return _tuned_stage(cache / f"tiny-base-{config_hash(settings)}", "tiny-base", settings, items, random_init,
+                        lr=m.base_lr, steps=m.base_steps, target="report", seed=profile.data.seed)
+
+
+def _tuned_stage(path: Path, kind: str, settings: dict, items, start: Path, *, lr: float, steps: int, target: str,
+                 seed: int) -> Path:
+    """The model at ``path`` (keyed by ``settings``), made once by supervised tuning of ``start`` on ``items()``
+    with ``target``; the settings and the ids of the items that made it are saved beside it."""
+    if (path / "medrl_tiny.json").exists():
+        return path
     import shutil
 
-    shutil.rmtree(str(path) + ".work", ignore_errors=True)
+    ds = items()
+    work = str(path) + ".work"
+    model, processor, _ = run_sft(str(start), ds, output_dir=work, lr=lr, max_steps=steps, target=target, seed=seed)
+    save_model(model, processor, path, meta={"kind": kind, "settings": settings, "train_ids": ds["id"]})
+    shutil.rmtree(work, ignore_errors=True)
     return path
 
 

@@ -70,8 +70,18 @@ def test_gap_interval_rejects_unmatched_seeds():
         gap_interval(np.zeros((3, 10)), np.zeros((2, 10)))
 
 
-def test_summary_names_what_is_not_met():
-    rows = [{"check": "C1", "verdict": "met"}, {"check": "C2", "verdict": "met"},
-            {"check": "C2", "verdict": "not met"}]
-    text = calibration_summary(rows)
-    assert "met in full: C1." in text and "Not met (in at least one row): C2" in text
+@pytest.mark.parametrize("verdicts, expected", [
+    pytest.param({"C1": "met", "C2": "not met"}, "met in full: C1. Not met (in at least one row): C2; the verdict "
+                 "of E6 rests on it", id="ood-check"),  # only the OOD claim is affected
+    pytest.param({"C1": "met", "C4": "not met"}, "the verdict of E1 rests on it", id="base-format"),  # as on cpu
+    pytest.param({"C1": "not met", "C2": "met"}, "every claim rests on it", id="no-room"),  # nothing can differ
+    pytest.param({"C1": "met", "C2": "met"}, "met in full: C1, C2.", id="all-met"),  # no warning
+])
+def test_summary_names_what_is_not_met_and_the_claims_on_it(verdicts, expected):
+    rows = [{"check": c, "verdict": v} for c, v in verdicts.items()]
+    assert expected in calibration_summary(rows)
+
+
+def test_a_check_met_in_one_row_and_not_another_is_not_met():
+    rows = [{"check": "C2", "verdict": "met"}, {"check": "C2", "verdict": "not met"}]
+    assert "met in full: none" in calibration_summary(rows)

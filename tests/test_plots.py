@@ -35,3 +35,18 @@ def test_plot_rewards_draws_one_panel_per_logged_component():
 def test_plot_rewards_without_logs_says_so():
     with pytest.raises(ValueError, match="no training log"):
         plot_rewards({"a": Run(path=None, config={}, metrics={})})
+
+
+@pytest.mark.parametrize("config, rate, expected", [
+    pytest.param({"kind": "grpo"}, 0.0, "never produced", id="grpo-no-format"),  # 0% under the reasoning prompt
+    pytest.param({"kind": "sft", "settings": {"sft": {"target": "plain"}}}, 0.0, "plain prompt",
+                 id="plain-sft"),  # a bare letter is what it was asked for
+    pytest.param({"kind": "sft", "settings": {"sft": {"target": "reasoning"}}}, 0.0, "never produced",
+                 id="reasoning-sft"),  # asked for the format and never gave it
+    pytest.param({"kind": "grpo"}, 100.0, "accuracy 50.0%.", id="well-formed"),  # no note
+])
+def test_format_summary_notes(config, rate, expected):
+    from medrl_lib.plots import format_summary
+
+    run = Run(path=None, config=config, metrics={"eval/format/all": rate, "eval/accuracy/all": 50.0})
+    assert expected in format_summary({"arm": [run]})

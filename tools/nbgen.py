@@ -151,8 +151,9 @@ the loss). Zhu et al. (section 3.4) find it the most accurate variant (61.09 vs 
 
 E5 = experiment("E5 SFT vs RL", """
 Zhu et al. (section 4) compare GRPO with full supervised fine-tuning, LoRA and DPO on the same data: GRPO 58.04,
-full SFT 52.00, DPO 46.97, LoRA 45.98, zero-shot 47.29. The supervised arms here learn the same reasoning target the
-instruct model was tuned on (Methods).
+full SFT 52.00, DPO 46.97, LoRA 45.98, zero-shot 47.29. As in the paper (PMC-VQA has no reference reasoning), the
+supervised arms learn the final answer only (`sft.target: plain`) and are asked and scored with the plain prompt
+(*provide the correct single-letter choice*); GRPO arms with the reasoning prompt (Methods).
 """, ["grpo-instruct", "sft", "lora", "dpo"], claims_for="05_sft_vs_rl", zero_shot=True)
 
 OOD = [
