@@ -84,6 +84,10 @@ class ModelSettings:
     """tiny 'base' stand-in: optimizer steps of report pretraining (0: the randomly initialised model)"""
     base_lr: float = 2e-3
     """tiny 'base' stand-in: learning rate of report pretraining"""
+    base_text_items: int = 0
+    """tiny 'base' stand-in: unrelated text documents mixed into its pretraining (medrl_lib.data.general_text)"""
+    base_text_tagged_fraction: float = 0.0
+    """tiny 'base' stand-in: share of those documents laid out as tagged question/answer text (the rest: prose)"""
     instruct_items: int = 800
     """tiny 'instruct' stand-in: synthetic items (disjoint from train and test) it is tuned on"""
     instruct_steps: int = 300
@@ -338,6 +342,9 @@ def validate(p: Profile, where: str) -> Profile:
         raise ConfigError(f"{where}: key 'data.image_size' must be a multiple of 28, got {p.data.image_size}")
     if not 2 <= p.data.min_options <= p.data.max_options <= 6:
         raise ConfigError(f"{where}: keys 'data.min_options'/'data.max_options' must satisfy 2 <= min <= max <= 6")
+    if p.model.base_text_items < 0 or not 0.0 <= p.model.base_text_tagged_fraction <= 1.0:
+        raise ConfigError(f"{where}: keys 'model.base_text_items' (>= 0) / 'model.base_text_tagged_fraction' "
+                          f"(in [0, 1]) out of range")
     if not 0.0 <= p.model.instruct_plain_fraction <= 1.0:
         raise ConfigError(f"{where}: key 'model.instruct_plain_fraction' must lie in [0, 1], got {p.model.instruct_plain_fraction}")
     from .data.synthetic import QUESTIONS

@@ -252,44 +252,61 @@ def _ensure_base(profile: Profile, random_init: Path, cache: Path) -> Path:
         return random_init
     settings = {"init": random_init.name, "items": m.base_items, "steps": m.base_steps, "lr": m.base_lr,
                 "image_size": profile.data.image_size}
+    if m.base_text_items:  # keeps the cache keys of report-only base models
+        settings["text"] = [m.base_text_items, m.base_text_tagged_fraction]
     from .data.schema import MODALITIES
     from .data.synthetic import SyntheticConfig, generate
+
+    from .data.general_text import general_documents
 
     def items():
         return generate(SyntheticConfig(n_items=m.base_items, modalities=MODALITIES, seed=30_000 + profile.data.seed,
                                         image_size=profile.data.image_size, id_prefix="base"))
 
+    def text():
+        return general_documents(m.base_text_items, seed=profile.data.seed,
+                                 tagged_fraction=m.base_text_tagged_fraction, image_size=profile.data.image_size)
+
     return _tuned_stage(cache / f"tiny-base-{config_hash(settings)}", "tiny-base", settings, items, random_init,
-                        lr=m.base_lr, steps=m.base_steps, target="report", seed=profile.data.seed)
+                        lr=m.base_lr, steps=m.base_steps, target="report", seed=profile.data.seed, extra=text)
 
 
 def _tuned_stage(path: Path, kind: str, settings: dict, items, start: Path, *, lr: float, steps: int, target: str,
-                 seed: int) -> Path:
+                 seed: int, extra=None) -> Path:
     """The model at ``path`` (keyed by ``settings``), made once by supervised tuning of ``start`` on ``items()``
-    with ``target``; the settings and the ids of the items that made it are saved beside it."""
+    with ``target`` (plus the conversational rows ``extra()``); the settings and the ids of the items and rows
+    that made it are saved beside it."""
     if (path / "medrl_tiny.json").exists():
         return path
     import shutil
 
-    ds = items()
+    ds, rows = items(), (extra() if extra else [])
     work = str(path) + ".work"
-    model, processor, _ = run_sft(str(start), ds, output_dir=work, lr=lr, max_steps=steps, target=target, seed=seed)
-    save_model(model, processor, path, meta={"kind": kind, "settings": settings, "train_ids": ds["id"]})
+    model, processor, _ = run_sft(str(start), ds, output_dir=work, lr=lr, max_steps=steps, target=target, seed=seed,
+                                  extra_rows=rows)
+    save_model(model, processor, path, meta={"kind": kind, "settings": settings,
+                                             "train_ids": list(ds["id"]) + [r["id"] for r in rows]})
     shutil.rmtree(work, ignore_errors=True)
     return path
 
 
 def run_sft(model_path: str, ds, *, output_dir: str, lr: float, max_steps: int, target: str = "reasoning",
             batch_size: int = 16, seed: int = 0, lora: SFTSettings | None = None, bf16: bool = False,
-            deepspeed: str | None = None, return_trainer: bool = False):
+            deepspeed: str | None = None, return_trainer: bool = False, extra_rows: Sequence[dict] = ()):
     """Supervised fine-tuning with TRL's ``SFTTrainer`` (loss on completion tokens only); LoRA when ``lora``
-    gives the adapter settings (merged into the weights at the end). Returns ``(model, processor, log_history)``."""
+    gives the adapter settings (merged into the weights at the end). ``extra_rows`` are conversational rows
+    (``prompt``, ``completion``, ``image``) mixed into the items, e.g. the base model's unrelated text.
+    Returns ``(model, processor, log_history)``."""
+    import datasets
     from trl import SFTConfig, SFTTrainer
 
     validate_rows(ds, "sft train set")
     model, processor = load_model(model_path)
     mode = "plain" if target == "plain" else "reasoning"  # a plain-answer target is trained on the plain prompt
     data = with_prompts(ds, mode=mode, target=target).select_columns(["prompt", "completion", "image"])
+    if extra_rows:
+        extra = datasets.Dataset.from_list([{k: r[k] for k in ("prompt", "completion", "image")} for r in extra_rows])
+        data = datasets.concatenate_datasets([data, extra.cast(data.features)])
     args = SFTConfig(**_common_args(output_dir, lr=lr, max_steps=max_steps, batch_size=batch_size, seed=seed,
                                     bf16=bf16, deepspeed=deepspeed),
                      completion_only_loss=True,

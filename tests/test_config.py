@@ -53,6 +53,10 @@ def test_every_field_has_a_docstring():
     pytest.param("data:\n  option_order: sorted\n", "data.option_order", id="bad-option-order"),  # unknown order
     pytest.param("model:\n  instruct_plain_fraction: 1.5\n", "model.instruct_plain_fraction",
                  id="fraction-over-one"),  # a fraction of items
+    pytest.param("model:\n  base_text_tagged_fraction: -0.1\n", "model.base_text_tagged_fraction",
+                 id="tagged-fraction-negative"),  # a share of documents
+    pytest.param("model:\n  base_text_items: -5\n", "model.base_text_items", id="negative-text-items"),
+    pytest.param("sft:\n  dpo_max_steps: 0\n", "sft.dpo_max_steps", id="no-dpo-steps"),  # must be positive
     pytest.param("model:\n  instruct_plain_types: [colour]\n", "model.instruct_plain_types",
                  id="unknown-question-type"),  # would silently mark nothing
 ])

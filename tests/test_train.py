@@ -161,11 +161,18 @@ def test_base_is_report_pretrained_and_instruct_builds_on_it(smoke_dirs):
 
     cache, results = smoke_dirs
     p = load_profile("smoke", overrides={"cache_dir": str(cache), "results_dir": str(results),
-                                         "model.base_steps": 2, "model.base_items": 16})
+                                         "model.base_steps": 2, "model.base_items": 16,
+                                         "model.base_text_items": 6, "model.base_text_tagged_fraction": 0.5})
     base, instruct = ensure_policy(p, "base"), ensure_policy(p, "instruct")
     assert "tiny-base-" in base and "tiny-instruct-" in instruct
     meta = json.loads((Path(instruct) / "medrl_tiny.json").read_text())
     assert meta["settings"]["base"] == Path(base).name  # instruct is tuned from the pretrained base
+    base_meta = json.loads((Path(base) / "medrl_tiny.json").read_text())
+    for m, prefixes, n in ((meta, ("instruct-",), p.model.instruct_items), (base_meta, ("base-", "text-"), 16 + 6)):
+        # the ids of the items (and unrelated texts) that made each model, as a list (not a column's repr)
+        assert isinstance(m["train_ids"], list) and len(m["train_ids"]) == n
+        assert all(i.startswith(prefixes) for i in m["train_ids"])
+    assert sum(i.startswith("text-") for i in base_meta["train_ids"]) == 6
     random_init = load_model(str(Path(base).parent / json.loads((Path(base) / "medrl_tiny.json").read_text())
                                  ["settings"]["init"]))[0].state_dict()
     pretrained = load_model(base)[0].state_dict()

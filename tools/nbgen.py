@@ -124,8 +124,9 @@ print(f"training and test ids disjoint: {set(zhu_train['id']).isdisjoint(zhu_tes
 E1 = experiment("E1 Initialisation: base vs instruct start", """
 Zhu et al. (section 3.1) start GRPO from Qwen2-VL-2B (base) and from Qwen2-VL-2B-Instruct and find the instruct
 start more accurate (58.04 vs 51.56) with shorter reasoning. Here both starts are the package's tiny models: the
-**base** model was pretrained to write the report of an image and never saw a question; the **instruct** model is
-the base tuned on a disjoint question set (see Methods).
+**base** model was pretrained to write the report of an image and on unrelated text (a few tagged multiple-choice
+questions about numbers among it), but never saw a question about an image; the **instruct** model is the base
+tuned on a disjoint question set (see Methods).
 """, ["grpo-base", "grpo-instruct"], claims_for="01_initialization", zero_shot=True)
 
 E2 = experiment("E2 Semantic alignment reward", """
