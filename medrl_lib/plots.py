@@ -316,8 +316,9 @@ def claims_summary(rows: Sequence[dict]) -> str:
     """One sentence per verdict count, computed from the rows."""
     counts = {v: sum(r["verdict"] == v for r in rows) for v in ("holds", "reversed", "inconclusive")}
     seeds = sorted({r["seeds"] for r in rows})
+    holds = f"{counts['holds']} hold{'s' if counts['holds'] == 1 else ''}"
     text = (f"Of {len(rows)} claim{'s' if len(rows) != 1 else ''} tested here ({'/'.join(map(str, seeds))} seeds "
-            f"per arm): {counts['holds']} hold, {counts['reversed']} reversed, {counts['inconclusive']} inconclusive "
+            f"per arm): {holds}, {counts['reversed']} reversed, {counts['inconclusive']} inconclusive "
             "(the 95% interval of the difference contains 0).")
     shown = [r["id"] for r in rows if r["verdict"] == "holds"]
     if shown:

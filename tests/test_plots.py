@@ -50,3 +50,15 @@ def test_format_summary_notes(config, rate, expected):
 
     run = Run(path=None, config=config, metrics={"eval/format/all": rate, "eval/accuracy/all": 50.0})
     assert expected in format_summary({"arm": [run]})
+
+
+@pytest.mark.parametrize("verdicts, expected", [
+    pytest.param(["holds"], "Of 1 claim tested here (3 seeds per arm): 1 holds, 0 reversed", id="one-holds"),  # singular
+    pytest.param(["holds", "holds", "inconclusive"], "2 hold, 0 reversed, 1 inconclusive", id="counts"),  # plural
+    pytest.param(["reversed"], "Not shown by the miniature: C0.", id="reversed-not-shown"),  # only 'holds' is shown
+])
+def test_claims_summary_counts(verdicts, expected):
+    from medrl_lib.plots import claims_summary
+
+    rows = [{"id": f"C{i}", "verdict": v, "seeds": 3} for i, v in enumerate(verdicts)]
+    assert expected in claims_summary(rows)
