@@ -26,30 +26,23 @@ from typing import Sequence
 
 import numpy as np
 
-from .claims import difference_interval, item_values
+from .claims import CLAIMS, difference_interval, item_matrix
 
 #: C1's ceiling (accuracy %): the start model's interval must end below it to leave room for fine-tuning.
 CEILING = 90.0
 
-#: The scorecard claims (``medrl_lib.claims.CLAIMS`` ids) that rest on a check beyond C1 and C3, which all rest on.
-RESTS_ON = {"C2": ("E6",), "C4": ("E1",)}
-
-
-def _matrix(runs: Sequence, quantity: str, modalities: Sequence[str] = (), ids: Sequence[str] | None = None):
-    """(seeds, items) array of ``quantity`` on the items common to ``runs`` (or on ``ids``), and those ids."""
-    values = [item_values(r.records, quantity, modalities) for r in runs]
-    if ids is None:
-        ids = sorted(set.intersection(*(set(v) for v in values)))
-    if not ids:
-        raise ValueError(f"the runs share no test items of modalities {list(modalities) or 'all'}")
-    return np.array([[v[i] for i in ids] for v in values]), list(ids)
+#: Check -> the scorecard claims (``medrl_lib.claims.CLAIMS`` ids) whose verdict rests on it: every claim needs
+#: room to improve (C1) and a GRPO that learns (C3); the OOD claim needs modalities that differ (C2); the
+#: initialisation claim a base start that can learn at all (C4).
+RESTS_ON: dict[str, tuple[str, ...]] = {"C1": tuple(c.id for c in CLAIMS), "C2": ("E6",),
+                                        "C3": tuple(c.id for c in CLAIMS), "C4": ("E1",)}
 
 
 def gain_interval(after: Sequence, start, quantity: str = "accuracy", *, n_boot: int = 2000,
                   seed: int = 0) -> tuple[float, float, float, float, float]:
     """(mean after, mean start, gain, low, high): the trained seeds against the start model on the same items."""
-    a, ids = _matrix(after, quantity)
-    b, _ = _matrix([start], quantity, ids=ids)
+    a, ids = item_matrix(after, quantity)
+    b, _ = item_matrix([start], quantity, ids=ids)
     b = np.repeat(b, len(a), axis=0)                                       # (S, I): the start, once per seed
     diff, low, high = difference_interval(a, b, n_boot=n_boot, seed=seed)
     return float(a.mean()), float(b.mean()), diff, low, high
@@ -86,7 +79,8 @@ def calibration_rows(*, ood_start, instruct_start, base_start, grpo_instruct: Se
     ``ood_start`` is the instruct model's zero-shot run on E6's test items (with MRI among them);
     ``instruct_start``/``base_start`` are zero-shot runs on the test items of the GRPO arms;
     ``grpo_instruct``/``grpo_base`` the seeds of GRPO from each start; ``mri_trained`` maps a label to the seeds
-    of an arm trained on ``in_domain`` modalities only; ``chance`` is the uniform-guess accuracy per modality (``random_guess_accuracy``)."""
+    of an arm trained on ``in_domain`` modalities only; ``chance`` is the uniform-guess accuracy per modality
+    (``random_guess_accuracy``)."""
     rows = []
     m = ood_start.metrics
     acc, low, high = m["eval/accuracy/mri"], m.get("eval/accuracy/mri/low"), m.get("eval/accuracy/mri/high")
@@ -97,8 +91,8 @@ def calibration_rows(*, ood_start, instruct_start, base_start, grpo_instruct: Se
                      f"{acc:.1f}% [{low:.1f}, {high:.1f}]", low > chance["MRI"] and high < ceiling))
     for label, runs in mri_trained.items():
         outside = sorted({r["modality"] for run in runs for r in run.records} - set(in_domain))
-        a, _ = _matrix(runs, "accuracy", tuple(in_domain))
-        b, _ = _matrix(runs, "accuracy", tuple(outside))
+        a, _ = item_matrix(runs, "accuracy", tuple(in_domain))
+        b, _ = item_matrix(runs, "accuracy", tuple(outside))
         diff, lo, hi = gap_interval(a, b, n_boot=n_boot, seed=seed)
         rows.append(_row("C2", f"{label}, trained on {'/'.join(in_domain)} only, is less accurate on "
                                f"{' and '.join(outside)}", "95% CI of the gap above 0",
@@ -120,13 +114,13 @@ def calibration_summary(rows: Sequence[dict]) -> str:
     missed = sorted({r["check"] for r in rows if r["verdict"] != "met"})
     text = f"Calibration checks met in full: {', '.join(met) or 'none'}."
     if missed:
-        claims = sorted({c for m in missed for c in (RESTS_ON.get(m, ()) if m not in ("C1", "C3") else ("all",))})
+        claims = {c for m in missed for c in RESTS_ON.get(m, ())}
         text += f" Not met (in at least one row): {', '.join(missed)}"
-        if "all" in claims:
+        if claims == set(RESTS_ON["C1"]):
             text += "; every claim rests on it: no verdict below can be read as the papers' effect."
         elif claims:
-            text += (f"; the verdict of {', '.join(claims)} rests on it and cannot be read as the papers' effect "
-                     "on this profile.")
+            text += (f"; the verdict of {', '.join(sorted(claims))} rests on it and cannot be read as the papers' "
+                     "effect on this profile.")
         else:
             text += "."
     return text

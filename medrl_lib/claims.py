@@ -91,6 +91,18 @@ def item_values(records: Sequence[dict], quantity: str, modalities: Sequence[str
     return out
 
 
+def item_matrix(runs: Sequence, quantity: str, modalities: Sequence[str] = (),
+                ids: Sequence[str] | None = None) -> tuple[np.ndarray, list[str]]:
+    """(seeds, items) array of ``quantity`` (see :func:`item_values`) on the items common to ``runs`` (or on
+    ``ids``), and those item ids in column order; ``ValueError`` when there is none."""
+    values = [item_values(r.records, quantity, modalities) for r in runs]
+    if ids is None:
+        ids = sorted(set.intersection(*(set(v) for v in values))) if values else []
+    if not ids:
+        raise ValueError(f"the runs share no test items of modalities {list(modalities) or 'all'}")
+    return np.array([[v[i] for i in ids] for v in values]), list(ids)
+
+
 def difference_interval(a: np.ndarray, b: np.ndarray, *, n_boot: int = 2000, seed: int = 0,
                         level: float = 0.95) -> tuple[float, float, float]:
     """(mean(a) - mean(b), low, high): two-level bootstrap over seeds (rows) and shared items (columns)."""
@@ -121,13 +133,12 @@ def evaluate_claim(claim: Claim, runs_a: Sequence, runs_b: Sequence, *, n_boot: 
     if not runs_a or len(runs_a) != len(runs_b):
         raise ValueError(f"{claim.id}: need the same, non-zero number of seeds per arm, got {len(runs_a)} and "
                          f"{len(runs_b)}")
-    va = [item_values(r.records, claim.quantity, claim.modalities) for r in runs_a]
-    vb = [item_values(r.records, claim.quantity, claim.modalities) for r in runs_b]
-    ids = sorted(set.intersection(*(set(v) for v in va + vb)))
-    if not ids:
-        raise ValueError(f"{claim.id}: the two arms share no test items")
-    a = np.array([[v[i] for i in ids] for v in va])
-    b = np.array([[v[i] for i in ids] for v in vb])
+    try:
+        _, ids = item_matrix([*runs_a, *runs_b], claim.quantity, claim.modalities)
+    except ValueError:
+        raise ValueError(f"{claim.id}: the two arms share no test items") from None
+    a, _ = item_matrix(runs_a, claim.quantity, claim.modalities, ids)
+    b, _ = item_matrix(runs_b, claim.quantity, claim.modalities, ids)
     diff, low, high = difference_interval(a, b, n_boot=n_boot, seed=seed)
     unit = "points" if claim.quantity == "accuracy" else "tokens"
     return {"claim": claim.text, "id": claim.id, "paper": claim.paper,

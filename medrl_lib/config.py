@@ -331,8 +331,8 @@ def validate(p: Profile, where: str) -> Profile:
             raise ConfigError(f"{where}: key '{key}' is {value!r}; expected one of {list(allowed)}")
     positive = ["data.train_size", "data.test_per_modality", "grpo.max_steps", "grpo.num_generations",
                 "grpo.max_completion_length", "grpo.max_prompt_length", "grpo.per_device_train_batch_size",
-                "grpo.gradient_accumulation_steps", "eval.batch_size", "eval.max_new_tokens", "num_processes", "sft.max_steps",
-                "sft.dpo_max_steps"]
+                "grpo.gradient_accumulation_steps", "eval.batch_size", "eval.max_new_tokens", "num_processes",
+                "sft.max_steps", "sft.dpo_max_steps"]
     for key in positive:
         section, name = key.split(".") if "." in key else (None, key)
         value = getattr(getattr(p, section), name) if section else getattr(p, name)
@@ -342,11 +342,11 @@ def validate(p: Profile, where: str) -> Profile:
         raise ConfigError(f"{where}: key 'data.image_size' must be a multiple of 28, got {p.data.image_size}")
     if not 2 <= p.data.min_options <= p.data.max_options <= 6:
         raise ConfigError(f"{where}: keys 'data.min_options'/'data.max_options' must satisfy 2 <= min <= max <= 6")
-    if p.model.base_text_items < 0 or not 0.0 <= p.model.base_text_tagged_fraction <= 1.0:
-        raise ConfigError(f"{where}: keys 'model.base_text_items' (>= 0) / 'model.base_text_tagged_fraction' "
-                          f"(in [0, 1]) out of range")
-    if not 0.0 <= p.model.instruct_plain_fraction <= 1.0:
-        raise ConfigError(f"{where}: key 'model.instruct_plain_fraction' must lie in [0, 1], got {p.model.instruct_plain_fraction}")
+    if p.model.base_text_items < 0:
+        raise ConfigError(f"{where}: key 'model.base_text_items' must be >= 0, got {p.model.base_text_items}")
+    for key in ("base_text_tagged_fraction", "instruct_plain_fraction"):
+        if not 0.0 <= getattr(p.model, key) <= 1.0:
+            raise ConfigError(f"{where}: key 'model.{key}' must lie in [0, 1], got {getattr(p.model, key)}")
     from .data.synthetic import QUESTIONS
 
     unknown = sorted(set(p.model.instruct_plain_types) - set(QUESTIONS))

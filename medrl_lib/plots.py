@@ -393,11 +393,13 @@ def reproducibility_table(profile) -> pd.DataFrame:
 def format_summary(runs: dict, labels: dict | None = None) -> str:
     """Per arm, the share of test completions in the required format (mean over seeds), as a sentence each, so
     that an accuracy of 0 reads as 'never learned the format' rather than 'always wrong'."""
+    from .experiments import SFT_METHODS
+
     lines = []
     for name, rs in _as_lists(runs).items():
         rate = sum(r.metrics.get("eval/format/all", float("nan")) for r in rs) / len(rs)
         acc = sum(r.metrics.get("eval/accuracy/all", float("nan")) for r in rs) / len(rs)
-        plain = all(r.config.get("kind") in ("sft", "lora", "dpo")
+        plain = all(r.config.get("kind") in SFT_METHODS  # sft_arm asks these with the plain prompt
                     and r.config.get("settings", {}).get("sft", {}).get("target") == "plain" for r in rs)
         note = (" (asked with the plain prompt: a bare letter is the expected answer)" if plain else
                 " (never produced the `<think>`/`<answer>` format)" if rate == 0 else "")

@@ -193,6 +193,18 @@ def ensure_policy(profile: Profile, which: str | None = None) -> str:
                             seed=profile.data.seed))
 
 
+def start_model_sizes(profile: Profile):
+    """Parameters (vision, language, total) of the profile's base and instruct start models, built on demand; for
+    hub models, their ids (counting 2B parameters would load both)."""
+    import pandas as pd
+
+    from .models import parameter_counts
+
+    if profile.model.kind == "hub":
+        return pd.DataFrame({"base": {"hub id": profile.model.base}, "instruct": {"hub id": profile.model.instruct}})
+    return pd.DataFrame({which: parameter_counts(ensure_policy(profile, which)) for which in ("base", "instruct")})
+
+
 def mark_plain_answers(ds, question_types, fraction: float, seed: int = 0):
     """Add the boolean column ``plain_answer``: True for a seeded ``fraction`` of the items of ``question_types``,
     whose supervised target is then the bare letter although the prompt asks for the reasoning format.
@@ -309,6 +321,7 @@ def run_sft(model_path: str, ds, *, output_dir: str, lr: float, max_steps: int, 
         data = datasets.concatenate_datasets([data, extra.cast(data.features)])
     args = SFTConfig(**_common_args(output_dir, lr=lr, max_steps=max_steps, batch_size=batch_size, seed=seed,
                                     bf16=bf16, deepspeed=deepspeed),
+                     loss_type="nll",  # MedVLM-R1's SFT baseline: negative log-likelihood of the target
                      completion_only_loss=True,
                      max_length=None,  # never truncate: image tokens must stay whole
                      packing=False)
@@ -354,7 +367,8 @@ def run_dpo(model_path: str, ds, *, output_dir: str, lr: float, max_steps: int, 
     ref, _ = load_model(model_path)
     args = DPOConfig(**_common_args(output_dir, lr=lr, max_steps=max_steps, batch_size=batch_size, seed=seed,
                                     bf16=bf16, deepspeed=deepspeed),
-                     beta=beta, loss_type=["sigmoid"], max_length=None, padding_free=False,
+                     beta=beta, loss_type=["sigmoid"], label_smoothing=0.0,  # Rafailov et al.'s DPO loss
+                     max_length=None, padding_free=False,
                      precompute_ref_log_probs=False)
     trainer = DPOTrainer(model=model, ref_model=ref, args=args, train_dataset=preference_pairs(ds, target, seed),
                          processing_class=processor)

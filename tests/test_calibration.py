@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from medrl_lib.calibration import calibration_rows, calibration_summary, gain_interval, gap_interval
+from medrl_lib.calibration import RESTS_ON, calibration_rows, calibration_summary, gain_interval, gap_interval
+from medrl_lib.claims import CLAIMS
 from medrl_lib.results import Run
 
 
@@ -85,3 +86,17 @@ def test_summary_names_what_is_not_met_and_the_claims_on_it(verdicts, expected):
 def test_a_check_met_in_one_row_and_not_another_is_not_met():
     rows = [{"check": "C2", "verdict": "met"}, {"check": "C2", "verdict": "not met"}]
     assert "met in full: none" in calibration_summary(rows)
+
+
+def test_every_check_names_real_claims():
+    ids = {c.id for c in CLAIMS}
+    assert set(RESTS_ON) == {"C1", "C2", "C3", "C4"}
+    assert all(claims and set(claims) <= ids for claims in RESTS_ON.values())
+
+
+def test_start_model_sizes_of_hub_models_names_them_without_loading():
+    from medrl_lib.config import load_profile
+    from medrl_lib.train import start_model_sizes
+
+    df = start_model_sizes(load_profile("paper"))
+    assert df.loc["hub id"].tolist() == ["Qwen/Qwen2-VL-2B", "Qwen/Qwen2-VL-2B-Instruct"]

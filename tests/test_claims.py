@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from medrl_lib.claims import CLAIMS, Claim, difference_interval, evaluate_claim, item_values, verdict
+from medrl_lib.claims import CLAIMS, Claim, difference_interval, evaluate_claim, item_matrix, item_values, verdict
 from medrl_lib.results import Run
 
 
@@ -71,3 +71,12 @@ def test_every_claim_names_a_known_experiment_and_direction():
     assert {c.experiment for c in CLAIMS} == {"01_initialization", "02_semantic_alignment", "03_length_rewards",
                                               "04_dr_grpo", "05_sft_vs_rl", "06_ood_generalization"}
     assert all(c.direction in (-1, 1) and c.a != c.b for c in CLAIMS)
+
+
+def test_item_matrix_keeps_the_shared_items_in_one_column_order():
+    a = _run([True, False, True])
+    b = Run(path=None, config={}, metrics={}, records=[dict(r) for r in a.records[1:]][::-1])  # i2, i1
+    m, ids = item_matrix([a, b], "accuracy")
+    assert ids == ["i1", "i2"] and m.tolist() == [[0.0, 100.0], [0.0, 100.0]]
+    with pytest.raises(ValueError, match="share no test items"):
+        item_matrix([a], "accuracy", modalities=("CT",))

@@ -31,10 +31,14 @@ def test_sft_full_moves_weights_and_logs_loss(setup, tmp_path):
 
     profile, train, base = setup
     before = _weights(load_model(base)[0], "q_proj")
-    model, _, log = run_sft(base, train, output_dir=str(tmp_path), lr=1e-3, max_steps=3, batch_size=4)
+    model, _, log, trainer = run_sft(base, train, output_dir=str(tmp_path), lr=1e-3, max_steps=3, batch_size=4,
+                                     return_trainer=True)
     after = _weights(model, "q_proj")
     assert any(not torch.equal(before[k], after[k]) for k in before)
     assert [e["loss"] for e in log if "loss" in e]
+    a = trainer.args  # set by us, not left to TRL's defaults (which drift between releases)
+    assert (a.loss_type, a.completion_only_loss, a.max_length, a.packing) == ("nll", True, None, False)
+    assert (a.bf16, a.gradient_checkpointing, a.learning_rate, a.max_steps) == (False, False, 1e-3, 3)
 
 
 def test_sft_lora_trains_adapters_and_merges(setup, tmp_path):
@@ -71,8 +75,12 @@ def test_dpo_runs_and_logs_preference_metrics(setup, tmp_path):
     from medrl_lib.train import run_dpo
 
     _, train, base = setup
-    _, _, log = run_dpo(base, train, output_dir=str(tmp_path), lr=1e-3, max_steps=2, beta=0.1, batch_size=4)
+    _, _, log, trainer = run_dpo(base, train, output_dir=str(tmp_path), lr=1e-3, max_steps=2, beta=0.1,
+                                 batch_size=4, return_trainer=True)
     assert any("rewards/accuracies" in e or "rewards/margins" in e for e in log)
+    a = trainer.args  # the standard sigmoid DPO loss, set explicitly
+    assert (list(a.loss_type), a.label_smoothing, a.beta, a.max_length) == (["sigmoid"], 0.0, 0.1, None)
+    assert (a.bf16, a.gradient_checkpointing, a.max_steps) == (False, False, 2)
 
 
 def test_bad_row_is_rejected_before_training(setup, tmp_path):

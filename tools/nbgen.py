@@ -113,12 +113,9 @@ print(f"training and test ids disjoint: {set(zhu_train['id']).isdisjoint(zhu_tes
            "letters are more often gold, a prior that the chance level below (uniform guessing) does not use."),
     ("code", "plots.balance_plot(zhu_test)"),
     ("md", "## The start models\nParameters of the base and instruct models this profile trains from (built on demand)."),
-    ("code", "from medrl_lib.models import parameter_counts\nfrom medrl_lib.train import ensure_policy\n"
-             "import pandas as pd\n"
-             "pd.DataFrame({which: parameter_counts(ensure_policy(P, which)) for which in ('base', 'instruct')})"
-             " if P.model.kind == 'tiny' else print(f'hub models: {P.model.base}, {P.model.instruct}')"),
+    ("code", "from medrl_lib.train import start_model_sizes\nstart_model_sizes(P)"),
     ("md", "## Chance level\nExpected accuracy of guessing uniformly among each item's options."),
-    ("code", "pd.DataFrame({'random guess (%)': random_guess_accuracy(zhu_test)}).round(2)"),
+    ("code", "import pandas as pd\npd.DataFrame({'random guess (%)': random_guess_accuracy(zhu_test)}).round(2)"),
 ]
 
 E1 = experiment("E1 Initialisation: base vs instruct start", """
