@@ -6,7 +6,6 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.medrl-installed
 PROFILE ?= cpu
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
-export HF_HUB_OFFLINE := 1
 export HF_HUB_DISABLE_TELEMETRY := 1
 export TOKENIZERS_PARALLELISM := false
 export MPLBACKEND := Agg
@@ -35,6 +34,8 @@ $(MATHJAX):
 
 setup: $(STAMP) $(MATHJAX)
 
+# medrl book itself sets HF_HUB_OFFLINE=1 for profiles whose models and data are all local (cpu, smoke,
+# rehearsal); the paper profile downloads from the hub.
 book: setup
 	$(VENV)/bin/medrl book --profile $(PROFILE)
 
@@ -44,6 +45,8 @@ chromium:
 	  (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1)) || \
 	  echo "chromium could not be installed: the browser test will be skipped"; }
 
+# The tests never reach the hub.
+test test-fast: export HF_HUB_OFFLINE := 1
 test: setup chromium
 	$(PY) -m pytest -q
 

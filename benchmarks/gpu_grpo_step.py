@@ -29,19 +29,15 @@ def qwen2vl_2b_config(scale: str):
     from transformers import Qwen2VLConfig
 
     if scale == "full":
-        text = dict(vocab_size=151936, hidden_size=1536, intermediate_size=8960, num_hidden_layers=28,
-                    num_attention_heads=12, num_key_value_heads=2, rms_norm_eps=1e-6, tie_word_embeddings=True,
-                    rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0, "mrope_section": [16, 24, 24]},
-                    max_position_embeddings=32768)
-        vision = dict(depth=32, embed_dim=1280, hidden_size=1536, num_heads=16, mlp_ratio=4, patch_size=14,
-                      spatial_merge_size=2, temporal_patch_size=2)
-    else:
-        text = dict(vocab_size=1024, bos_token_id=0, eos_token_id=1, pad_token_id=0, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                    num_key_value_heads=2, rms_norm_eps=1e-6, tie_word_embeddings=True,
-                    rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0, "mrope_section": [2, 3, 3]},
-                    max_position_embeddings=4096)
-        vision = dict(depth=1, embed_dim=32, hidden_size=64, num_heads=2, mlp_ratio=4, patch_size=14,
-                      spatial_merge_size=2, temporal_patch_size=2)
+        from medrl_lib.preflight import qwen2_vl_2b_config
+
+        return qwen2_vl_2b_config()
+    text = dict(vocab_size=1024, bos_token_id=0, eos_token_id=1, pad_token_id=0, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                num_key_value_heads=2, rms_norm_eps=1e-6, tie_word_embeddings=True,
+                rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0, "mrope_section": [2, 3, 3]},
+                max_position_embeddings=4096)
+    vision = dict(depth=1, embed_dim=32, hidden_size=64, num_heads=2, mlp_ratio=4, patch_size=14,
+                  spatial_merge_size=2, temporal_patch_size=2)
     v = text["vocab_size"]
     ids = dict(image_token_id=v - 3, video_token_id=v - 4, vision_start_token_id=v - 2, vision_end_token_id=v - 1)
     return Qwen2VLConfig(text_config=text, vision_config=vision, tie_word_embeddings=True, **ids)

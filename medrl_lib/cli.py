@@ -1,7 +1,12 @@
 """The ``medrl`` command: execute the notebooks with papermill and build the Jupyter Book.
 
-    medrl book [--profile cpu|smoke|paper] [--only 06_ood_generalization] [--force] [--results-dir DIR]
+    medrl book [--profile cpu|smoke|rehearsal|paper] [--only 06_ood_generalization] [--force] [--results-dir DIR]
+    medrl check [--profile paper]         preflight: models, data, GPUs, disk and packages, one verdict a line
+    medrl launch [--profile paper]        dry run: every resolved setting, the launch command, the disk a run needs
     medrl models [--profile cpu]          build (or find) the start models of a profile
+
+``medrl book`` runs the preflight first and stops with its table when a check fails. A profile whose models and
+data are all local (cpu, smoke, rehearsal) runs with ``HF_HUB_OFFLINE=1``; the paper profile may download.
 
 A failing notebook stops the build with the notebook and cell named; the partially executed copy is kept in
 ``book/chapters/`` for inspection.
@@ -69,8 +74,9 @@ def execute(nb: Path, out: Path, parameters: dict, log=print) -> float:
     t0 = time.time()
     try:
         pm.execute_notebook(str(nb), str(out), parameters=parameters, cwd=str(NOTEBOOKS), kernel_name="python3",
-                            progress_bar=False, log_output=True, stdout_file=_ProgressLines(log),
+                            progress_bar=False, log_output=False, stdout_file=_ProgressLines(log),
                             stderr_file=_ProgressLines(log),  # bars and warnings stay in the executed notebook
+                            # (log_output would also send every stderr line to the papermill logger, i.e. the terminal)
                             request_save_on_cell_execute=True)
     except pm.PapermillExecutionError as exc:
         raise NotebookFailed(f"{nb.name}: cell {exc.exec_count} (index {exc.cell_index}) failed: {exc.ename}: "
@@ -91,6 +97,34 @@ def build_book(strict: bool = True, book_dir: Path | None = None) -> Path:
     return book_dir / "_build" / "html" / "index.html"
 
 
+def hub_environment(profile_name: str, overrides: dict | None = None) -> dict[str, str]:
+    """Environment for a profile's notebooks: offline (``HF_HUB_OFFLINE=1``) when it needs nothing from the hub.
+
+    >>> hub_environment("cpu"), hub_environment("paper")
+    ({'HF_HUB_OFFLINE': '1'}, {})
+    """
+    from .config import load_profile
+    from .preflight import needs_hub
+
+    return {} if needs_hub(load_profile(profile_name, overrides)) else {"HF_HUB_OFFLINE": "1"}
+
+
+def preflight(profile_name: str, overrides: dict | None = None, log=print) -> bool:
+    """Run the preflight checks of ``profile_name`` and print their table; True when none failed."""
+    from .preflight import format_table, passed, run_checks
+
+    checks = run_checks(profile_name, overrides)
+    log(format_table(checks))
+    return passed(checks)
+
+
+def cmd_check(args) -> int:
+    import json
+
+    os.environ.update(hub_environment(args.profile, json.loads(args.overrides)))
+    return 0 if preflight(args.profile, json.loads(args.overrides)) else 1
+
+
 def cmd_book(args) -> int:
     overrides = {}
     if args.results_dir:
@@ -99,6 +133,12 @@ def cmd_book(args) -> int:
         overrides["cache_dir"] = str(Path(args.cache_dir).resolve())
     notebooks = select_notebooks(args.only)
     book_dir = Path(args.book_dir).resolve() if args.book_dir else BOOK
+    os.environ.update(hub_environment(args.profile, overrides))  # the notebooks' kernels inherit it
+    if not args.skip_check:
+        print(f"preflight (profile {args.profile}):", flush=True)
+        if not preflight(args.profile, overrides):
+            print("medrl: the preflight failed (table above): nothing was run", file=sys.stderr)
+            return 2
     t_all = time.time()
     for i, nb in enumerate(notebooks, 1):
         print(f"[{i}/{len(notebooks)}] {nb.stem} (profile {args.profile}) ...", flush=True)
@@ -153,6 +193,18 @@ def cmd_launch(args) -> int:
     import shlex
 
     print("launch command:", shlex.join(cmd))
+    from .preflight import _tiny_parameters, disk_estimate, policy_parameters
+
+    try:
+        parameters, source = (policy_parameters(profile.model.instruct) if profile.model.kind == "hub"
+                              else (_tiny_parameters(profile), "the tiny architecture"))
+    except (OSError, ValueError) as exc:
+        print(f"disk per GRPO run: unknown ({exc})")
+        return 0
+    estimate = disk_estimate(profile, parameters)
+    print(f"disk (parameters from {source}):")
+    for line in estimate.lines():
+        print("  " + line)
     return 0
 
 
@@ -161,14 +213,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="medrl", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     b = sub.add_parser("book", help="execute the notebooks with papermill and build the book")
-    b.add_argument("--profile", default="cpu", help="smoke, cpu or paper (default: cpu)")
+    b.add_argument("--profile", default="cpu", help="smoke, cpu, rehearsal or paper (default: cpu)")
     b.add_argument("--only", nargs="+", metavar="NOTEBOOK", help="run only these notebooks (by name, no suffix)")
     b.add_argument("--force", action="store_true", help="retrain runs that the results store already holds")
     b.add_argument("--results-dir", help="results store (default: the profile's results_dir)")
     b.add_argument("--cache-dir", help="model cache (default: the profile's cache_dir)")
     b.add_argument("--no-build", action="store_true", help="execute the notebooks but do not build the book")
     b.add_argument("--book-dir", help="book sources to execute into and build (default: book/)")
+    b.add_argument("--skip-check", action="store_true", help="do not run the preflight checks first")
     b.set_defaults(func=cmd_book)
+    c = sub.add_parser("check", help="preflight: every model, dataset, GPU, disk and package the study needs")
+    c.add_argument("--profile", default="paper")
+    c.add_argument("--overrides", default="{}", help="JSON object of dotted-key settings")
+    c.set_defaults(func=cmd_check)
     m = sub.add_parser("models", help="build or find the start models of a profile")
     m.add_argument("--profile", default="cpu")
     m.set_defaults(func=cmd_models)

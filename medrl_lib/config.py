@@ -60,8 +60,17 @@ class DataSettings:
     """order of a synthetic item's options: 'shuffled' or 'canonical' (pool order; see data.synthetic)"""
     seed: int = 0
     """seed of data generation and of the train/test draw"""
-    path: str = ""
-    """local folder or archive for the real datasets (empty: the hub id)"""
+    test_size: int = 7000
+    """PMC-VQA test items drawn beside the ``train_size`` training items (Zhu: 7K)"""
+    ood_train_size: int = 600
+    """E6 on real data: MRI training items of the HuatuoGPT-Vision evaluation data (MedVLM-R1: 600)"""
+    ood_test_per_modality: int = 300
+    """E6 on real data: test items per modality, MRI / CT / X-ray (MedVLM-R1: 300)"""
+    pmc_vqa_path: str = ""
+    """local folder, archive or CSV of PMC-VQA (empty: the hub dataset xmcmic/PMC-VQA)"""
+    huatuo_path: str = ""
+    """local folder or JSON file of the HuatuoGPT-Vision evaluation data (empty: the hub dataset
+    FreedomIntelligence/Medical_Multimodal_Evaluation_Data)"""
 
 
 @dataclass
@@ -159,6 +168,13 @@ class GRPOSettings:
     """log every N steps (Zhu: 1)"""
     save_steps: int = 100
     """checkpoint every N steps (Zhu: 100)"""
+    save_total_limit: int = 1
+    """checkpoints kept on disk (older ones are deleted as new ones land; 0: keep all)"""
+    save_only_model: bool = False
+    """checkpoints hold the weights only (no optimizer, scheduler, RNG): a fifth of the disk, but a run
+    interrupted then cannot resume and starts again"""
+    keep_final_model: bool = False
+    """keep the trained model in the run folder (``model/``) after evaluation (else only metrics and records)"""
     gradient_checkpointing: bool = False
     """recompute activations in the backward pass (Zhu: off)"""
     bf16: bool = False
@@ -221,6 +237,9 @@ class EvalSettings:
     """bootstrap resamples of each 95% interval"""
     bootstrap_seed: int = 0
     """seed of the bootstrap"""
+    device: str = "auto"
+    """where the policy answers the test items: 'auto' (the first GPU when there is one, else the CPU), 'cpu'
+    or a torch device such as 'cuda:0'"""
 
 
 @dataclass
@@ -329,7 +348,8 @@ def validate(p: Profile, where: str) -> Profile:
         value = getattr(getattr(p, section), name)
         if value not in allowed:
             raise ConfigError(f"{where}: key '{key}' is {value!r}; expected one of {list(allowed)}")
-    positive = ["data.train_size", "data.test_per_modality", "grpo.max_steps", "grpo.num_generations",
+    positive = ["data.train_size", "data.test_per_modality", "data.test_size", "data.ood_train_size",
+                "data.ood_test_per_modality", "grpo.max_steps", "grpo.num_generations",
                 "grpo.max_completion_length", "grpo.max_prompt_length", "grpo.per_device_train_batch_size",
                 "grpo.gradient_accumulation_steps", "eval.batch_size", "eval.max_new_tokens", "num_processes",
                 "sft.max_steps", "sft.dpo_max_steps"]
@@ -338,6 +358,8 @@ def validate(p: Profile, where: str) -> Profile:
         value = getattr(getattr(p, section), name) if section else getattr(p, name)
         if value <= 0:
             raise ConfigError(f"{where}: key '{key}' must be positive, got {value}")
+    if p.grpo.save_total_limit < 0:
+        raise ConfigError(f"{where}: key 'grpo.save_total_limit' must be >= 0 (0 keeps all), got {p.grpo.save_total_limit}")
     if p.data.image_size % 28:
         raise ConfigError(f"{where}: key 'data.image_size' must be a multiple of 28, got {p.data.image_size}")
     if not 2 <= p.data.min_options <= p.data.max_options <= 6:
@@ -433,3 +455,26 @@ def resolve_path(p: str) -> Path:
     """An absolute path for a profile path setting (relative ones are taken from the repository root)."""
     path = Path(p)
     return path if path.is_absolute() else repo_root() / path
+
+
+def is_local(source: str) -> bool:
+    """Whether a model id or data path setting names a local path (absolute, or starting with ``.`` or ``~``)
+    rather than a hub id such as ``Qwen/Qwen2-VL-2B``.
+
+    >>> is_local("Qwen/Qwen2-VL-2B"), is_local(".cache/medrl/rehearsal/models/biogpt"), is_local("/data/pmc")
+    (False, True, True)
+    """
+    return bool(source) and (source.startswith((".", "/", "~")) or Path(source).is_absolute())
+
+
+def resolve_source(source: str) -> str:
+    """A model id or data path as the loaders take it: a local path (relative to the repository root, so that
+    notebooks, which run in ``notebooks/``, find it) made absolute; hub ids and keywords unchanged. Local parts of
+    the rehearsal profile (:mod:`medrl_lib.rehearsal`) are built on first use."""
+    if not is_local(source):
+        return source
+    path = resolve_path(str(Path(source).expanduser()))
+    from . import rehearsal
+
+    rehearsal.ensure_part(path)
+    return str(path)

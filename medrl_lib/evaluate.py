@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 from tqdm import tqdm
 
+from .models import eos_token_ids
 from .prompts import chat_messages
 from .rewards import accuracy_reward, extract_choice, parse_completion
 
@@ -56,7 +57,11 @@ def _score(completion: str, answer: str, options: list[str], mode: str) -> tuple
 def generate_records(model, processor, ds, *, batch_size: int = 32, max_new_tokens: int = 128,
                      mode: str = "reasoning", greedy: bool = True, temperature: float = 1.0,
                      desc: str = "eval") -> list[Record]:
-    """Answer every item of ``ds`` (common schema) in batches with left padding and the KV cache."""
+    """Answer every item of ``ds`` (common schema) in batches with left padding and the KV cache.
+
+    Generation stops on every end-of-sequence id of the model's generation config (Qwen2-VL-Instruct lists
+    ``<|im_end|>`` and ``<|endoftext|>``) and on the tokenizer's EOS (:func:`medrl_lib.models.eos_token_ids`),
+    as TRL's GRPO trainer does; passing the tokenizer's id alone would override the model's list."""
     model.eval()
     tokenizer = processor.tokenizer
     tokenizer.padding_side = "left"
@@ -70,9 +75,9 @@ def generate_records(model, processor, ds, *, batch_size: int = 32, max_new_toke
                  for q, o in zip(rows["question"], rows["options"])]
         enc = processor(text=texts, images=images, padding=True, return_tensors="pt").to(device)
         gen_kwargs = dict(max_new_tokens=max_new_tokens, do_sample=not greedy, use_cache=True,
-                          pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+                          pad_token_id=tokenizer.pad_token_id, eos_token_id=eos_token_ids(model, tokenizer))
         if not greedy:
-            gen_kwargs["temperature"] = temperature
+            gen_kwargs.update(temperature=temperature, top_p=1.0, top_k=0)  # not the hub config's near-greedy top_p/top_k
         out = model.generate(**enc, **gen_kwargs)
         new = out[:, enc["input_ids"].shape[1]:]
         completions = tokenizer.batch_decode(new, skip_special_tokens=True)

@@ -14,31 +14,33 @@ from .config import Profile, resolve_path
 from .results import Run, cached_run, run_dir
 
 
-#: Zhu et al.'s PMC-VQA test subset size (their 10K train / 7K test; the train size is ``data.train_size``).
-ZHU_TEST_SIZE = 7_000
-
-
 def make_splits(profile: Profile):
     """(train, test) in the common schema, with disjoint ids.
 
     * ``synthetic``: train on ``data.train_modalities``, ``data.test_per_modality`` test items per modality;
-    * ``pmc-vqa``: Zhu's subset: ``data.train_size`` training and :data:`ZHU_TEST_SIZE` test items drawn with
-      ``data.seed`` from PMC-VQA (``data.path``: a local folder, archive or CSV; empty: the hub);
-    * ``huatuo-eval``: MedVLM-R1's split of the HuatuoGPT-Vision evaluation data: ``data.train_size`` MRI
-      training items disjoint from ``data.test_per_modality`` MRI, CT and X-ray test items.
+    * ``pmc-vqa``: Zhu's subset: ``data.train_size`` training and ``data.test_size`` test items drawn with
+      ``data.seed`` from PMC-VQA (``data.pmc_vqa_path``: a local folder, archive or CSV; empty: the hub);
+    * ``huatuo-eval``: MedVLM-R1's split of the HuatuoGPT-Vision evaluation data (``data.huatuo_path``; empty: the
+      hub): ``data.train_size`` MRI training items disjoint from ``data.test_per_modality`` MRI, CT and X-ray
+      test items.
+
+    The loaders skip malformed rows and count them by reason: :func:`medrl_lib.data.schema.load_summary` of
+    either split gives the counts (every run stores them as ``data.json``).
     """
+    from .config import resolve_source
+
     d = profile.data
     if d.source == "pmc-vqa":
-        from .data.pmc_vqa import load_pmc_vqa
+        from .data.pmc_vqa import HUB_ID, load_pmc_vqa
         from .data.splits import zhu_split
 
-        ds = load_pmc_vqa(d.path or "xmcmic/PMC-VQA")
-        return zhu_split(ds, n_train=d.train_size, n_test=ZHU_TEST_SIZE, seed=d.seed)
+        ds = load_pmc_vqa(resolve_source(d.pmc_vqa_path) or HUB_ID)
+        return zhu_split(ds, n_train=d.train_size, n_test=d.test_size, seed=d.seed)
     if d.source == "huatuo-eval":
-        from .data.huatuo import load_huatuo_eval
+        from .data.huatuo import HUB_ID, load_huatuo_eval
         from .data.splits import medvlm_r1_split
 
-        ds = load_huatuo_eval(d.path or "FreedomIntelligence/Medical_Multimodal_Evaluation_Data")
+        ds = load_huatuo_eval(resolve_source(d.huatuo_path) or HUB_ID)
         return medvlm_r1_split(ds, n_train_mri=d.train_size, n_test_per_modality=d.test_per_modality, seed=d.seed)
     from .data.synthetic import SyntheticConfig, generate
 
@@ -62,11 +64,13 @@ def metric_scorers(profile: Profile) -> dict:
     from .metrics import (CrossEncoderSimilarity, LLMThinkingScorer, MiniLMSimilarity, OracleThinkingScorer,
                           Perplexity)
 
+    from .config import resolve_source
+
     e = profile.eval
     key = (e.similarity, e.perplexity, e.thinking, profile.cache_dir)
     if key not in _SCORERS:
         similarity = (None if e.similarity == "none" else MiniLMSimilarity() if e.similarity == "minilm"
-                      else CrossEncoderSimilarity(e.similarity))
+                      else CrossEncoderSimilarity(resolve_source(e.similarity)))
         if e.perplexity == "none":
             perplexity = None
         elif e.perplexity == "reference-lm":
@@ -74,11 +78,36 @@ def metric_scorers(profile: Profile) -> dict:
 
             perplexity = Perplexity(str(ensure_reference_lm(resolve_path(profile.cache_dir))))
         else:
-            perplexity = Perplexity(e.perplexity)
+            perplexity = Perplexity(resolve_source(e.perplexity))
         thinking = (None if e.thinking == "none" else OracleThinkingScorer() if e.thinking == "oracle"
-                    else LLMThinkingScorer(e.thinking))
+                    else LLMThinkingScorer(resolve_source(e.thinking)))
         _SCORERS[key] = {"similarity": similarity, "perplexity": perplexity, "thinking": thinking}
     return _SCORERS[key]
+
+
+def release_scorers() -> int:
+    """Free the metric models (similarity, perplexity, thinking) of every profile, on the GPU and in memory, so
+    that the next arm's training finds the GPUs empty; they load again at the next evaluation. Returns how many
+    scorer sets were released."""
+    n = len(_SCORERS)
+    for scorers in _SCORERS.values():
+        for scorer in scorers.values():
+            if scorer is not None and hasattr(scorer, "unload"):
+                scorer.unload()
+    _SCORERS.clear()
+    free_accelerator()
+    return n
+
+
+def free_accelerator() -> None:
+    """Collect garbage and return cached GPU memory to the driver (a no-op without a GPU)."""
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def _evaluate(model, processor, profile: Profile, test, prompt_mode: str | None = None) -> tuple[dict, list[dict]]:
@@ -89,7 +118,13 @@ def _evaluate(model, processor, profile: Profile, test, prompt_mode: str | None 
     from .evaluate import generate_records
     from .metrics import compute_metrics
 
+    import torch
+
+    from .train import attention_kernel, eval_device
+
     e = profile.eval
+    device = eval_device(profile)
+    model.to(device=device, dtype=getattr(torch, profile.model.dtype))  # a single process trains in float32
     t0 = time.time()
     records = [dataclasses.asdict(r) for r in generate_records(
         model, processor, test, batch_size=e.batch_size, max_new_tokens=e.max_new_tokens,
@@ -101,8 +136,13 @@ def _evaluate(model, processor, profile: Profile, test, prompt_mode: str | None 
     scorers = dict(metric_scorers(profile))
     if not has_facts and e.thinking == "oracle":
         scorers["thinking"] = None  # the oracle needs synthetic facts; real data uses an LLM scorer
-    computed = compute_metrics(records, reference_texts=references, questions=cols["question"],
-                               facts=cols["facts"], n_boot=e.n_boot, seed=e.bootstrap_seed, **scorers)
+    model.to("cpu")  # the policy leaves the GPU before the metric models load (they need it more)
+    free_accelerator()
+    try:
+        computed = compute_metrics(records, reference_texts=references, questions=cols["question"],
+                                   facts=cols["facts"], n_boot=e.n_boot, seed=e.bootstrap_seed, **scorers)
+    finally:
+        release_scorers()  # the next arm trains on GPUs free of metric models
     metrics: dict = {}
     for name, entry in computed.items():
         key = "eval/accuracy/all" if name == "accuracy" else f"eval/{name}"
@@ -112,8 +152,26 @@ def _evaluate(model, processor, profile: Profile, test, prompt_mode: str | None 
                 metrics[f"{key}/{field_name}"] = value
     metrics["eval/format/all"] = 100.0 * sum(r["reasoning"] is not None for r in records) / max(1, len(records))
     metrics["time/generate_s"] = t_gen
+    metrics["eval/items_per_s"] = len(records) / max(t_gen, 1e-9)
+    metrics["eval/device"] = str(device)
+    metrics["model/attn_implementation"] = attention_kernel(model)
     metrics["time/eval_s"] = time.time() - t0
     return metrics, records
+
+
+def _finish(out, keep_model: bool, train, test) -> None:
+    """End a trained run: store the loaders' counts of kept and dropped rows (``data.json``), keep the final
+    model as ``model/`` when the profile asks, delete the checkpoints, free the GPU."""
+    from .data.schema import load_summary
+    from .results import write_json
+
+    write_json(out / "data.json", {"train": load_summary(train), "test": load_summary(test)})
+    checkpoints = out / "checkpoints"
+    if keep_model and (checkpoints / "final").exists():
+        shutil.rmtree(out / "model", ignore_errors=True)
+        (checkpoints / "final").rename(out / "model")
+    shutil.rmtree(checkpoints, ignore_errors=True)  # the run is complete: its checkpoints are not kept
+    free_accelerator()
 
 
 #: Profile sections that never change a run's result (where files go, which seeds a notebook loops over).
@@ -170,11 +228,16 @@ def grpo_arm(profile: Profile, experiment: str, arm: str, seed: int, *, force: b
             res = {"model": model, "processor": processor, "log_history": log}
         else:
             res = run_grpo(profile, policy, train, output_dir=str(checkpoints))  # resumes from a checkpoint if any
+            if profile.grpo.keep_final_model:
+                res["trainer"].save_model(str(checkpoints / "final"))
+                res["processor"].save_pretrained(str(checkpoints / "final"))
+            res.pop("trainer")
         train_s = time.time() - t0
-        metrics, records = _evaluate(res["model"], res["processor"], profile, test)
+        log = res["log_history"]
+        metrics, records = _evaluate(res.pop("model"), res.pop("processor"), profile, test)
         metrics["time/train_s"] = train_s
-        shutil.rmtree(checkpoints, ignore_errors=True)  # the run is complete: its checkpoints are not kept
-        return {"metrics": metrics, "records": records, "log_history": res["log_history"],
+        _finish(out, profile.grpo.keep_final_model, train, test)
+        return {"metrics": metrics, "records": records, "log_history": log,
                 "train_ids": train["id"], "test_ids": test["id"]}
 
     return cached_run(path, config, work, force=force)
@@ -191,9 +254,9 @@ def zero_shot_arm(profile: Profile, experiment: str, arm: str, which: str = "ins
     path = run_dir(resolve_path(profile.results_dir), profile.name, experiment, arm, 0)
 
     def work(out):
-        _, test = make_splits(profile)
-        model, processor = load_policy(profile, ensure_policy(profile, which))
-        metrics, records = _evaluate(model, processor, profile, test, prompt_mode)
+        train, test = make_splits(profile)
+        metrics, records = _evaluate(*load_policy(profile, ensure_policy(profile, which)), profile, test, prompt_mode)
+        _finish(out, False, train, test)
         return {"metrics": metrics, "records": records, "test_ids": test["id"]}
 
     return cached_run(path, config, work, force=force)
@@ -241,7 +304,8 @@ def sft_arm(profile: Profile, experiment: str, arm: str, seed: int, method: str 
         # a model tuned on plain letters is asked and scored with the plain prompt (STUDY.md 7)
         metrics, records = _evaluate(model, processor, profile, test, "plain" if s.target == "plain" else None)
         metrics["time/train_s"] = train_s
-        shutil.rmtree(out / "checkpoints", ignore_errors=True)
+        del model
+        _finish(out, False, train, test)
         return {"metrics": metrics, "records": records, "log_history": log, "train_ids": train["id"],
                 "test_ids": test["id"]}
 

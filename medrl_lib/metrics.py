@@ -335,6 +335,12 @@ class _LazyModel:
         if self._model is None:
             self._load()
 
+    def unload(self) -> None:
+        """Drop the loaded model and tokenizer (freeing their memory, on the GPU too); the next call loads
+        them again."""
+        self._model = None
+        self._tokenizer = None
+
     def _load(self) -> None:
         raise NotImplementedError
 

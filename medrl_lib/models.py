@@ -13,8 +13,10 @@ by the hash of both.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable
@@ -42,6 +44,33 @@ CHAT_TEMPLATE = (
     "{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
+
+#: Qwen2-VL-Instruct's chat template (the hub's ``chat_template.json``): a default system turn "You are a helpful
+#: assistant." unless the conversation starts with one, ``<|im_start|>role\n ... <|im_end|>\n`` turns, images and
+#: videos as ``<|vision_start|><|image_pad|><|vision_end|>`` placeholders. A Qwen2-VL processor that ships no
+#: template (the base model ``Qwen/Qwen2-VL-2B``) is given this one by :func:`load_model`, unless
+#: ``chat_template_from`` names the instruct model to copy it from.
+QWEN2_VL_CHAT_TEMPLATE = (
+    "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}"
+    "{% for message in messages %}{% if loop.first and message['role'] != 'system' %}"
+    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
+    "<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}<|im_end|>\n"
+    "{% else %}{% for content in message['content'] %}"
+    "{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}"
+    "{% set image_count.value = image_count.value + 1 %}"
+    "{% if add_vision_id %}Picture {{ image_count.value }}: {% endif %}"
+    "<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif content['type'] == 'video' or 'video' in content %}"
+    "{% set video_count.value = video_count.value + 1 %}"
+    "{% if add_vision_id %}Video {{ video_count.value }}: {% endif %}"
+    "<|vision_start|><|video_pad|><|vision_end|>"
+    "{% elif 'text' in content %}{{ content['text'] }}{% endif %}{% endfor %}<|im_end|>\n"
+    "{% endif %}{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+#: The token that ends a turn of :data:`QWEN2_VL_CHAT_TEMPLATE` (the instruct model's EOS).
+QWEN2_VL_END_OF_TURN = "<|im_end|>"
 
 #: Marker file written beside a tiny model so that :func:`load_model` picks the right processor class.
 TINY_MARKER = "medrl_tiny.json"
@@ -115,12 +144,18 @@ def train_tokenizer(corpus: Iterable[str], vocab_size: int):
     return fast
 
 
+@functools.lru_cache(maxsize=None)
 def _processor_class():
-    """Qwen2VLProcessor without a video processor (the stock one needs torchvision, which we never install)."""
+    """Qwen2VLProcessor without a video processor (the stock one needs torchvision, which we never install).
+
+    One class for the tiny models and the hub Qwen2-VL models (built once, so ``isinstance`` holds across calls);
+    its ``from_pretrained`` is :func:`load_qwen2vl_processor`, its ``save_pretrained`` writes the tokenizer (with
+    the chat template) and the image processor, which is what it reloads from."""
     from transformers import Qwen2VLProcessor
 
-    class TinyQwen2VLProcessor(Qwen2VLProcessor):
-        """Qwen2-VL processor for images only; reloads with its own ``from_pretrained``."""
+    class ImageOnlyQwen2VLProcessor(Qwen2VLProcessor):
+        """Qwen2-VL processor for images only (``Qwen2VLImageProcessorPil``); reloads with its own
+        ``from_pretrained``."""
 
         attributes = ["image_processor", "tokenizer"]
 
@@ -131,18 +166,121 @@ def _processor_class():
 
         @classmethod
         def from_pretrained(cls, path, **kwargs):
-            from transformers import AutoTokenizer, Qwen2VLImageProcessorPil
-
-            tokenizer = AutoTokenizer.from_pretrained(path)
-            image_processor = Qwen2VLImageProcessorPil.from_pretrained(path)
-            return cls(image_processor=image_processor, tokenizer=tokenizer, chat_template=tokenizer.chat_template)
+            return load_qwen2vl_processor(path, **kwargs)
 
         def save_pretrained(self, path, **kwargs):
             os.makedirs(path, exist_ok=True)
+            if self.chat_template and not self.tokenizer.chat_template:
+                self.tokenizer.chat_template = self.chat_template
             self.tokenizer.save_pretrained(path)
             self.image_processor.save_pretrained(path)
 
-    return TinyQwen2VLProcessor
+    return ImageOnlyQwen2VLProcessor
+
+
+def _chat_template_of(name_or_path: str | Path, tokenizer=None) -> str | None:
+    """The chat template shipped with a model: the processor's (``chat_template.json`` / ``chat_template.jinja``),
+    else the tokenizer's (``tokenizer_config.json``; ``tokenizer``: that tokenizer, already loaded); None when it
+    ships none."""
+    from transformers import AutoTokenizer, ProcessorMixin
+
+    try:
+        processor_dict, _ = ProcessorMixin.get_processor_dict(str(name_or_path))
+    except OSError:
+        processor_dict = {}
+    template = processor_dict.get("chat_template")
+    if isinstance(template, dict):
+        template = template.get("default")
+    if template:
+        return template
+    tokenizer = tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(str(name_or_path))
+    return tokenizer.chat_template or None
+
+
+def _pixel_limit(image_processor) -> int | None:
+    """The most pixels the image processor keeps (``size["longest_edge"]``, Qwen2-VL's ``max_pixels``)."""
+    size = getattr(image_processor, "size", None) or {}
+    limit = size.get("longest_edge") if isinstance(size, dict) else getattr(size, "longest_edge", None)
+    return getattr(image_processor, "max_pixels", None) if limit is None else limit
+
+
+def check_pixel_limit(image_processor, max_pixels: int | None, name: str = "model") -> None:
+    """Raise ``ValueError`` unless the image processor keeps at most exactly ``max_pixels`` pixels (None: no
+    check), and at least its minimum."""
+    if max_pixels is None:
+        return
+    limit = _pixel_limit(image_processor)
+    if limit != max_pixels:
+        raise ValueError(f"{name}: the image processor's pixel limit is {limit}, not the max_pixels={max_pixels} "
+                         "asked for; images would be resized to another number of visual tokens")
+    size = getattr(image_processor, "size", None) or {}
+    low = size.get("shortest_edge") if isinstance(size, dict) else getattr(size, "shortest_edge", None)
+    if low is not None and low > max_pixels:
+        raise ValueError(f"{name}: max_pixels={max_pixels} is below the image processor's min_pixels={low}")
+
+
+def load_qwen2vl_processor(name_or_path: str | Path, *, max_pixels: int | None = None,
+                           chat_template_from: str | Path | None = None):
+    """The images-only Qwen2-VL processor of a folder or hub id: its tokenizer, a ``Qwen2VLImageProcessorPil``
+    read from its ``preprocessor_config.json`` (with ``max_pixels`` applied and checked), and its chat template;
+    one that ships no template gets ``chat_template_from``'s, else :data:`QWEN2_VL_CHAT_TEMPLATE` with a
+    warning. The template is set on the processor and on its tokenizer (TRL and our code read either).
+    Returns the processor; ``processor.borrowed_chat_template`` says whether the template was taken from
+    elsewhere."""
+    from transformers import AutoTokenizer, Qwen2VLImageProcessorPil
+
+    tokenizer = AutoTokenizer.from_pretrained(str(name_or_path))
+    extra = {"max_pixels": max_pixels} if max_pixels else {}
+    image_processor = Qwen2VLImageProcessorPil.from_pretrained(str(name_or_path), **extra)
+    check_pixel_limit(image_processor, max_pixels, str(name_or_path))
+    template, borrowed = _chat_template_of(name_or_path, tokenizer), False
+    if not template:
+        borrowed = True
+        if chat_template_from is not None:
+            template = _chat_template_of(chat_template_from)
+            if not template:
+                raise ValueError(f"chat_template_from={str(chat_template_from)!r} ships no chat template either")
+        else:
+            warnings.warn(f"{name_or_path} ships no chat template: using Qwen2-VL-Instruct's "
+                          "(models.QWEN2_VL_CHAT_TEMPLATE); pass chat_template_from to copy the instruct model's",
+                          stacklevel=3)
+            template = QWEN2_VL_CHAT_TEMPLATE
+    tokenizer.chat_template = template
+    processor = _processor_class()(image_processor=image_processor, tokenizer=tokenizer, chat_template=template)
+    processor.borrowed_chat_template = borrowed
+    return processor
+
+
+def _model_type(name_or_path: str | Path) -> str | None:
+    """``model_type`` of a folder's or hub id's ``config.json``."""
+    from transformers import AutoConfig
+
+    return getattr(AutoConfig.from_pretrained(str(name_or_path)), "model_type", None)
+
+
+def eos_token_ids(model, tokenizer=None) -> list[int]:
+    """Every end-of-sequence id of ``model.generation_config`` (an int or a list), then the tokenizer's if it is
+    not among them: what generation must stop on.
+
+    >>> from types import SimpleNamespace as NS
+    >>> eos_token_ids(NS(generation_config=NS(eos_token_id=[7, 3])), NS(eos_token_id=3))
+    [7, 3]
+    >>> eos_token_ids(NS(generation_config=NS(eos_token_id=3)), NS(eos_token_id=9))
+    [3, 9]
+    """
+    ids = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ids = [] if ids is None else [int(ids)] if isinstance(ids, int) else [int(i) for i in ids]
+    own = getattr(tokenizer, "eos_token_id", None)
+    if own is not None and int(own) not in ids:
+        ids.append(int(own))
+    return ids
+
+
+def _add_eos(model, token_id: int) -> None:
+    """Make ``token_id`` one more end-of-sequence id of ``model.generation_config``."""
+    ids = eos_token_ids(model)
+    if token_id not in ids:
+        model.generation_config.eos_token_id = ids + [token_id]
 
 
 def make_processor(tokenizer, image_size: int):
@@ -227,20 +365,36 @@ def save_model(model, processor, path: str | Path, meta: dict | None = None) -> 
 
 
 def load_model(name_or_path: str | Path, *, dtype: str = "float32", attn_implementation: str | None = None,
-               device: str | None = None, max_pixels: int | None = None):
+               device: str | None = None, max_pixels: int | None = None,
+               chat_template_from: str | Path | None = None):
     """Load ``(model, processor)`` from a local folder made by this module, or a hub id (paper profile).
 
-    Hub ids such as ``Qwen/Qwen2-VL-2B-Instruct`` (or any image-text-to-text model, for zero-shot baselines)
-    go through ``AutoProcessor`` and ``AutoModelForImageTextToText`` and need the network or a warm
-    Hugging Face cache; ``attn_implementation="flash_attention_2"`` falls back to ``sdpa`` with a warning when the
-    ``flash_attn`` package is missing.
+    A folder with the tiny marker (:data:`TINY_MARKER`) is a tiny model. Anything else is a hub VLM or a local
+    copy of one (a hub stand-in of :mod:`medrl_lib.hub_standins`, a model saved after training), loaded with
+    ``AutoModelForImageTextToText``; the network or a warm Hugging Face cache is needed for hub ids.
+
+    Its processor: Qwen2-VL models (``model_type`` ``qwen2_vl`` in ``config.json``) get the images-only
+    processor of :func:`load_qwen2vl_processor` (``AutoProcessor`` would build Qwen2-VL's video processor,
+    whose only backend is torchvision, which we never install), with ``max_pixels`` applied and checked:
+    ``ValueError`` unless the loaded image processor's pixel limit is exactly ``max_pixels``. Other VLMs go
+    through ``AutoProcessor`` (``max_pixels`` passed on when given).
+
+    Chat template decision: a Qwen2-VL model that ships no chat template (the base ``Qwen/Qwen2-VL-2B``) is
+    prompted exactly as the instruct model: its processor and tokenizer get the chat template of
+    ``chat_template_from`` (a folder or hub id, the profile's instruct model), or, when that is None,
+    :data:`QWEN2_VL_CHAT_TEMPLATE` (the instruct template) with a warning. Since that template ends every turn
+    with ``<|im_end|>``, that token is then also made an end-of-sequence id of the model's generation config
+    (the base's config only lists ``<|endoftext|>``), so generation stops where the turn ends. Both persist when
+    the processor and model are saved. A model that ships a template keeps its own.
+
+    ``attn_implementation="flash_attention_2"`` falls back to ``sdpa`` with a warning when the ``flash_attn``
+    package is missing.
     """
     from transformers import AutoModelForImageTextToText, AutoProcessor, Qwen2VLForConditionalGeneration
 
     torch_dtype = getattr(torch, dtype)
     if attn_implementation == "flash_attention_2":
         import importlib.util
-        import warnings
 
         if importlib.util.find_spec("flash_attn") is None:
             warnings.warn("flash_attn is not installed: falling back to attn_implementation='sdpa'", stacklevel=2)
@@ -254,7 +408,14 @@ def load_model(name_or_path: str | Path, *, dtype: str = "float32", attn_impleme
     if local.is_dir() and (local / TINY_MARKER).exists():
         processor = _processor_class().from_pretrained(local)
         model = Qwen2VLForConditionalGeneration.from_pretrained(str(local), **kwargs)
-    else:  # any hub VLM (Qwen2-VL, LLaVA, Llama-3.2-Vision, HuatuoGPT-Vision ...) or a local copy of one
+    elif _model_type(name_or_path) == "qwen2_vl":
+        processor = load_qwen2vl_processor(name_or_path, max_pixels=max_pixels, chat_template_from=chat_template_from)
+        model = AutoModelForImageTextToText.from_pretrained(str(name_or_path), **kwargs)
+        if processor.borrowed_chat_template:
+            end = processor.tokenizer.convert_tokens_to_ids(QWEN2_VL_END_OF_TURN)
+            if end is not None and end != processor.tokenizer.unk_token_id:
+                _add_eos(model, int(end))
+    else:  # any other hub VLM (LLaVA, Llama-3.2-Vision, HuatuoGPT-Vision ...) or a local copy of one
         extra = {"max_pixels": max_pixels} if max_pixels else {}
         processor = AutoProcessor.from_pretrained(str(name_or_path), **extra)
         model = AutoModelForImageTextToText.from_pretrained(str(name_or_path), **kwargs)

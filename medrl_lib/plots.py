@@ -406,3 +406,25 @@ def format_summary(runs: dict, labels: dict | None = None) -> str:
         lines.append(f"- **{(labels or {}).get(name, name)}**: {rate:.0f}% of test completions well-formed, "
                      f"accuracy {acc:.1f}%{note}.")
     return "\n".join(lines)
+
+
+def loader_table(datasets_by_name: dict) -> pd.DataFrame | str:
+    """Rows read, kept and dropped by reason, one column per file read (``{name: dataset}``; splits of one file
+    share a column), from the summaries the real-data loaders store (:func:`medrl_lib.data.schema.load_summary`);
+    a sentence when none has one (generated data drops nothing)."""
+    from .data.schema import load_summary
+
+    columns: dict[str, dict] = {}
+    for name, ds in datasets_by_name.items():
+        s = load_summary(ds)
+        if not s:
+            continue
+        col = columns.setdefault(s.get("file", name), {"used by": [], "rows read": s.get("rows_read"),
+                                                       "rows kept": s.get("rows_kept")})
+        col["used by"].append(name)
+        col.update({f"dropped: {reason}": n for reason, n in sorted(s.get("dropped", {}).items()) if n})
+    if not columns:
+        return "Generated items: no file was read and no row was dropped."
+    for col in columns.values():
+        col["used by"] = ", ".join(col["used by"])
+    return pd.DataFrame(columns).fillna("")

@@ -60,17 +60,22 @@ def arm_overrides(arm: str) -> dict[str, Any]:
     return dict(ARMS[arm][2])
 
 
-#: MedVLM-R1's data on profiles with real data (the synthetic profiles keep their MRI-only training split).
-MEDVLM_R1_DATA: dict[str, Any] = {"data.source": "huatuo-eval", "data.train_size": 600, "data.test_per_modality": 300}
+def medvlm_r1_data(p: Profile) -> dict[str, Any]:
+    """MedVLM-R1's data on profiles with real data: the HuatuoGPT-Vision evaluation data, with the profile's
+    ``data.ood_train_size`` MRI training items and ``data.ood_test_per_modality`` test items per modality
+    (MedVLM-R1: 600 and 300). The synthetic profiles keep their MRI-only training split."""
+    return {"data.source": "huatuo-eval", "data.train_size": p.data.ood_train_size,
+            "data.test_per_modality": p.data.ood_test_per_modality}
 
 
 def experiment_data(profile: str, experiment: str, overrides: dict | None = None) -> dict[str, Any]:
     """Data overrides of ``experiment`` ('zhu' or 'ood') for ``profile``: on synthetic data Zhu's experiments
     train on every modality; on real data E6 reads the HuatuoGPT-Vision evaluation data (MedVLM-R1)."""
-    synthetic = load_profile(profile, overrides).data.source == "synthetic"
+    p = load_profile(profile, overrides)
+    synthetic = p.data.source == "synthetic"
     if experiment == "zhu":
         return dict(ZHU_DATA) if synthetic else {}
-    return {} if synthetic else dict(MEDVLM_R1_DATA)
+    return {} if synthetic else medvlm_r1_data(p)
 
 
 def arm_profile(profile: str, arm: str, overrides: dict | None = None) -> Profile:
@@ -112,6 +117,11 @@ def zero_shot(profile: str, which: str = "instruct", experiment: str = "zhu", ov
     return zero_shot_arm(p, experiment, f"{which}-zero-shot", which, force=force)
 
 
+def splits(profile: str, experiment: str = "zhu", overrides: dict | None = None):
+    """The (train, test) items of ``experiment`` ('zhu' or 'ood'), the same for every arm of it."""
+    return make_splits(load_profile(profile, {**experiment_data(profile, experiment, overrides), **(overrides or {})}))
+
+
 def test_split(profile: str, experiment: str = "zhu", overrides: dict | None = None):
     """The test items of ``experiment`` (the same for every arm of it)."""
-    return make_splits(load_profile(profile, {**experiment_data(profile, experiment, overrides), **(overrides or {})}))[1]
+    return splits(profile, experiment, overrides)[1]

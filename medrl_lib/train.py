@@ -84,7 +84,9 @@ def build_reward_funcs(profile: Profile, tokenizer=None) -> list[Callable]:
         elif name == "accuracy_reward":
             funcs.append(R.accuracy_reward)
         elif name == "semantic_reward":
-            judge = R.OracleJudge() if g.semantic_judge == "oracle" else R.LLMJudge(g.semantic_judge)
+            from .config import resolve_source
+
+            judge = R.OracleJudge() if g.semantic_judge == "oracle" else R.LLMJudge(resolve_source(g.semantic_judge))
             funcs.append(R.SemanticAlignmentReward(judge))
         elif name == "ecr_reward":
             funcs.append(R.ExtendedChainReward(tokenizer, target_tokens=g.length_target_tokens, weight=1.0))
@@ -153,11 +155,45 @@ def check_prompt_lengths(ds, processor, max_prompt_length: int, name: str, mode:
                              f"{max_prompt_length}; truncation would cut image tokens (raise the limit)")
 
 
-def load_policy(profile: Profile, path: str):
-    """``(model, processor)`` at ``path`` with the profile's dtype, attention kernel and image size limit."""
+def eval_device(profile: Profile) -> str:
+    """Where the policy answers the test items: ``eval.device``, where 'auto' is the first GPU when one is
+    present (the training GPUs are free once training has ended), else the CPU."""
+    if profile.eval.device != "auto":
+        return profile.eval.device
+    return "cuda:0" if torch.cuda.is_available() else "cpu"
+
+
+def training_dtype(profile: Profile, distributed: bool) -> str:
+    """The dtype the weights are loaded in for training. DeepSpeed (``distributed``) keeps fp32 master weights
+    of bf16 models in its optimizer; a single process has no master copy, and AdamW steps on bf16 weights round
+    updates of lr 1e-6 away, so a single process loads float32 weights and computes in bf16 under autocast
+    (``grpo.bf16``).
+
+    >>> from medrl_lib.config import load_profile
+    >>> p = load_profile("paper")
+    >>> training_dtype(p, distributed=True), training_dtype(p, distributed=False)
+    ('bfloat16', 'float32')
+    """
+    dtype = profile.model.dtype
+    return dtype if distributed or dtype == "float32" else "float32"
+
+
+def load_policy(profile: Profile, path: str, *, device: str | None = None, dtype: str | None = None):
+    """``(model, processor)`` at ``path`` with the profile's dtype (or ``dtype``), attention kernel and image size
+    limit, on ``device`` (None: where the weights load). A hub model without a chat template (``Qwen/Qwen2-VL-2B``)
+    gets the instruct model's, so that base and instruct see the same text (Methods)."""
+    from .config import resolve_source
+
     m = profile.model
-    return load_model(path, dtype=m.dtype, attn_implementation=m.attn_implementation,
-                      max_pixels=m.max_pixels if m.kind == "hub" else None)
+    hub = m.kind == "hub"
+    return load_model(resolve_source(path), dtype=dtype or m.dtype, attn_implementation=m.attn_implementation,
+                      max_pixels=m.max_pixels if hub else None, device=device,
+                      chat_template_from=resolve_source(m.instruct) if hub else None)
+
+
+def attention_kernel(model) -> str | None:
+    """The attention implementation the loaded model actually uses (stored with every run)."""
+    return getattr(getattr(model, "config", None), "_attn_implementation", None)
 
 
 def ensure_policy(profile: Profile, which: str | None = None) -> str:
@@ -165,7 +201,9 @@ def ensure_policy(profile: Profile, which: str | None = None) -> str:
     which = which or profile.model.init
     m = profile.model
     if m.kind == "hub":
-        return m.base if which == "base" else m.instruct
+        from .config import resolve_source
+
+        return resolve_source(m.base if which == "base" else m.instruct)
     cache = resolve_path(profile.cache_dir)
     spec = TinyModelSpec(arch=m.tiny, image_size=profile.data.image_size)
     base = _ensure_base(profile, ensure_tiny_model(spec, cache), cache)
@@ -415,6 +453,8 @@ def grpo_kwargs(profile: Profile, output_dir: str, **extra) -> dict:
         logging_steps=g.logging_steps,
         save_steps=g.save_steps,
         save_strategy="steps",
+        save_total_limit=g.save_total_limit or None,
+        save_only_model=g.save_only_model,
         gradient_checkpointing=g.gradient_checkpointing,
         bf16=g.bf16,
         seed=g.seed,
@@ -450,7 +490,8 @@ def run_grpo(profile: Profile, model_path: str, train_ds, output_dir: str, *, ca
     from .grpo import MedrlGRPOTrainer
 
     validate_rows(train_ds, "grpo train set")
-    model, processor = load_policy(profile, model_path)
+    distributed = bool(extra.get("deepspeed"))
+    model, processor = load_policy(profile, model_path, dtype=training_dtype(profile, distributed))
     check_prompt_lengths(train_ds, processor, profile.grpo.max_prompt_length, "grpo train set")
     args, reward_funcs = grpo_args(profile, output_dir, processor.tokenizer, **extra)
     data = with_prompts(train_ds)
@@ -461,7 +502,11 @@ def run_grpo(profile: Profile, model_path: str, train_ds, output_dir: str, *, ca
                   processing_class=processor, callbacks=list(callbacks))
     ConciseProgress("grpo", PROGRESS_KEYS["grpo"]).install(trainer)
     last = last_checkpoint(output_dir)
-    if last:
+    if last and profile.grpo.save_only_model:
+        print(f"[grpo] {last} holds the weights only (grpo.save_only_model): the run starts again from step 0",
+              flush=True)
+        last = None
+    elif last:  # weights, optimizer and scheduler state, RNG states, step and log history
         print(f"[grpo] resuming from {last}", flush=True)
     trainer.train(resume_from_checkpoint=last)
     return {"log_history": trainer.state.log_history, "model": trainer.model, "processor": processor,

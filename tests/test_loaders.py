@@ -13,7 +13,7 @@ from PIL import Image
 from medrl_lib.data import huatuo, pmc_vqa
 from medrl_lib.data.huatuo import load_huatuo_eval
 from medrl_lib.data.pmc_vqa import infer_modality, load_pmc_vqa
-from medrl_lib.data.schema import FEATURES, DataError, validate_rows
+from medrl_lib.data.schema import FEATURES, DataError, load_summary, validate_rows
 from medrl_lib.data.splits import medvlm_r1_split, write_split_ids, zhu_split
 from medrl_lib.results import read_json
 
@@ -78,8 +78,13 @@ def load_quiet(*args, **kwargs):
         return load_pmc_vqa(*args, **kwargs)
 
 
+def no_drops(reasons=pmc_vqa.DROP_REASONS, **counts):
+    """The ``dropped`` dict of a load summary: every reason at 0 but those given."""
+    return {reason: counts.get(reason, 0) for reason in reasons}
+
+
 def test_pmc_vqa_maps_to_common_schema(pmc_folder):
-    with pytest.warns(UserWarning, match="dropped 1 of 5 rows"):
+    with pytest.warns(UserWarning, match=r"train_2\.csv: dropped 1 of 5 rows \(unknown_modality 1\)"):
         ds = load_pmc_vqa(str(pmc_folder), csv="train_2.csv")
     validate_rows(ds, "train_2.csv")
     assert ds.features == FEATURES
@@ -89,8 +94,15 @@ def test_pmc_vqa_maps_to_common_schema(pmc_folder):
     assert set(ds["source"]) == {"pmc-vqa"} and set(ds["facts"]) == {"{}"}
     assert ds[0]["question"] == "What does the T2-weighted image show?"
     assert ds[0]["image"].size == (8, 8)
-    assert json.loads(ds.info.description) == {"file": "train_2.csv", "rows_read": 5, "rows_kept": 4,
-                                                "dropped_unknown_modality": 1, "unknown_modality": "drop"}
+    summary = load_summary(ds)
+    assert summary == {
+        "file": "train_2.csv", "rows_read": 5, "rows_kept": 4, "unknown_modality": "drop",
+        "dropped": no_drops(unknown_modality=1), "dropped_rows_truncated": False,
+        "dropped_rows": [{"row": 3, "id": "pmc-train_2-000003", "reason": "unknown_modality",
+                          "detail": summary["dropped_rows"][0]["detail"]}],
+    }
+    assert "modality keyword" in summary["dropped_rows"][0]["detail"]
+    assert json.loads(ds.info.description) == summary
 
 
 @pytest.mark.parametrize(
@@ -153,31 +165,128 @@ def test_pmc_vqa_unknown_modality_assigned(pmc_folder):
         load_pmc_vqa(str(pmc_folder), unknown_modality="other")
 
 
+GOOD_ROWS = [row for row, _ in PMC_ROWS[:3]]  # MRI, CT, X-ray rows, all kept with the gold letter B
+GOOD_IDS = ["pmc-train_2-000000", "pmc-train_2-000001", "pmc-train_2-000003"]  # the bad row is row 2
+CT_ROW = ("PMC9_fig9.jpg", "Which organ is enlarged on this CT scan?")  # Figure_path and Question of a bad row
+
+
+def load_with_row(folder, row, header=PMC_HEADER):
+    """Write GOOD_ROWS with ``row`` at index 2 (images for all but 'missing.jpg'), load, return the dataset."""
+    write_csv(folder / "train_2.csv", header, GOOD_ROWS[:2] + [row] + GOOD_ROWS[2:])
+    write_zip(folder / "images_2.zip", [r[0] for r in GOOD_ROWS] + ["PMC9_fig9.jpg"])
+    return load_pmc_vqa(str(folder))
+
+
 @pytest.mark.parametrize(
-    "row, header, match",
+    "reason, row",
     [
-        # the Figure_path is not in the archive: names the file, the row id and the field 'image'
-        (("missing.jpg", "CT of the abdomen?", "Liver", "A:Liver", "B:Spleen", "", "", "A"), PMC_HEADER,
-         r"train_2\.csv: row id='pmc-train_2-000000' \(row 0\): field 'image'"),
-        # Answer_label names an empty choice
-        (("PMC1_fig1.jpg", "CT of the abdomen?", "Liver", "A:Liver", "B:Spleen", "", "", "C"), PMC_HEADER,
-         r"train_2\.csv: row id='pmc-train_2-000000' \(row 0\): field 'answer'"),
-        # no Answer_label and the answer text matches no choice
-        (("PMC1_fig1.jpg", "CT of the abdomen?", "Kidney", "A:Liver", "B:Spleen", "", "", ""), PMC_HEADER,
-         r"pmc-train_2-000000.*field 'answer'"),
-        # only one non-empty choice
-        (("PMC1_fig1.jpg", "CT of the abdomen?", "Liver", "A:Liver", "", "", "", "A"), PMC_HEADER,
-         r"pmc-train_2-000000.*field 'options'"),
-        # unknown column layout: the Question column is missing
-        (("PMC1_fig1.jpg", "Liver", "A:Liver", "B:Spleen", "", "", "A"),
-         [h for h in PMC_HEADER if h != "Question"], r"train_2\.csv: missing column\(s\) \['Question'\]"),
+        # the question is a non-breaking space only
+        ("empty_question", ("PMC9_fig9.jpg", "\u00a0 ", "Liver", "A:Liver", "B:Spleen", "", "", "A")),
+        # Figure_path is empty
+        ("empty_image", ("", CT_ROW[1], "Liver", "A:Liver", "B:Spleen", "", "", "A")),
+        # column "Choice B" holds "C:..." (the choices are shifted against their columns)
+        ("foreign_choice_prefix", (*CT_ROW, "Liver", "A:Liver", "C:Spleen", "C:Kidney", "", "A")),
+        # only one non-empty choice ("nan" is pandas' empty cell, "D:" a prefix without text)
+        ("too_few_options", (*CT_ROW, "Liver", "A:Liver", "", "nan", "D:", "A")),
+        # Answer_label names the empty choice C
+        ("label_not_in_choices", (*CT_ROW, "Liver", "A:Liver", "B:Spleen", "", "", "C")),
+        # Answer_label is not a letter at all
+        ("label_not_in_choices", (*CT_ROW, "Liver", "A:Liver", "B:Spleen", "", "", "Liver")),
+        # Answer_label says A (Liver) but the answer text is choice B's
+        ("label_contradicts_answer", (*CT_ROW, "Spleen", "A:Liver", "B:Spleen", "C:Kidney", "", "A")),
+        # ... also when compared without case, whitespace and letter prefix
+        ("label_contradicts_answer", (*CT_ROW, " B: SPLEEN\u00a0", "A:Liver", "B:Spleen", "", "", "A")),
+        # no Answer_label, and the answer text matches no choice
+        ("no_gold", (*CT_ROW, "Kidney", "A:Liver", "B:Spleen", "", "", "")),
+        # no Answer_label, and the answer text matches two choices
+        ("no_gold", (*CT_ROW, "Liver", "A:Liver", "B:Spleen", "C: liver", "", "")),
+        # no modality keyword in the question nor in the gold option
+        ("unknown_modality", ("PMC9_fig9.jpg", "Which stain is used?", "H&E", "A:H&E", "B:PAS", "", "", "A")),
+        # the Figure_path is not in the archive (found when the images are read)
+        ("missing_image", ("missing.jpg", CT_ROW[1], "Liver", "A:Liver", "B:Spleen", "", "", "A")),
     ],
 )
-def test_pmc_vqa_errors(tmp_path, row, header, match):
-    write_csv(tmp_path / "train_2.csv", header, [row])
-    write_zip(tmp_path / "images_2.zip", ["PMC1_fig1.jpg"])
-    with pytest.raises(DataError, match=match):
+def test_pmc_vqa_skips_and_counts_malformed_rows(tmp_path, reason, row):
+    with pytest.warns(UserWarning, match=rf"train_2\.csv: dropped 1 of 4 rows \({reason} 1\)"):
+        ds = load_with_row(tmp_path, row)
+    summary = load_summary(ds)
+    assert (summary["rows_read"], summary["rows_kept"]) == (4, 3)
+    assert summary["dropped"] == no_drops(**{reason: 1})
+    assert [(d["row"], d["id"], d["reason"]) for d in summary["dropped_rows"]] == [(2, "pmc-train_2-000002", reason)]
+    assert summary["dropped_rows"][0]["detail"]
+    # the good rows survive, with their answers
+    assert list(ds["id"]) == GOOD_IDS
+    assert [(r["options"], r["answer"]) for r in ds] == [exp[:2] for _, exp in PMC_ROWS[:3]]
+
+
+@pytest.mark.parametrize(
+    "row, options, answer",
+    [
+        # stray non-breaking spaces in choices, answer text and label are normalised away
+        ((*CT_ROW, "Spleen\u00a0", "A:\u00a0Liver", "B:\u00a0Spleen ", "", "", "B\u00a0"), ["Liver", "Spleen"], "B"),
+        # thin space and zero-width space inside a choice; the label's choice agrees with the answer text
+        ((*CT_ROW, "left lobe", "A:Left\u2009lobe", "B:Right\u200b lobe", "", "", "A"), ["Left lobe", "Right lobe"], "A"),
+        # the answer text matches no choice (a paraphrase): the label is kept
+        ((*CT_ROW, "The spleen is enlarged", "A:Liver", "B:Spleen", "", "", "B"), ["Liver", "Spleen"], "B"),
+        # the answer text matches two choices, one of them the label's: no contradiction
+        ((*CT_ROW, "Liver", "A:Liver", "B:liver", "C:Spleen", "", "B"), ["Liver", "liver", "Spleen"], "B"),
+        # no label: the answer text (with a letter prefix, another case) names the gold choice
+        ((*CT_ROW, "C: SPLEEN", "A:Liver", "", "C:Spleen", "", ""), ["Liver", "Spleen"], "B"),
+        # the choice's own prefix with spaces around the colon
+        ((*CT_ROW, "Spleen", "A : Liver", "B :Spleen", "", "", "B"), ["Liver", "Spleen"], "B"),
+    ],
+)
+def test_pmc_vqa_normalises_quirks_and_keeps_the_row(tmp_path, row, options, answer):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing is dropped, so nothing is warned
+        ds = load_with_row(tmp_path, row)
+    assert load_summary(ds)["dropped"] == no_drops()
+    assert len(ds) == 4 and ds[2]["id"] == "pmc-train_2-000002"
+    assert (ds[2]["options"], ds[2]["answer"], ds[2]["modality"]) == (options, answer, "CT")
+
+
+def test_pmc_vqa_empty_image_file_is_missing(tmp_path):
+    # an image file of 0 bytes counts as missing_image, with a detail saying so
+    write_csv(tmp_path / "train_2.csv", PMC_HEADER, GOOD_ROWS)
+    write_zip(tmp_path / "images_2.zip", [r[0] for r in GOOD_ROWS[1:]])
+    with zipfile.ZipFile(tmp_path / "images_2.zip", "a") as zf:
+        zf.writestr(GOOD_ROWS[0][0], b"")
+    ds = load_quiet(str(tmp_path))
+    (drop,) = load_summary(ds)["dropped_rows"]
+    assert (drop["row"], drop["reason"]) == (0, "missing_image") and "empty file" in drop["detail"]
+    assert list(ds["id"]) == ["pmc-train_2-000001", "pmc-train_2-000002"]
+
+
+def test_pmc_vqa_whole_file_errors(tmp_path):
+    # a required column missing from the header is a whole-file error naming the columns
+    header = [h for h in PMC_HEADER if h != "Question"]
+    write_csv(tmp_path / "train_2.csv", header, [("PMC1_fig1.jpg", "Liver", "A:Liver", "B:Spleen", "", "", "A")])
+    with pytest.raises(DataError, match=r"train_2\.csv: missing column\(s\) \['Question'\]"):
         load_pmc_vqa(str(tmp_path))
+    # no row kept: names the file and the drop counts
+    write_csv(tmp_path / "train_2.csv", PMC_HEADER, [
+        ("missing.jpg", CT_ROW[1], "Liver", "A:Liver", "B:Spleen", "", "", "A"),
+        (*CT_ROW, "Liver", "A:Liver", "B:Spleen", "", "", "C"),
+        ("gone.jpg", CT_ROW[1], "Liver", "A:Liver", "B:Spleen", "", "", "A"),
+    ])
+    write_zip(tmp_path / "images_2.zip", ["PMC9_fig9.jpg"])
+    with pytest.raises(DataError, match=r"train_2\.csv: no row kept \(the loader kept 0 of 3 rows of train_2\.csv;"
+                                        r" dropped: missing_image 2, label_not_in_choices 1\)"):
+        load_pmc_vqa(str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="no CSV file 'test_2.csv'"):
+        load_pmc_vqa(str(tmp_path), csv="test_2.csv")
+
+
+def test_pmc_vqa_dropped_rows_are_capped(tmp_path, monkeypatch):
+    monkeypatch.setattr(pmc_vqa, "MAX_DROPPED_ROWS", 2)
+    bad = [(f"gone{i}.jpg", CT_ROW[1], "Liver", "A:Liver", "B:Spleen", "", "", "A") for i in range(3)]
+    write_csv(tmp_path / "train_2.csv", PMC_HEADER, [*bad, GOOD_ROWS[0], (*CT_ROW, "x", "A:x", "", "", "", "A")])
+    write_zip(tmp_path / "images_2.zip", [GOOD_ROWS[0][0]])
+    ds = load_quiet(str(tmp_path))
+    summary = load_summary(ds)
+    assert summary["dropped"] == no_drops(missing_image=3, too_few_options=1)  # the counts stay complete
+    assert [d["row"] for d in summary["dropped_rows"]] == [0, 1] and summary["dropped_rows_truncated"] is True
+    assert list(ds["id"]) == ["pmc-train_2-000003"]
 
 
 def test_pmc_vqa_hub_download(pmc_folder, monkeypatch):
@@ -243,7 +352,9 @@ def write_huatuo(folder, items=HUATUO_ITEMS, json_name="medical_multimodel_evalu
 
 def test_huatuo_maps_to_common_schema(tmp_path):
     write_huatuo(tmp_path)
-    ds = load_huatuo_eval(str(tmp_path))
+    with pytest.warns(UserWarning, match=r"medical_multimodel_evaluation_data\.json: dropped 2 of 5 rows"
+                                         r" \(dataset_filter 1, other_subset 1\)"):
+        ds = load_huatuo_eval(str(tmp_path))
     validate_rows(ds, "huatuo")
     assert ds.features == FEATURES
     kept = [(i, exp) for i, (*_, exp) in enumerate(HUATUO_ITEMS) if exp is not None]
@@ -251,10 +362,14 @@ def test_huatuo_maps_to_common_schema(tmp_path):
     assert list(zip(ds["answer"], ds["modality"])) == [exp for _, exp in kept]
     assert list(ds["options"])[1] == ["a", "b", "c", "d", "e", "f"]
     assert set(ds["source"]) == {"huatuo/omnimedvqa"}
-    summary = json.loads(ds.info.description)
-    assert (summary["rows_read"], summary["dropped_other_subset"], summary["dropped_by_dataset_filter"]) == (5, 1, 1)
+    summary = load_summary(ds)
+    assert (summary["rows_read"], summary["rows_kept"], summary["datasets_filter"]) == (5, 3, ["OmniMedVQA"])
+    assert summary["dropped"] == no_drops(huatuo.DROP_REASONS, other_subset=1, dataset_filter=1)
+    assert [(d["row"], d["reason"]) for d in summary["dropped_rows"]] == [(3, "other_subset"), (4, "dataset_filter")]
     # no dataset filter: the VQA-RAD item is kept too, with its own source
-    everything = load_huatuo_eval(str(tmp_path / "medical_multimodel_evaluation_data.json"), datasets_filter=None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        everything = load_huatuo_eval(str(tmp_path / "medical_multimodel_evaluation_data.json"), datasets_filter=None)
     assert list(everything["id"])[-1] == "huatuo-000004" and list(everything["source"])[-1] == "huatuo/vqa-rad"
 
 
@@ -268,32 +383,93 @@ def test_huatuo_hub_download(tmp_path, monkeypatch):
         return str(tmp_path)
 
     monkeypatch.setattr(huatuo, "snapshot_download", fake_snapshot)
-    assert len(load_huatuo_eval()) == 3
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert len(load_huatuo_eval()) == 3
     assert calls == [("FreedomIntelligence/Medical_Multimodal_Evaluation_Data", "dataset",
                       ["medical_multimodel_evaluation_data.json", "images.zip"])]
 
 
+def without(obj, field):
+    return {k: v for k, v in obj.items() if k != field}
+
+
 @pytest.mark.parametrize(
-    "change, match",
+    "reason, change",
     [
-        # the answer is not among the options: names the file, the row id and the field
-        (lambda o: o.update(answer="Kidney"),
-         r"medical_multimodel_evaluation_data\.json: row id='huatuo-000000' \(row 0\): field 'answer'"),
-        # a missing field is named
-        (lambda o: o.pop("options"), r"huatuo-000000.*field 'options' is missing"),
-        # an empty image list
-        (lambda o: o.update(image=[]), r"huatuo-000000.*field 'image'"),
-        # too many options (7)
-        (lambda o: o.update(options=list("abcdefg"), answer="a"), r"huatuo-000000.*field 'options' has 7"),
-        # the image path is not in images.zip
-        (lambda o: o.update(image=["images/bench/nowhere.png"]), r"huatuo-000000.*field 'image'.*not found"),
+        # a list entry that is not an object
+        ("not_an_object", lambda o: "Question 1?"),
+        ("not_an_object", lambda o: [o]),
+        # another benchmark's object has no subset at all
+        ("missing_subset", lambda o: without(o, "subset")),
+        # a subset that is not a string
+        ("missing_subset", lambda o: {**o, "subset": None}),
+        # a subset outside MRI, CT and X-ray
+        ("other_subset", lambda o: {**o, "subset": "Fundus Photography"}),
+        # no dataset field
+        ("missing_dataset", lambda o: without(o, "dataset")),
+        # a benchmark outside the default filter (OmniMedVQA)
+        ("dataset_filter", lambda o: {**o, "dataset": "VQA-RAD"}),
+        # a question of whitespace only, and none at all
+        ("empty_question", lambda o: {**o, "question": " \u00a0"}),
+        ("empty_question", lambda o: without(o, "question")),
+        # an open question: no options, or options null
+        ("open_question", lambda o: without(o, "options")),
+        ("open_question", lambda o: {**o, "options": None}),
+        # an empty options list
+        ("empty_options", lambda o: {**o, "options": []}),
+        # 7 options, 1 option, a non-string option, an empty option, options as one string
+        ("bad_options", lambda o: {**o, "options": list("abcdefg"), "answer": "a"}),
+        ("bad_options", lambda o: {**o, "options": ["Liver"], "answer": "Liver"}),
+        ("bad_options", lambda o: {**o, "options": ["Brain", 3]}),
+        ("bad_options", lambda o: {**o, "options": ["Brain", " "]}),
+        ("bad_options", lambda o: {**o, "options": "Brain, Liver"}),
+        # the answer "?", an answer among no options, no answer
+        ("unknown_answer", lambda o: {**o, "answer": "?"}),
+        ("unknown_answer", lambda o: {**o, "answer": "Kidney"}),
+        ("unknown_answer", lambda o: without(o, "answer")),
+        # an empty image list, a bare string, an empty path
+        ("empty_image", lambda o: {**o, "image": []}),
+        ("empty_image", lambda o: {**o, "image": "images/bench/0.png"}),
+        ("empty_image", lambda o: {**o, "image": [""]}),
+        # the image path is not in images.zip (found when the images are read)
+        ("missing_image", lambda o: {**o, "image": ["images/bench/nowhere.png"]}),
     ],
 )
-def test_huatuo_errors(tmp_path, change, match):
-    objs = write_huatuo(tmp_path, HUATUO_ITEMS[:1])
-    change(objs[0])
+def test_huatuo_skips_and_counts_malformed_objects(tmp_path, reason, change):
+    objs = write_huatuo(tmp_path, HUATUO_ITEMS[:3])  # MRI, CT, X-ray, all kept
+    objs.insert(1, change(dict(objs[0])))
     (tmp_path / "medical_multimodel_evaluation_data.json").write_text(json.dumps(objs))
-    with pytest.raises(DataError, match=match):
+    with pytest.warns(UserWarning, match=rf"medical_multimodel_evaluation_data\.json: dropped 1 of 4 rows \({reason} 1\)"):
+        ds = load_huatuo_eval(str(tmp_path))
+    summary = load_summary(ds)
+    assert summary["dropped"] == no_drops(huatuo.DROP_REASONS, **{reason: 1})
+    assert [(d["row"], d["id"], d["reason"]) for d in summary["dropped_rows"]] == [(1, "huatuo-000001", reason)]
+    assert list(ds["id"]) == ["huatuo-000000", "huatuo-000002", "huatuo-000003"]
+    assert list(zip(ds["answer"], ds["modality"])) == [exp for *_, exp in HUATUO_ITEMS[:3]]
+
+
+def test_huatuo_normalises_whitespace(tmp_path):
+    objs = write_huatuo(tmp_path, HUATUO_ITEMS[:1])
+    objs[0].update(options=["Brain\u00a0", " Liver"], answer="\u00a0Liver\u2009")
+    (tmp_path / "medical_multimodel_evaluation_data.json").write_text(json.dumps(objs))
+    ds = load_huatuo_eval(str(tmp_path))
+    assert (ds[0]["options"], ds[0]["answer"]) == (["Brain", "Liver"], "B")
+
+
+@pytest.mark.parametrize(
+    "text, error, match",
+    [
+        ("[{", DataError, r"medical_multimodel_evaluation_data\.json: not valid JSON"),  # broken JSON
+        ('{"question": "q"}', DataError, r"expected a JSON list of objects, got dict"),  # top level not a list
+        ('[{"question": "q"}, 3]', DataError, r"no row kept \(.*kept 0 of 2 rows.*not_an_object 1"),  # nothing kept
+        (None, FileNotFoundError, r"no JSON file"),  # no file
+    ],
+)
+def test_huatuo_whole_file_errors(tmp_path, text, error, match):
+    if text is not None:
+        (tmp_path / "medical_multimodel_evaluation_data.json").write_text(text)
+    with pytest.raises(error, match=match):
         load_huatuo_eval(str(tmp_path))
 
 
@@ -335,6 +511,26 @@ def test_medvlm_r1_split_sizes_disjoint_deterministic():
         medvlm_r1_split(ds, n_train_mri=5, n_test_per_modality=3)
 
 
+def test_splits_keep_the_loader_summary_and_name_the_drops(pmc_folder, tmp_path):
+    ds = load_quiet(str(pmc_folder))  # 4 of 5 rows kept
+    train, test = zhu_split(ds, n_train=2, n_test=1)
+    assert load_summary(train) == load_summary(test) == load_summary(ds) != {}
+    with pytest.raises(ValueError, match=r"4 rows, fewer than n_train \+ n_test = 3 \+ 2 = 5 \(the loader kept 4 of 5"
+                                         r" rows of train_2\.csv; dropped: unknown_modality 1\)"):
+        zhu_split(ds, n_train=3, n_test=2)
+    write_huatuo(tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = load_huatuo_eval(str(tmp_path))
+    with pytest.raises(ValueError, match=r"\('MRI' has 1 rows, needs 2\) for n_train_mri=1, n_test_per_modality=1 \(the"
+                                         r" loader kept 3 of 5 rows of medical_multimodel_evaluation_data\.json;"
+                                         r" dropped: dataset_filter 1, other_subset 1\)$"):
+        medvlm_r1_split(ds, n_train_mri=1, n_test_per_modality=1)
+    # a dataset without a loader summary: the message has no note
+    with pytest.raises(ValueError, match=r"= 16$"):
+        zhu_split(tiny_dataset(["CT"] * 15), n_train=10, n_test=6)
+
+
 def test_write_split_ids(tmp_path):
     ds = tiny_dataset(["MRI"] * 6 + ["CT"] * 3 + ["X-ray"] * 2)
     train, test = medvlm_r1_split(ds, n_train_mri=3, n_test_per_modality=2, seed=1)
@@ -349,13 +545,14 @@ def test_write_split_ids(tmp_path):
         write_split_ids(path, train, train, seed=1)
 
 
-def test_paper_profile_splits_read_local_files_in_the_published_formats(pmc_folder, tmp_path, monkeypatch):
+@pytest.mark.filterwarnings("ignore:.*dropped:UserWarning")
+def test_paper_profile_splits_read_local_files_in_the_published_formats(pmc_folder, tmp_path):
     """make_splits on the real-data sources: PMC-VQA (Zhu's split) and the HuatuoGPT-Vision data (MedVLM-R1's)."""
     from medrl_lib import experiments
     from medrl_lib.config import load_profile
 
-    monkeypatch.setattr(experiments, "ZHU_TEST_SIZE", 1)  # the fixture has 4 usable rows, not 17K
-    p = load_profile("paper", overrides={"data.path": str(pmc_folder), "data.train_size": 2})
+    # the fixture has 4 usable rows, not 17K
+    p = load_profile("paper", overrides={"data.pmc_vqa_path": str(pmc_folder), "data.train_size": 2, "data.test_size": 1})
     train, test = experiments.make_splits(p)
     assert (len(train), len(test)) == (2, 1) and set(train["id"]).isdisjoint(test["id"])
     items = [("MR (Mag-netic Resonance Imaging)", "OmniMedVQA", ["Brain", "Liver"], i % 2, None) for i in range(3)]
@@ -363,7 +560,7 @@ def test_paper_profile_splits_read_local_files_in_the_published_formats(pmc_fold
     folder = tmp_path / "huatuo"
     folder.mkdir()
     write_huatuo(folder, items)
-    p = load_profile("paper", overrides={"data.source": "huatuo-eval", "data.path": str(folder),
+    p = load_profile("paper", overrides={"data.source": "huatuo-eval", "data.huatuo_path": str(folder),
                                          "data.train_size": 2, "data.test_per_modality": 1})
     train, test = experiments.make_splits(p)
     assert set(train["modality"]) == {"MRI"} and sorted(test["modality"]) == ["CT", "MRI", "X-ray"]

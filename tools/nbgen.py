@@ -98,15 +98,20 @@ listed in a fixed (canonical) order, `data.option_order: canonical`: with shuffl
 never learned to find the letter of the option it had named (in our probes its letters stayed at chance while the option it named was mostly right), so the letter step would have hidden every other effect. The paper profile reads PMC-VQA and the
 HuatuoGPT-Vision evaluation data into the same schema.
 """),
-    ("code", IMPORTS + "from medrl_lib.experiments import make_splits\n"),
+    ("code", IMPORTS),
     PARAMS,
     ("code", DERIVED + """
-zhu_train, zhu_test = make_splits(load_profile(profile, {**study.ZHU_DATA, **overrides}))
-ood_train, ood_test = make_splits(P)
+zhu_train, zhu_test = study.splits(profile, "zhu", overrides)
+ood_train, ood_test = study.splits(profile, "ood", overrides)
 print(f"Zhu experiments (E1-E5): {len(zhu_train)} training items (all modalities), {len(zhu_test)} test items")
 print(f"MedVLM-R1 experiment (E6): {len(ood_train)} MRI training items, {len(ood_test)} test items (MRI, CT, X-ray)")
 print(f"training and test ids disjoint: {set(zhu_train['id']).isdisjoint(zhu_test['id'])}")
 """),
+    ("md", "## Rows read and dropped\nThe real-data loaders skip malformed rows (a label absent from the choices or "
+           "contradicting the answer text, a choice with another letter's prefix, a missing image, an object of another "
+           "benchmark without a modality, an open question ...) and count them by reason; every run stores these counts "
+           "in its `data.json`. The reasons are defined in `medrl_lib.data.pmc_vqa` and `medrl_lib.data.huatuo`."),
+    ("code", "plots.loader_table({'Zhu train': zhu_train, 'Zhu test': zhu_test, 'E6 train': ood_train, 'E6 test': ood_test})"),
     ("md", "## Examples of each modality"),
     ("code", "plots.sample_grid(zhu_test, per_modality=5)"),
     ("md", "## Option counts and gold letters\nWith shuffled options both are balanced; with canonical options the early "

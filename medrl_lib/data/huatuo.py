@@ -1,4 +1,4 @@
-"""The HuatuoGPT-Vision medical evaluation data in the common schema (:mod:`medrl_lib.data.schema`).
+r"""The HuatuoGPT-Vision medical evaluation data in the common schema (:mod:`medrl_lib.data.schema`).
 
 The data as published on the Hugging Face hub (``FreedomIntelligence/Medical_Multimodal_Evaluation_Data``,
 split ``test``): the JSON file ``medical_multimodel_evaluation_data.json``, a list of objects with the fields
@@ -9,18 +9,47 @@ object to a row of the common schema:
 
 - ``id``: ``f"huatuo-{row index:06d}"``, the 0-based index of the object in the JSON list, so ids are stable
   whatever rows are dropped or selected later;
-- ``question``: ``question``, stripped; ``options``: ``options``, each stripped (2 to 6 of them);
-- ``answer``: the letter of ``answer`` among ``options``: the first option equal to it, or else the first
-  equal to it once both are stripped of surrounding whitespace;
+- ``question``: ``question``, stripped; ``options``: ``options``, each normalised (2 to 6 of them);
+- ``answer``: the letter of the first option equal to ``answer``, both normalised;
 - ``modality``: ``subset`` mapped by :data:`SUBSET_MODALITIES`; objects of any other subset (fundus
   photography, ultrasound, microscopy, ...) are dropped and counted;
 - ``image``: the bytes of the first path of ``image`` (see :class:`~medrl_lib.data.pmc_vqa.ImageStore` for
   how paths are matched to archive members or files);
 - ``source``: ``"huatuo/"`` and ``dataset`` lower-cased, e.g. ``"huatuo/omnimedvqa"``; ``facts``: ``"{}"``.
 
-Errors are :class:`~medrl_lib.data.schema.DataError` naming the file, the row id and the field: a missing
-field or one of the wrong type, an empty ``question``, fewer than 2 or more than 6 ``options``, an ``answer``
-not among the options, an empty ``image`` list, an image not found.
+Options and answers are normalised with :func:`~medrl_lib.data.pmc_vqa.clean_text` (runs of unicode
+whitespace such as ``\u00a0`` become one space, zero-width characters go, the ends are stripped).
+
+Objects are dropped, not fatal: each with the first of these reasons (:data:`DROP_REASONS`, checked in this
+order), counted:
+
+- ``not_an_object``: the list entry is not a JSON object;
+- ``missing_subset``: ``subset`` is absent or not a string (the objects of the other benchmarks in the file,
+  VQA-RAD, SLAKE, PathVQA, ..., have none);
+- ``other_subset``: ``subset`` is not one of :data:`SUBSET_MODALITIES`;
+- ``missing_dataset``: ``dataset`` is absent or not a string;
+- ``dataset_filter``: ``dataset`` is not one of ``datasets_filter`` (of :func:`load_huatuo_eval`);
+- ``empty_question``: ``question`` is absent, not a string, or empty;
+- ``open_question``: ``options`` is absent or ``null`` (an open-ended question);
+- ``empty_options``: ``options`` is an empty list;
+- ``bad_options``: ``options`` is not a list, holds a non-string or an empty string, or has fewer than 2 or
+  more than 6 entries;
+- ``unknown_answer``: ``answer`` is absent, not a string, ``"?"``, or not among the options;
+- ``empty_image``: ``image`` is not a list whose first entry is a non-empty string;
+- ``missing_image``: the image file is not in the archive or folder (or is empty); found when the images are
+  read, by :func:`~medrl_lib.data.pmc_vqa.records_to_dataset`.
+
+The summary of a load is stored as JSON in ``info.description`` of the dataset (read it with
+:func:`~medrl_lib.data.schema.load_summary`): ``file``, ``rows_read``, ``rows_kept``, ``dropped`` (every
+reason and its count, 0 included), ``dropped_rows`` (the first
+:data:`~medrl_lib.data.pmc_vqa.MAX_DROPPED_ROWS` drops in row order, each ``{"row", "id", "reason",
+"detail"}``), ``dropped_rows_truncated`` and ``datasets_filter`` (the setting). A load that drops objects
+warns once (:class:`UserWarning`) with the counts by reason, naming the file; as most of the published file
+is other benchmarks and subsets, the default load always warns.
+
+Errors are whole-file errors: :class:`~medrl_lib.data.schema.DataError` naming the file for invalid JSON, a
+top level that is not a list, and a file of which no object is kept (the message gives the drop counts);
+:class:`FileNotFoundError` for a missing file.
 """
 
 from __future__ import annotations
@@ -33,8 +62,18 @@ from typing import Any
 import datasets
 from huggingface_hub import snapshot_download
 
-from medrl_lib.data.pmc_vqa import ImageStore, Record, looks_like_hub_id, records_to_dataset
-from medrl_lib.data.schema import LETTERS, MIN_OPTIONS, DataError, letter_of
+from medrl_lib.data.pmc_vqa import (
+    MISSING_IMAGE,
+    DropLog,
+    ImageStore,
+    Record,
+    clean_text,
+    looks_like_hub_id,
+    records_to_dataset,
+)
+from medrl_lib.data.schema import LETTERS, MIN_OPTIONS, DataError, letter_of, load_summary
+
+__all__ = ["DROP_REASONS", "SUBSET_MODALITIES", "load_huatuo_eval", "load_summary"]
 
 HUB_ID = "FreedomIntelligence/Medical_Multimodal_Evaluation_Data"
 """The hub dataset that holds the HuatuoGPT-Vision evaluation data."""
@@ -52,8 +91,33 @@ SUBSET_MODALITIES: dict[str, str] = {
 }
 """The ``subset`` strings kept, exactly as published, and their modality; every other subset is dropped."""
 
-FIELDS: tuple[str, ...] = ("question", "options", "answer", "image", "dataset", "subset")
-"""The fields every object must have."""
+NOT_AN_OBJECT = "not_an_object"
+MISSING_SUBSET = "missing_subset"
+OTHER_SUBSET = "other_subset"
+MISSING_DATASET = "missing_dataset"
+DATASET_FILTER = "dataset_filter"
+EMPTY_QUESTION = "empty_question"
+OPEN_QUESTION = "open_question"
+EMPTY_OPTIONS = "empty_options"
+BAD_OPTIONS = "bad_options"
+UNKNOWN_ANSWER = "unknown_answer"
+EMPTY_IMAGE = "empty_image"
+
+DROP_REASONS: tuple[str, ...] = (
+    NOT_AN_OBJECT,
+    MISSING_SUBSET,
+    OTHER_SUBSET,
+    MISSING_DATASET,
+    DATASET_FILTER,
+    EMPTY_QUESTION,
+    OPEN_QUESTION,
+    EMPTY_OPTIONS,
+    BAD_OPTIONS,
+    UNKNOWN_ANSWER,
+    EMPTY_IMAGE,
+    MISSING_IMAGE,
+)
+"""The reasons an object is dropped for, in the order they are checked (see the module docstring)."""
 
 
 def load_huatuo_eval(
@@ -77,9 +141,9 @@ def load_huatuo_eval(
     images found from ``source``. ``datasets_filter`` keeps only the objects whose ``dataset`` field is one of
     its names (exactly; the default keeps OmniMedVQA, where MedVLM-R1's test items come from); ``None`` keeps
     every benchmark. Objects of a subset outside :data:`SUBSET_MODALITIES` and objects outside
-    ``datasets_filter`` are dropped before their other fields are checked; the counts are in the JSON summary
-    in ``info.description`` of the result (keys ``file``, ``rows_read``, ``rows_kept``,
-    ``dropped_other_subset``, ``dropped_by_dataset_filter``, ``datasets_filter``).
+    ``datasets_filter`` are dropped before their other fields are checked; every drop is counted by reason
+    (:data:`DROP_REASONS`) in the JSON summary in ``info.description`` of the result (see the module
+    docstring, and :func:`~medrl_lib.data.schema.load_summary`).
     """
     if isinstance(datasets_filter, str):
         datasets_filter = (datasets_filter,)
@@ -91,74 +155,78 @@ def load_huatuo_eval(
         raise DataError(f"{name}: not valid JSON ({e})") from e
     if not isinstance(items, list):
         raise DataError(f"{name}: expected a JSON list of objects, got {type(items).__name__}")
+    drops = DropLog(name, DROP_REASONS)
     records: list[Record] = []
-    dropped_subset = dropped_dataset = 0
     for index, item in enumerate(items):
-        where = f"{name}: row id={f'huatuo-{index:06d}'!r} (row {index})"
-        if not isinstance(item, dict):
-            raise DataError(f"{where}: expected a JSON object, got {type(item).__name__}")
-        modality = SUBSET_MODALITIES.get(_field(item, "subset", str, where))
-        if modality is None:
-            dropped_subset += 1
-            continue
-        benchmark = _field(item, "dataset", str, where)
-        if datasets_filter is not None and benchmark not in datasets_filter:
-            dropped_dataset += 1
-            continue
-        records.append(_record(item, index, modality, benchmark, where))
+        row_id = f"huatuo-{index:06d}"
+        parsed = _record(item, index, row_id, datasets_filter)
+        if isinstance(parsed, Record):
+            records.append(parsed)
+        else:
+            drops.drop(index, row_id, *parsed)
     summary = {
         "file": name,
         "rows_read": len(items),
-        "rows_kept": len(records),
-        "dropped_other_subset": dropped_subset,
-        "dropped_by_dataset_filter": dropped_dataset,
         "datasets_filter": list(datasets_filter) if datasets_filter is not None else None,
     }
     with ImageStore(image_location) as store:
-        return records_to_dataset(records, store, name, summary)
+        return records_to_dataset(records, store, drops, summary)
 
 
-def _record(item: dict[str, Any], index: int, modality: str, benchmark: str, where: str) -> Record:
-    """Check the fields of one kept object and turn it into a :class:`Record`."""
-    question = _field(item, "question", str, where).strip()
-    if not question:
-        raise DataError(f"{where}: field 'question' is empty")
-    raw_options = _field(item, "options", list, where)
-    if not all(isinstance(o, str) for o in raw_options):
-        raise DataError(f"{where}: field 'options' must be a list of strings, got {raw_options!r}")
-    options = [o.strip() for o in raw_options]
-    if not MIN_OPTIONS <= len(options) <= len(LETTERS):
-        raise DataError(f"{where}: field 'options' has {len(options)} entries, expected {MIN_OPTIONS}..{len(LETTERS)}")
-    answer = _field(item, "answer", str, where)
-    if answer in raw_options:
-        gold = raw_options.index(answer)
-    elif answer.strip() in options:
-        gold = options.index(answer.strip())
-    else:
-        raise DataError(f"{where}: field 'answer' {answer!r} is not among the options {raw_options!r}")
-    paths = _field(item, "image", list, where)
-    if not paths or not isinstance(paths[0], str) or not paths[0].strip():
-        raise DataError(f"{where}: field 'image' must be a non-empty list of paths, got {paths!r}")
+def _record(
+    item: Any, index: int, row_id: str, datasets_filter: Sequence[str] | None
+) -> Record | tuple[str, str]:
+    """Check one entry of the JSON list and turn it into a :class:`Record`, or say why it is dropped:
+    ``(reason, detail)``."""
+    if not isinstance(item, dict):
+        return NOT_AN_OBJECT, f"a JSON {_kind(item)}, not an object"
+    subset = item.get("subset")
+    if not isinstance(subset, str):
+        return MISSING_SUBSET, f"field 'subset' is {'absent' if 'subset' not in item else _kind(subset)}"
+    modality = SUBSET_MODALITIES.get(subset)
+    if modality is None:
+        return OTHER_SUBSET, f"subset {subset!r}"
+    benchmark = item.get("dataset")
+    if not isinstance(benchmark, str):
+        return MISSING_DATASET, f"field 'dataset' is {'absent' if 'dataset' not in item else _kind(benchmark)}"
+    if datasets_filter is not None and benchmark not in datasets_filter:
+        return DATASET_FILTER, f"dataset {benchmark!r}"
+    question = item.get("question")
+    if not isinstance(question, str) or not question.strip():
+        return EMPTY_QUESTION, f"field 'question' is {question!r}"
+    raw_options = item.get("options")
+    if raw_options is None:
+        return OPEN_QUESTION, f"field 'options' is {'absent' if 'options' not in item else 'null'}"
+    if raw_options == []:
+        return EMPTY_OPTIONS, "field 'options' is []"
+    if not isinstance(raw_options, list) or not all(isinstance(o, str) and clean_text(o) for o in raw_options):
+        return BAD_OPTIONS, f"field 'options' must be a list of non-empty strings, got {raw_options!r}"
+    if not MIN_OPTIONS <= len(raw_options) <= len(LETTERS):
+        return BAD_OPTIONS, f"field 'options' has {len(raw_options)} entries, expected {MIN_OPTIONS}..{len(LETTERS)}"
+    options = [clean_text(o) for o in raw_options]
+    answer = clean_text(item["answer"]) if isinstance(item.get("answer"), str) else None
+    if answer is None or answer == "?" or answer not in options:
+        return UNKNOWN_ANSWER, f"field 'answer' {item.get('answer')!r} is not among the options {options!r}"
+    gold = options.index(answer)
+    paths = item.get("image")
+    if not isinstance(paths, list) or not paths or not isinstance(paths[0], str) or not paths[0].strip():
+        return EMPTY_IMAGE, f"field 'image' must be a non-empty list of paths, got {paths!r}"
     return Record(
-        id=f"huatuo-{index:06d}",
+        id=row_id,
         row=index,
-        question=question,
+        question=question.strip(),
         options=options,
         answer=letter_of(gold),
         modality=modality,
         source=f"huatuo/{benchmark.lower()}",
-        image=paths[0],
+        image=paths[0].strip(),
     )
 
 
-def _field(item: dict[str, Any], field: str, kind: type, where: str) -> Any:
-    """Return ``item[field]``, checked to be present and of type ``kind``."""
-    if field not in item:
-        raise DataError(f"{where}: field {field!r} is missing (expected the fields {list(FIELDS)})")
-    value = item[field]
-    if not isinstance(value, kind):
-        raise DataError(f"{where}: field {field!r} must be a {kind.__name__}, got {type(value).__name__}")
-    return value
+def _kind(value: Any) -> str:
+    """The JSON name of the type of ``value``."""
+    names = {dict: "object", list: "list", str: "string", bool: "boolean", int: "number", float: "number"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
 
 
 def _resolve(source: str, json_file: str, images: str | None) -> tuple[Path, Path]:

@@ -1,4 +1,4 @@
-"""PMC-VQA (Zhang et al. 2023) in the common schema (:mod:`medrl_lib.data.schema`).
+r"""PMC-VQA (Zhang et al. 2023) in the common schema (:mod:`medrl_lib.data.schema`).
 
 The data as published on the Hugging Face hub (``xmcmic/PMC-VQA``, mirror ``RadGenome/PMC-VQA``): CSV files
 ``train.csv``, ``test.csv`` and ``test_clean.csv`` with their images in ``images.zip``, and the v2 files
@@ -14,20 +14,50 @@ ignored. How :func:`load_pmc_vqa` maps a CSV row to a row of the common schema:
   as pandas writes a missing value) are dropped and the remaining choices are lettered anew, so a row with
   choices A, C, D non-empty has the options A, B, C;
 - ``answer``: the letter of the gold choice among the kept options. The gold choice is the one named by
-  ``Answer_label`` (whitespace stripped); where ``Answer_label`` is missing (no such column, or an empty
-  value) it is the one choice whose text equals the answer text (column ``Answer``, spelt ``Anwser`` in the
-  old files; both spellings are accepted), compared without letter prefix, case and surrounding whitespace.
-  Where both are present, ``Answer_label`` wins and the answer text is not checked against it;
+  ``Answer_label``; where ``Answer_label`` is missing (no such column, or an empty value) it is the one choice
+  whose text equals the answer text (column ``Answer``, spelt ``Anwser`` in the old files; both spellings are
+  accepted), compared without letter prefix, case and surrounding whitespace. Where both are present the
+  label wins unless the answer text contradicts it (see ``label_contradicts_answer`` below);
 - ``modality``: PMC-VQA has no modality column, so it is inferred by :func:`infer_modality` from the question
   and the gold option text; see ``unknown_modality`` of :func:`load_pmc_vqa` for the rows it cannot place;
 - ``image``: the bytes of the file ``Figure_path``, from the image archive or an extracted image folder
   (see :class:`ImageStore` for how member names are matched);
 - ``source``: ``"pmc-vqa"``; ``facts``: ``"{}"``.
 
-Errors are :class:`~medrl_lib.data.schema.DataError` naming the file, the row id and the field: a required
-column missing from the header (the message lists the missing columns), a row with fewer than two non-empty
-choices (field ``'options'``), a row whose gold choice is empty or
-not among the choices (field ``'answer'``), a row whose image is not found (field ``'image'``).
+Text is normalised before it is checked (:func:`clean_text`): every run of unicode whitespace (the stray
+non-breaking spaces ``\u00a0`` of the published files, thin spaces, line breaks) becomes one space,
+zero-width characters are removed, and the ends are stripped; so ``"A:\u00a0Diffuse uptake"`` gives the
+option ``"Diffuse uptake"`` and the label ``"B\u00a0"`` is ``"B"``. The question is only stripped.
+
+Malformed rows are skipped, not fatal: each is dropped with the first of these reasons
+(:data:`DROP_REASONS`, checked in this order) and counted:
+
+- ``empty_question``: ``Question`` is empty (or whitespace);
+- ``empty_image``: ``Figure_path`` is empty;
+- ``foreign_choice_prefix``: a choice column carries another letter's prefix (``Choice B`` holding
+  ``"C:text"``): the choices are shifted against the columns, so neither ``Answer_label`` nor the letters
+  can be trusted, and the row is skipped;
+- ``too_few_options``: fewer than 2 non-empty choices;
+- ``label_not_in_choices``: ``Answer_label`` is not one of the letters of the non-empty choices (it names an
+  empty or absent choice, or is not a letter A-D at all);
+- ``label_contradicts_answer``: the answer text equals the text of one or more choices, none of which is the
+  one ``Answer_label`` names. An answer text that equals no choice at all (a paraphrase, a longer answer)
+  does not contradict the label, which is kept;
+- ``no_gold``: no ``Answer_label``, and the answer text equals no choice or several;
+- ``unknown_modality``: :func:`infer_modality` finds no modality (only with ``unknown_modality="drop"``);
+- ``missing_image``: the image file is not in the archive or folder (or is empty); found when the images are
+  read, by :func:`records_to_dataset`.
+
+The summary of a load is stored as JSON in ``info.description`` of the dataset (read it with
+:func:`~medrl_lib.data.schema.load_summary`): ``file``, ``rows_read``, ``rows_kept``, ``dropped`` (every
+reason of :data:`DROP_REASONS` and its count, 0 included), ``dropped_rows`` (the first
+:data:`MAX_DROPPED_ROWS` drops in row order, each ``{"row": index, "id": row id, "reason": ..., "detail":
+short text}``), ``dropped_rows_truncated`` (whether there were more) and ``unknown_modality`` (the setting).
+A load that drops rows warns once (:class:`UserWarning`) with the counts by reason, naming the file.
+
+Errors are whole-file errors: :class:`~medrl_lib.data.schema.DataError` naming the file for a required column
+missing from the header (the message lists the missing columns) and for a file of which no row is kept (the
+message gives the drop counts); :class:`FileNotFoundError` for a missing file.
 
 :class:`ImageStore`, :class:`Record` and :func:`records_to_dataset` are shared with
 :mod:`medrl_lib.data.huatuo`.
@@ -41,15 +71,35 @@ import os
 import re
 import warnings
 import zipfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import datasets
 from huggingface_hub import hf_hub_download
 
-from medrl_lib.data.schema import FEATURES, MIN_OPTIONS, MODALITIES, DataError, letter_of
+from medrl_lib.data.schema import (
+    FEATURES,
+    MIN_OPTIONS,
+    MODALITIES,
+    DataError,
+    describe_drops,
+    letter_of,
+    load_summary,
+)
+
+__all__ = [
+    "DROP_REASONS",
+    "DropLog",
+    "ImageStore",
+    "Record",
+    "clean_text",
+    "infer_modality",
+    "load_pmc_vqa",
+    "load_summary",
+    "records_to_dataset",
+]
 
 HUB_ID = "xmcmic/PMC-VQA"
 """The hub dataset that holds PMC-VQA."""
@@ -81,6 +131,36 @@ MODALITY_KEYWORDS: dict[str, tuple[str, ...]] = {
     "X-ray": (r"x[- ]?rays?", r"radiograph\w*"),
 }
 """Regular expressions of the keywords of each modality, matched case-insensitively as whole words."""
+
+EMPTY_QUESTION = "empty_question"
+EMPTY_IMAGE = "empty_image"
+FOREIGN_CHOICE_PREFIX = "foreign_choice_prefix"
+TOO_FEW_OPTIONS = "too_few_options"
+LABEL_NOT_IN_CHOICES = "label_not_in_choices"
+LABEL_CONTRADICTS_ANSWER = "label_contradicts_answer"
+NO_GOLD = "no_gold"
+UNKNOWN_MODALITY_REASON = "unknown_modality"
+MISSING_IMAGE = "missing_image"
+
+DROP_REASONS: tuple[str, ...] = (
+    EMPTY_QUESTION,
+    EMPTY_IMAGE,
+    FOREIGN_CHOICE_PREFIX,
+    TOO_FEW_OPTIONS,
+    LABEL_NOT_IN_CHOICES,
+    LABEL_CONTRADICTS_ANSWER,
+    NO_GOLD,
+    UNKNOWN_MODALITY_REASON,
+    MISSING_IMAGE,
+)
+"""The reasons a PMC-VQA row is dropped for, in the order they are checked (see the module docstring)."""
+
+MAX_DROPPED_ROWS = 200
+"""The most entries of ``dropped_rows`` kept in a load summary (the counts are always complete)."""
+
+_MAX_DETAIL = 160  # characters of the ``detail`` of a dropped row
+_INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff"), None)
+_PREFIX = re.compile(r"^([A-D])\s*:\s*")
 
 _MODALITY_PATTERNS: dict[str, re.Pattern[str]] = {
     modality: re.compile(r"\b(?:" + "|".join(words) + r")\b", re.IGNORECASE)
@@ -136,6 +216,15 @@ def looks_like_hub_id(source: str) -> bool:
     (True, False, False)
     """
     return re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", source) is not None
+
+
+def clean_text(text: str) -> str:
+    r"""Collapse every run of unicode whitespace to one space, remove zero-width characters, strip the ends.
+
+    >>> clean_text("A:\u00a0Diffuse\u2009 uptake\n"), clean_text("B\u00a0"), clean_text("\u200bnan")
+    ('A: Diffuse uptake', 'B', 'nan')
+    """
+    return " ".join(text.translate(_INVISIBLE).split())
 
 
 def strip_choice_prefix(text: str, letters: str = "ABCD") -> str:
@@ -275,26 +364,62 @@ class ImageStore:
                 yield f if rel == "." else f"{rel}/{f}"
 
 
+class DropLog:
+    """The rows a load drops: a count per reason and, per row, its index, id, reason and a short detail."""
+
+    def __init__(self, file_name: str, reasons: Sequence[str]) -> None:
+        """Start an empty log of the file ``file_name`` whose rows may be dropped for ``reasons``."""
+        self.file = file_name
+        self.counts: dict[str, int] = dict.fromkeys(reasons, 0)
+        self._rows: list[dict[str, Any]] = []
+
+    def drop(self, row: int, row_id: str, reason: str, detail: str) -> None:
+        """Count the row ``row`` (id ``row_id``) as dropped for ``reason`` (one of the log's reasons)."""
+        if reason not in self.counts:
+            raise KeyError(f"{reason!r} is not a drop reason of {self.file} ({list(self.counts)})")
+        self.counts[reason] += 1
+        if len(detail) > _MAX_DETAIL:
+            detail = detail[: _MAX_DETAIL - 3] + "..."
+        self._rows.append({"row": row, "id": row_id, "reason": reason, "detail": detail})
+
+    @property
+    def total(self) -> int:
+        """The number of rows dropped so far."""
+        return sum(self.counts.values())
+
+    def summary(self) -> dict[str, Any]:
+        """The keys ``dropped``, ``dropped_rows`` (in row order, at most :data:`MAX_DROPPED_ROWS`) and
+        ``dropped_rows_truncated`` of a load summary."""
+        rows = sorted(self._rows, key=lambda r: r["row"])
+        return {
+            "dropped": dict(self.counts),
+            "dropped_rows": rows[:MAX_DROPPED_ROWS],
+            "dropped_rows_truncated": len(rows) > MAX_DROPPED_ROWS,
+        }
+
+
 def records_to_dataset(
-    records: Sequence[Record], store: ImageStore, file_name: str, summary: dict[str, Any]
+    records: Sequence[Record], store: ImageStore, drops: DropLog, summary: dict[str, Any]
 ) -> datasets.Dataset:
     """Read the image of every record from ``store`` and build a dataset with :data:`FEATURES`.
 
     Images are read :data:`_CHUNK_ROWS` rows at a time and turned into Arrow data chunk by chunk, so the
-    bytes are not held twice. A missing image raises :class:`DataError` naming ``file_name``, the row id and
-    the field ``'image'``. ``summary`` is stored as JSON in ``info.description`` of the result.
+    bytes are not held twice. A record whose image is not found (or is an empty file) is dropped into
+    ``drops`` with the reason ``missing_image``. ``summary`` (the keys ``file``, ``rows_read`` and the
+    loader's settings), completed with ``rows_kept`` and :meth:`DropLog.summary`, is stored as JSON in
+    ``info.description`` of the result. Where rows were dropped a :class:`UserWarning` gives the counts by
+    reason (attributed to the loader's caller); where no row is kept, :class:`DataError` does.
     """
     parts: list[datasets.Dataset] = []
-    for start in range(0, max(len(records), 1), _CHUNK_ROWS):
-        chunk = records[start : start + _CHUNK_ROWS]
+    kept = 0
+    for start in range(0, len(records), _CHUNK_ROWS):
         columns: dict[str, list[Any]] = {name: [] for name in FEATURES}
-        for r in chunk:
+        for r in records[start : start + _CHUNK_ROWS]:
             data = store.read(r.image)
-            if data is None:
-                raise DataError(
-                    f"{file_name}: row id={r.id!r} (row {r.row}): field 'image': {r.image!r} not found in"
-                    f" {store.describe()}"
-                )
+            if not data:
+                what = "is an empty file" if data is not None else "not found"
+                drops.drop(r.row, r.id, MISSING_IMAGE, f"image {r.image!r} {what} in {store.describe()}")
+                continue
             columns["id"].append(r.id)
             columns["image"].append({"bytes": data, "path": None})
             columns["question"].append(r.question)
@@ -303,10 +428,24 @@ def records_to_dataset(
             columns["modality"].append(r.modality)
             columns["source"].append(r.source)
             columns["facts"].append("{}")
-        parts.append(datasets.Dataset.from_dict(columns, features=FEATURES))
+        if columns["id"]:
+            kept += len(columns["id"])
+            parts.append(datasets.Dataset.from_dict(columns, features=FEATURES))
+    summary = {**summary, "rows_kept": kept, **drops.summary()}
+    if not parts:
+        raise DataError(f"{drops.file}: no row kept ({describe_drops(summary)})")
+    if drops.total:
+        warnings.warn(f"{drops.file}: {_drop_message(summary)}", UserWarning, stacklevel=3)
     ds = parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
     ds.info.description = json.dumps(summary, sort_keys=True)
     return ds
+
+
+def _drop_message(summary: dict[str, Any]) -> str:
+    """The text of the drop warning, e.g. ``dropped 2 of 5 rows (no_gold 1, unknown_modality 1)``."""
+    dropped = {reason: n for reason, n in summary["dropped"].items() if n}
+    ranked = ", ".join(f"{r} {n}" for r, n in sorted(dropped.items(), key=lambda item: (-item[1], item[0])))
+    return f"dropped {sum(dropped.values())} of {summary['rows_read']} rows ({ranked})"
 
 
 def load_pmc_vqa(
@@ -336,9 +475,9 @@ def load_pmc_vqa(
     several) in its question and gold option text: ``"drop"`` (the default) drops it, and a modality name
     (``"MRI"``, ``"CT"``, ``"X-ray"``) keeps it with that modality. The choices and the gold letter of every
     row read are checked (the gold option text is needed to infer the modality); the image of a dropped row
-    is neither looked up nor read. Their number is reported by a :class:`UserWarning` and, with the other
-    counts, in the JSON summary in ``info.description`` of the result (keys ``file``, ``rows_read``,
-    ``rows_kept``, ``dropped_unknown_modality``, ``unknown_modality``). Zhu et al. use the whole PMC-VQA, most
+    is neither looked up nor read. Their number is reported, as ``dropped["unknown_modality"]``, by the
+    :class:`UserWarning` and in the JSON summary in ``info.description`` of the result, with the rows dropped
+    for the other reasons of :data:`DROP_REASONS` (see the module docstring). Zhu et al. use the whole PMC-VQA, most
     of whose figures are not MRI, CT or X-ray; with ``"drop"`` every kept row has a recognised modality, so
     the per-modality accuracies are over recognised rows only and the subset differs from Zhu's pool.
     """
@@ -347,22 +486,11 @@ def load_pmc_vqa(
     if limit is not None and limit < 0:
         raise ValueError(f"limit must be non-negative, got {limit}")
     csv_path, image_location = _resolve(source, csv, images)
-    records, n_read, n_dropped = _parse_csv(csv_path, limit, unknown_modality)
-    if n_dropped:
-        warnings.warn(
-            f"{csv_path.name}: dropped {n_dropped} of {n_read} rows with no recognised modality"
-            f" (unknown_modality={unknown_modality!r})",
-            stacklevel=2,
-        )
-    summary = {
-        "file": csv_path.name,
-        "rows_read": n_read,
-        "rows_kept": len(records),
-        "dropped_unknown_modality": n_dropped,
-        "unknown_modality": unknown_modality,
-    }
+    drops = DropLog(csv_path.name, DROP_REASONS)
+    records, n_read = _parse_csv(csv_path, limit, unknown_modality, drops)
+    summary = {"file": csv_path.name, "rows_read": n_read, "unknown_modality": unknown_modality}
     with ImageStore(image_location) as store:
-        return records_to_dataset(records, store, csv_path.name, summary)
+        return records_to_dataset(records, store, drops, summary)
 
 
 def _resolve(source: str, csv_name: str, images: str | None) -> tuple[Path, Path | None]:
@@ -393,12 +521,15 @@ def _local_images(folder: Path, csv_name: str) -> Path:
     return folder
 
 
-def _parse_csv(path: Path, limit: int | None, unknown_modality: str) -> tuple[list[Record], int, int]:
-    """Parse the rows of a PMC-VQA CSV file; return the kept records, the rows read and the rows dropped."""
+def _parse_csv(path: Path, limit: int | None, unknown_modality: str, drops: DropLog) -> tuple[list[Record], int]:
+    """Parse the rows of a PMC-VQA CSV file; return the kept records and the number of rows read.
+
+    Malformed rows are dropped into ``drops`` (see the module docstring for the reasons and their order).
+    """
     name = path.name
     stem = path.stem
     records: list[Record] = []
-    n_read = n_dropped = 0
+    n_read = 0
     with path.open(newline="", encoding="utf-8-sig") as fh:
         reader = csvlib.reader(fh)
         header = [h.strip() for h in next(reader, [])]
@@ -417,33 +548,54 @@ def _parse_csv(path: Path, limit: int | None, unknown_modality: str) -> tuple[li
                 return values[i] if i is not None and i < len(values) else ""
 
             row_id = f"pmc-{stem}-{index:06d}"
-            where = f"{name}: row id={row_id!r} (row {index})"
-            question = get("Question").strip()
-            if not question:
-                raise DataError(f"{where}: field 'question' is empty")
-            letters, options = [], []
-            for column in CHOICE_COLUMNS:
-                letter = column[-1]
-                text = strip_choice_prefix(get(column), letter)
-                if text.lower() not in _EMPTY_TEXTS:
-                    letters.append(letter)
-                    options.append(text)
-            if len(options) < MIN_OPTIONS:
-                raise DataError(
-                    f"{where}: field 'options' has {len(options)} non-empty choice(s), expected at least {MIN_OPTIONS}"
-                )
-            gold = _gold_index(get("Answer_label"), get(text_col), letters, options, where)
-            modality = infer_modality(f"{question}\n{options[gold]}")
-            if modality is None:
-                if unknown_modality == UNKNOWN_MODALITY:
-                    n_dropped += 1
-                    continue
-                modality = unknown_modality
-            figure = get("Figure_path").strip()
-            if not figure:
-                raise DataError(f"{where}: field 'image' is empty (column Figure_path)")
+            parsed = _parse_row(get, text_col, unknown_modality)
+            if isinstance(parsed, _Drop):
+                drops.drop(index, row_id, parsed.reason, parsed.detail)
+                continue
+            question, options, gold, modality, figure = parsed
             records.append(Record(row_id, index, question, options, letter_of(gold), modality, SOURCE, figure))
-    return records, n_read, n_dropped
+    return records, n_read
+
+
+class _Drop(NamedTuple):
+    """Why a row is dropped: one of :data:`DROP_REASONS`, and a short text naming the field and value."""
+
+    reason: str
+    detail: str
+
+
+def _parse_row(
+    get: Callable[[str | None], str], text_col: str | None, unknown_modality: str
+) -> _Drop | tuple[str, list[str], int, str, str]:
+    """Check one CSV row: ``(question, options, gold index, modality, figure)``, or why it is dropped."""
+    question = get("Question").strip()
+    if not question:
+        return _Drop(EMPTY_QUESTION, "column Question is empty")
+    figure = get("Figure_path").translate(_INVISIBLE).strip()
+    if not figure:
+        return _Drop(EMPTY_IMAGE, "column Figure_path is empty")
+    letters, options = [], []
+    for column in CHOICE_COLUMNS:
+        letter = column[-1]
+        text = clean_text(get(column))
+        prefix = _PREFIX.match(text)
+        if prefix and prefix.group(1) != letter:
+            return _Drop(FOREIGN_CHOICE_PREFIX, f"column {column!r} holds {text!r}, the prefix of {prefix.group(1)}")
+        text = text[prefix.end() :] if prefix else text
+        if text.lower() not in _EMPTY_TEXTS:
+            letters.append(letter)
+            options.append(text)
+    if len(options) < MIN_OPTIONS:
+        return _Drop(TOO_FEW_OPTIONS, f"{len(options)} non-empty choice(s) ({''.join(letters) or 'none'})")
+    gold = _gold_index(clean_text(get("Answer_label")), clean_text(get(text_col)), letters, options)
+    if isinstance(gold, _Drop):
+        return gold
+    modality = infer_modality(f"{question}\n{options[gold]}")
+    if modality is None:
+        if unknown_modality == UNKNOWN_MODALITY:
+            return _Drop(UNKNOWN_MODALITY_REASON, "no modality keyword (or several) in the question and gold option")
+        modality = unknown_modality
+    return question, options, gold, modality, figure
 
 
 def _limited(rows: Iterable[list[str]], limit: int | None) -> Iterator[list[str]]:
@@ -453,22 +605,25 @@ def _limited(rows: Iterable[list[str]], limit: int | None) -> Iterator[list[str]
         yield row
 
 
-def _gold_index(label: str, answer_text: str, letters: list[str], options: list[str], where: str) -> int:
-    """The index among ``options`` of the gold choice named by ``label`` or, without one, by ``answer_text``."""
-    label = label.strip()
+def _gold_index(label: str, answer_text: str, letters: list[str], options: list[str]) -> int | _Drop:
+    """The index among ``options`` of the gold choice named by ``label`` or, without one, by ``answer_text``;
+    or why there is none (``label`` and ``answer_text`` are cleaned already; see ``label_contradicts_answer``
+    in the module docstring for the rule where both are present)."""
+    wanted = _normalise(strip_choice_prefix(answer_text))
+    matches = [i for i, text in enumerate(options) if _normalise(text) == wanted] if wanted else []
     if label:
         if label not in letters:
-            raise DataError(
-                f"{where}: field 'answer': Answer_label {label!r} is not among the non-empty choices {letters}"
+            return _Drop(LABEL_NOT_IN_CHOICES, f"Answer_label {label!r}; the non-empty choices are {''.join(letters)}")
+        gold = letters.index(label)
+        if matches and gold not in matches:
+            named = "".join(letters[i] for i in matches)
+            return _Drop(
+                LABEL_CONTRADICTS_ANSWER,
+                f"Answer_label {label!r} is {options[gold]!r}, but the answer text {answer_text!r} is choice {named}",
             )
-        return letters.index(label)
-    wanted = _normalise(strip_choice_prefix(answer_text))
-    matches = [i for i, text in enumerate(options) if _normalise(text) == wanted]
-    if not wanted or len(matches) != 1:
-        raise DataError(
-            f"{where}: field 'answer': no Answer_label, and the answer text {answer_text!r} matches"
-            f" {len(matches)} of the non-empty choices {options} (expected exactly one)"
-        )
+        return gold
+    if len(matches) != 1:
+        return _Drop(NO_GOLD, f"no Answer_label, and the answer text {answer_text!r} equals {len(matches)} choices")
     return matches[0]
 
 

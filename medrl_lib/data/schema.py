@@ -13,9 +13,18 @@ Every loader (synthetic items, PMC-VQA, the HuatuoGPT-Vision evaluation data) pr
 - ``facts``: a JSON object with the ground-truth facts of a synthetic item, ``"{}"`` for real data.
 
 :func:`validate_rows` checks a dataset against the rules of this schema without decoding images.
+
+The real-data loaders store a JSON summary of what they read and dropped in ``info.description`` of the
+dataset they return (see :mod:`medrl_lib.data.pmc_vqa` and :mod:`medrl_lib.data.huatuo`);
+:func:`load_summary` reads it back (``Dataset.select``, used by the splits, keeps it) and
+:func:`describe_drops` words it for messages.
 """
 
 from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
 
 import datasets
 import pyarrow.compute as pc
@@ -112,3 +121,48 @@ def validate_rows(ds: datasets.Dataset, name: str) -> None:
             raise DataError(f"{where}: field 'image' is missing")
         if modality not in MODALITIES:
             raise DataError(f"{where}: field 'modality' is {modality!r}, expected one of {MODALITIES}")
+
+
+def load_summary(ds: datasets.Dataset) -> dict[str, Any]:
+    """Return the loader summary stored as JSON in ``ds.info.description``.
+
+    The summary of a loaded PMC-VQA or HuatuoGPT-Vision dataset has the keys ``file``, ``rows_read``,
+    ``rows_kept``, ``dropped`` (reason -> count), ``dropped_rows`` and ``dropped_rows_truncated``, and the
+    loader's settings. A dataset without a description, or whose description is not a JSON object (a
+    synthetic dataset, one built by hand), gives ``{}``.
+
+    >>> ds = datasets.Dataset.from_dict({"id": ["a"]})
+    >>> load_summary(ds)
+    {}
+    >>> ds.info.description = '{"file": "train_2.csv", "rows_read": 3}'
+    >>> load_summary(ds.select([0]))
+    {'file': 'train_2.csv', 'rows_read': 3}
+    """
+    text = ds.info.description
+    if not text:
+        return {}
+    try:
+        summary = json.loads(text)
+    except json.JSONDecodeError:
+        return {}
+    return summary if isinstance(summary, dict) else {}
+
+
+def describe_drops(summary: Mapping[str, Any]) -> str:
+    """Word a loader summary (:func:`load_summary`) for a message: the rows kept and the non-zero drop counts,
+    the most frequent reason first; ``""`` where ``summary`` is not a loader summary.
+
+    >>> describe_drops({"file": "train_2.csv", "rows_read": 900, "rows_kept": 895,
+    ...                 "dropped": {"no_gold": 2, "missing_image": 3, "empty_question": 0}})
+    'the loader kept 895 of 900 rows of train_2.csv; dropped: missing_image 3, no_gold 2'
+    >>> describe_drops({})
+    ''
+    """
+    if "rows_read" not in summary or "rows_kept" not in summary:
+        return ""
+    text = f"the loader kept {summary['rows_kept']} of {summary['rows_read']} rows of {summary.get('file', '?')}"
+    dropped = {reason: n for reason, n in dict(summary.get("dropped") or {}).items() if n}
+    if dropped:
+        ranked = sorted(dropped.items(), key=lambda item: (-item[1], item[0]))
+        text += "; dropped: " + ", ".join(f"{reason} {n}" for reason, n in ranked)
+    return text

@@ -6,7 +6,11 @@ here from a ``numpy`` Generator permutation of row indices, so a split depends o
 rows of the dataset in their order (a different loader setting, such as PMC-VQA's ``unknown_modality``,
 gives a different split). Every run publishes its id lists with :func:`write_split_ids`.
 
-The rows of each returned split keep the order they have in the dataset (the drawn indices are sorted).
+The rows of each returned split keep the order they have in the dataset (the drawn indices are sorted), and
+its ``info.description`` (the loader summary, :func:`~medrl_lib.data.schema.load_summary`). Where a dataset
+is too small for the sizes asked, the :class:`ValueError` names the sizes and, for a loaded dataset, how many
+rows the loader kept and dropped by reason, e.g. "(the loader kept 812 of 900 rows of train_2.csv; dropped:
+missing_image 3, no_gold 2)".
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from typing import Any
 import datasets
 import numpy as np
 
-from medrl_lib.data.schema import MODALITIES
+from medrl_lib.data.schema import MODALITIES, describe_drops, load_summary
 from medrl_lib.results import write_json
 
 
@@ -38,7 +42,7 @@ def zhu_split(
     if n_train + n_test > len(ds):
         raise ValueError(
             f"zhu_split: the dataset has {len(ds)} rows, fewer than n_train + n_test = {n_train} + {n_test}"
-            f" = {n_train + n_test}"
+            f" = {n_train + n_test}{_loader_note(ds)}"
         )
     order = np.random.default_rng(seed).permutation(len(ds))
     train = np.sort(order[:n_train])
@@ -67,7 +71,7 @@ def medvlm_r1_split(
     if short:
         raise ValueError(
             f"medvlm_r1_split: too few rows ({'; '.join(short)}) for n_train_mri={n_train_mri},"
-            f" n_test_per_modality={n_test_per_modality}"
+            f" n_test_per_modality={n_test_per_modality}{_loader_note(ds)}"
         )
     train: list[np.ndarray] = []
     test: list[np.ndarray] = []
@@ -128,6 +132,12 @@ def _modality_counts(ds: datasets.Dataset) -> dict[str, int]:
     if "modality" not in ds.column_names:
         return {}
     return dict(sorted(Counter(str(m) for m in ds["modality"]).items()))
+
+
+def _loader_note(ds: datasets.Dataset) -> str:
+    """`` (the loader kept ...; dropped: ...)`` for a dataset with a loader summary, else ``""``."""
+    text = describe_drops(load_summary(ds))
+    return f" ({text})" if text else ""
 
 
 def _check_count(name: str, value: int) -> None:

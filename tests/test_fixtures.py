@@ -1,0 +1,149 @@
+"""The data files of medrl_lib.data.fixtures: the loaders drop exactly what was planted, and the paper splits
+draw from what survives."""
+
+import csv
+import json
+import time
+import zipfile
+from collections import Counter
+
+import pytest
+
+from medrl_lib.data import fixtures, huatuo, pmc_vqa
+from medrl_lib.data.huatuo import load_huatuo_eval
+from medrl_lib.data.pmc_vqa import load_pmc_vqa
+from medrl_lib.data.schema import load_summary, validate_rows
+from medrl_lib.data.splits import medvlm_r1_split, zhu_split
+
+
+@pytest.fixture(scope="module")
+def pmc(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("pmc")
+    start = time.perf_counter()
+    planted = fixtures.write_pmc_vqa(folder)
+    return folder, planted, time.perf_counter() - start
+
+
+@pytest.fixture(scope="module")
+def hua(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("huatuo")
+    start = time.perf_counter()
+    planted = fixtures.write_huatuo_eval(folder)
+    return folder, planted, time.perf_counter() - start
+
+
+def load_pmc(folder, csv_name):
+    with pytest.warns(UserWarning, match=rf"{csv_name}: dropped {len(pmc_vqa.DROP_REASONS)} of"):
+        return load_pmc_vqa(str(folder), csv=csv_name)
+
+
+def test_pmc_vqa_files_in_the_published_layout(pmc):
+    folder, planted, seconds = pmc
+    assert seconds < 5
+    assert sorted(p.rsplit("/", 1)[-1] for p in planted["files"]) == ["images_2.zip", "test_2.csv", "train_2.csv"]
+    with open(folder / "train_2.csv", newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0]) == list(fixtures.PMC_HEADER)
+    assert len(rows) == planted["rows"]["train_2.csv"] == 3 * (12 + 1) + len(pmc_vqa.DROP_REASONS)
+    good = [r for r in rows if r["Choice A"].startswith("A:") and r["Answer_label"] in "ABCD" and r["Figure_path"]]
+    assert good and all(r["Figure_path"].startswith("PMC") and r["Figure_path"].endswith(".jpg") for r in good)
+    with zipfile.ZipFile(folder / "images_2.zip") as zf:
+        names = zf.namelist()
+        first = zf.read(f"images_2/{good[0]['Figure_path']}")
+    assert first[:3] == b"\xff\xd8\xff"  # a real JPEG file
+    assert len([n for n in names if not n.endswith("/")]) == planted["figures"]
+    assert all(n.startswith("images_2/") for n in names)
+    # several questions on the same figure: 12 good rows on 8 figures per modality
+    per_figure = Counter(r["Figure_path"] for r in rows if r["Figure_path"])
+    assert max(per_figure.values()) == 2 and sum(v == 2 for v in per_figure.values()) == 3 * 4
+
+
+@pytest.mark.parametrize("csv_name", ["train_2.csv", "test_2.csv"])
+def test_pmc_vqa_loader_drops_exactly_what_was_planted(pmc, csv_name):
+    folder, planted, _ = pmc
+    ds = load_pmc(folder, csv_name)
+    validate_rows(ds, csv_name)
+    summary = load_summary(ds)
+    assert summary["dropped"] == planted["malformed"]
+    assert {d["row"]: d["reason"] for d in summary["dropped_rows"]} == planted["planted_rows"][csv_name]
+    assert dict(Counter(ds["modality"])) == planted["good_rows"]
+    assert summary["rows_read"] == planted["rows"][csv_name] and summary["rows_kept"] == len(ds)
+    # the kept quirks are kept, normalised
+    kept = {int(i.rsplit("-", 1)[-1]): row for i, row in zip(ds["id"], ds.select_columns(["options", "answer"]))}
+    for row, quirk in planted["kept_quirks"][csv_name].items():
+        assert row in kept, quirk
+        assert all("\u00a0" not in o and o == o.strip() for o in kept[row]["options"])
+
+
+def test_pmc_vqa_answers_are_right_for_the_images(pmc):
+    folder, _, _ = pmc
+    ds = load_pmc(folder, "train_2.csv")
+    # the second question on a figure asks for the modality: its gold option is the row's modality
+    second = [r for r in ds.select_columns(["question", "options", "answer", "modality"])
+              if r["question"] == fixtures._SECOND_QUESTION]
+    assert len(second) == 3 * 4
+    assert all(r["options"]["ABCD".index(r["answer"])] == r["modality"] for r in second)
+
+
+def test_pmc_vqa_is_deterministic(tmp_path, pmc):
+    folder, planted, _ = pmc
+    again = fixtures.write_pmc_vqa(tmp_path)
+    assert {k: v for k, v in again.items() if k != "files"} == {k: v for k, v in planted.items() if k != "files"}
+    for name in ("train_2.csv", "test_2.csv", "images_2.zip"):
+        assert (tmp_path / name).read_bytes() == (folder / name).read_bytes()
+    other = fixtures.write_pmc_vqa(tmp_path / "other", seed=1)
+    assert (tmp_path / "other" / "train_2.csv").read_bytes() != (folder / "train_2.csv").read_bytes()
+    assert other["malformed"] == planted["malformed"]
+
+
+def test_zhu_split_draws_from_the_surviving_pmc_rows(pmc):
+    folder, planted, _ = pmc
+    ds = load_pmc(folder, "train_2.csv")
+    n = sum(planted["good_rows"].values())
+    train, test = zhu_split(ds, n_train=n - 9, n_test=9, seed=0)
+    assert (len(train), len(test)) == (n - 9, 9) and set(train["id"]).isdisjoint(test["id"])
+    assert load_summary(train)["dropped"] == planted["malformed"]
+    dropped = ", ".join(f"{r} 1" for r in sorted(pmc_vqa.DROP_REASONS))
+    message = (rf"the dataset has {n} rows, fewer than n_train \+ n_test = {n - 9} \+ 10 = {n + 1} \(the loader kept {n}"
+               rf" of {planted['rows']['train_2.csv']} rows of train_2\.csv; dropped: {dropped}\)")
+    with pytest.raises(ValueError, match=message):
+        zhu_split(ds, n_train=n - 9, n_test=10)
+
+
+def test_huatuo_files_in_the_published_layout(hua):
+    folder, planted, seconds = hua
+    assert seconds < 5
+    objs = json.loads((folder / huatuo.JSON_FILE).read_text(encoding="utf-8"))
+    assert len(objs) == planted["rows"]
+    good = [o for o in objs if isinstance(o, dict) and o.get("dataset") == "OmniMedVQA" and o.get("subset")]
+    assert {o["subset"] for o in good} >= {"MR (Mag-netic Resonance Imaging)", "CT(Computed Tomography)", "X-Ray"}
+    assert all(o["image"][0].startswith("images/") for o in good if o.get("image"))
+    assert sum(1 for o in objs if isinstance(o, dict) and "subset" not in o) == 3  # other benchmarks
+    with zipfile.ZipFile(folder / "images.zip") as zf:
+        assert zf.read(good[0]["image"][0])[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_huatuo_loader_drops_exactly_what_was_planted(hua):
+    folder, planted, _ = hua
+    with pytest.warns(UserWarning, match=rf"{huatuo.JSON_FILE}: dropped {sum(planted['malformed'].values())} of"):
+        ds = load_huatuo_eval(str(folder))
+    validate_rows(ds, "huatuo")
+    summary = load_summary(ds)
+    assert summary["dropped"] == planted["malformed"]
+    assert {d["row"]: d["reason"] for d in summary["dropped_rows"]} == planted["planted_rows"]
+    assert dict(Counter(ds["modality"])) == planted["good_rows"] == {"MRI": 14, "CT": 6, "X-ray": 6}
+    assert set(ds["source"]) == {"huatuo/omnimedvqa"}
+
+
+def test_medvlm_r1_split_draws_from_the_surviving_huatuo_rows(hua):
+    folder, _, _ = hua
+    with pytest.warns(UserWarning):
+        ds = load_huatuo_eval(str(folder))
+    train, test = medvlm_r1_split(ds, n_train_mri=8, n_test_per_modality=4, seed=0)
+    assert len(train) == 8 and set(train["modality"]) == {"MRI"}
+    assert Counter(test["modality"]) == {"MRI": 4, "CT": 4, "X-ray": 4}
+    assert set(train["id"]).isdisjoint(test["id"])
+    with pytest.raises(ValueError, match=r"'MRI' has 14 rows, needs 15; 'CT' has 6 rows, needs 7; 'X-ray' has 6 rows,"
+                                         r" needs 7\) for n_train_mri=8, n_test_per_modality=7 \(the loader kept 26 of"
+                                         r" 44 rows of medical_multimodel_evaluation_data\.json; dropped: missing_subset 3,"):
+        medvlm_r1_split(ds, n_train_mri=8, n_test_per_modality=7)

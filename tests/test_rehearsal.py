@@ -1,0 +1,128 @@
+"""The rehearsal: the paper profile with smaller parts, end to end on this CPU.
+
+The rehearsal profile may differ from the paper profile only in model ids, data paths, sizes and the number
+of processes (checked for every arm), and it goes down the paper's code branches: hub-layout stand-ins (never the
+tiny-model branch), data files in the published layouts with malformed rows, 2 processes through accelerate +
+DeepSpeed ZeRO-2 over gloo, the preflight, every notebook through papermill and the book build
+(``medrl book --profile rehearsal``, about 3.5 minutes on 2 cores).
+"""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from medrl_lib import rehearsal, study
+from medrl_lib.config import load_profile
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize("arm", sorted(study.ARMS))
+def test_rehearsal_is_the_paper_profile_with_smaller_parts(arm):
+    paper = study.arm_profile("paper", arm).to_dict()
+    small = study.arm_profile("rehearsal", arm).to_dict()
+    assert rehearsal.drift(paper, small) == {}
+    # and it is smaller where it may differ
+    assert small["grpo"]["max_steps"] < paper["grpo"]["max_steps"]
+    assert small["num_processes"] == 2
+
+
+def test_drift_is_caught():
+    # a setting outside MAY_DIFFER (the KL coefficient) changed in the rehearsal would be reported
+    paper = load_profile("paper").to_dict()
+    small = load_profile("rehearsal", overrides={"grpo.beta": 0.0}).to_dict()
+    assert rehearsal.drift(paper, small) == {"grpo.beta": (0.04, 0.0)}
+
+
+@pytest.fixture(scope="module")
+def parts():
+    """Every part of the rehearsal, built once under .cache/medrl/rehearsal (reused by later runs)."""
+    return rehearsal.ensure_parts()
+
+
+def test_parts_are_in_the_hub_layouts(parts):
+    models = parts["models"]
+    instruct, base = models / "Qwen2-VL-2B-Instruct", models / "Qwen2-VL-2B"
+    assert not (instruct / "medrl_tiny.json").exists()  # never the tiny-model branch
+    assert json.loads((instruct / "config.json").read_text())["model_type"] == "qwen2_vl"
+    assert (instruct / "preprocessor_config.json").exists() and (instruct / "generation_config.json").exists()
+    assert json.loads((models / "biogpt" / "config.json").read_text())["model_type"] == "biogpt"
+    assert (parts["pmc-vqa"] / "train_2.csv").exists() and (parts["pmc-vqa"] / "images_2.zip").exists()
+    assert (parts["huatuo"] / "medical_multimodel_evaluation_data.json").exists()
+
+
+def test_rehearsal_splits_drop_malformed_rows_and_keep_the_sizes(parts):
+    from medrl_lib.data.schema import load_summary
+
+    p = load_profile("rehearsal")
+    zhu_train, zhu_test = study.splits("rehearsal", "zhu")
+    ood_train, ood_test = study.splits("rehearsal", "ood")
+    assert (len(zhu_train), len(zhu_test)) == (p.data.train_size, p.data.test_size)
+    assert (len(ood_train), len(ood_test)) == (p.data.ood_train_size, 3 * p.data.ood_test_per_modality)
+    assert set(ood_train["modality"]) == {"MRI"}
+    for ds in (zhu_train, ood_train):
+        summary = load_summary(ds)
+        assert summary["rows_read"] > summary["rows_kept"] and sum(summary["dropped"].values()) > 0
+
+
+def test_preflight_passes_on_the_rehearsal(parts, capsys):
+    from medrl_lib.cli import main
+
+    assert main(["check", "--profile", "rehearsal"]) == 0
+    out = capsys.readouterr().out
+    assert "preflight: every check passed" in out
+    assert "none: 2 CPU process(es)" in out  # stand-ins: model states small enough for CPU processes
+
+
+@pytest.mark.parametrize("arm", sorted(study.ARMS))
+def test_every_arm_resolves_a_launch(parts, arm):
+    from medrl_lib.launch import launch_command
+    from medrl_lib.train import ensure_policy
+
+    p = study.arm_profile("rehearsal", arm)
+    policy = ensure_policy(p)
+    assert Path(policy).is_dir() and not (Path(policy) / "medrl_tiny.json").exists()
+    method = study.ARMS[arm][0]
+    cmd = launch_command("rehearsal", {}, policy, "out", p.num_processes, p.grpo.bf16, method=method)
+    assert cmd[cmd.index("--num_processes") + 1] == "2" and cmd[cmd.index("--method") + 1] == method
+    assert cmd[cmd.index("--mixed_precision") + 1] == "bf16"  # the paper's bf16, on CPU too
+
+
+def test_data_chapter_table_counts_the_dropped_rows(parts):
+    from medrl_lib import plots
+
+    zhu_train, zhu_test = study.splits("rehearsal", "zhu")
+    table = plots.loader_table({"Zhu train": zhu_train, "Zhu test": zhu_test})
+    assert list(table.columns) == ["train_2.csv"]  # both splits of one file share a column
+    col = table["train_2.csv"]
+    assert col["used by"] == "Zhu train, Zhu test"
+    assert col["rows read"] - col["rows kept"] == sum(v for k, v in col.items() if k.startswith("dropped: "))
+
+
+@pytest.mark.slow
+def test_the_whole_rehearsal_runs_and_builds_the_book(parts, tmp_path):
+    """``medrl book --profile rehearsal``: the preflight, every notebook through papermill on the rehearsal's parts
+    (every arm trained by 2 processes through accelerate + DeepSpeed ZeRO-2 over gloo), and the book."""
+    from medrl_lib.cli import main
+
+    results = tmp_path / "results"
+    book = tmp_path / "book"
+    shutil.copytree(ROOT / "book", book, ignore=shutil.ignore_patterns("_build", "chapters"))
+    assert main(["book", "--profile", "rehearsal", "--results-dir", str(results), "--cache-dir",
+                 str(tmp_path / "cache"), "--book-dir", str(book)]) == 0
+    assert (book / "_build" / "html" / "chapters" / "07_summary.html").exists()
+    runs = {p.parent.parent.name: json.loads(p.read_text()) for p in results.glob("rehearsal/*/*/seed*/metrics.json")}
+    assert set(study.ARMS) | {"instruct-zero-shot"} <= set(runs)  # every arm of both papers
+    for arm in study.ARMS:
+        m = runs[arm]
+        assert m["model/attn_implementation"] == "sdpa"  # the kernel actually used, stored with the run
+        assert m["eval/items_per_s"] > 0
+    # each trained run stored its loader counts and, as the profile asks, its final model; no checkpoints remain
+    run = next(results.glob("rehearsal/zhu/grpo-instruct/seed*"))
+    data = json.loads((run / "data.json").read_text())
+    assert data["train"]["rows_kept"] < data["train"]["rows_read"]
+    assert (run / "model" / "config.json").exists() and not (run / "checkpoints").exists()
+    log = [json.loads(l) for l in (run / "training_log.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in log if "reward" in e] == [1, 2, 3, 4]
