@@ -3,6 +3,7 @@
     medrl book [--profile cpu|smoke|rehearsal|paper] [--only 06_ood_generalization] [--force] [--results-dir DIR]
     medrl check [--profile paper]         preflight: models, data, GPUs, disk and packages, one verdict a line
     medrl launch [--profile paper]        dry run: every resolved setting, the launch command, the disk a run needs
+    medrl protocol [--profile P] [--json] what every arm really trains and is scored with, beside each paper's
     medrl models [--profile cpu]          build (or find) the start models of a profile
 
 ``medrl book`` runs the preflight first and stops with its table when a check fails. A profile whose models and
@@ -125,6 +126,24 @@ def cmd_check(args) -> int:
     return 0 if preflight(args.profile, json.loads(args.overrides)) else 1
 
 
+def cmd_protocol(args) -> int:
+    """Print every arm's protocol: one JSON object per arm with ``--json``, else the table beside the papers."""
+    import json
+
+    from .protocol import protocol, protocol_table
+
+    overrides = json.loads(args.overrides)
+    if args.json:
+        for entry in protocol(args.profile, overrides):
+            print(json.dumps(entry))
+        return 0
+    import pandas as pd
+
+    with pd.option_context("display.width", 200, "display.max_rows", None, "display.max_colwidth", 48):
+        print(protocol_table(args.profile, overrides).to_string(index=False))
+    return 0
+
+
 def cmd_book(args) -> int:
     overrides = {}
     if args.results_dir:
@@ -226,6 +245,11 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--profile", default="paper")
     c.add_argument("--overrides", default="{}", help="JSON object of dotted-key settings")
     c.set_defaults(func=cmd_check)
+    pr = sub.add_parser("protocol", help="what every arm trains and is scored with, beside each paper's values")
+    pr.add_argument("--profile", default="cpu")
+    pr.add_argument("--json", action="store_true", help="one JSON object per arm")
+    pr.add_argument("--overrides", default="{}", help="JSON object of dotted-key settings")
+    pr.set_defaults(func=cmd_protocol)
     m = sub.add_parser("models", help="build or find the start models of a profile")
     m.add_argument("--profile", default="cpu")
     m.set_defaults(func=cmd_models)

@@ -62,10 +62,6 @@ class DataSettings:
     """seed of data generation and of the train/test draw"""
     test_size: int = 7000
     """PMC-VQA test items drawn beside the ``train_size`` training items (Zhu: 7K)"""
-    ood_train_size: int = 600
-    """E6 on real data: MRI training items of the HuatuoGPT-Vision evaluation data (MedVLM-R1: 600)"""
-    ood_test_per_modality: int = 300
-    """E6 on real data: test items per modality, MRI / CT / X-ray (MedVLM-R1: 300)"""
     pmc_vqa_path: str = ""
     """local folder, archive or CSV of PMC-VQA (empty: the hub dataset xmcmic/PMC-VQA)"""
     huatuo_path: str = ""
@@ -126,10 +122,12 @@ class GRPOSettings:
     """AdamW learning rate (Zhu omits it; 1e-6 as Zhou et al. 2025: an assumption)"""
     max_steps: int = 1500
     """optimizer steps (Zhu: 1500 = 2 epochs)"""
-    per_device_train_batch_size: int = 1
-    """completions (not prompts) per device per micro-batch, as TRL counts them (Zhu: 1)"""
+    prompts_per_device: int = 1
+    """prompts per device per micro-step, each sampled ``num_generations`` times: the unit of the papers' lineage
+    (R1-V, open-r1-multimodal, MedVLM-R1's trainer); TRL's ``per_device_train_batch_size`` (completions) is
+    derived from it (Zhu: 1)"""
     gradient_accumulation_steps: int = 2
-    """micro-batches per optimizer step (Zhu: 2)"""
+    """micro-steps per optimizer step (Zhu: 2)"""
     num_generations: int = 8
     """G, completions sampled per prompt (Zhu: 8; MedVLM-R1: 6)"""
     temperature: float = 1.0
@@ -158,6 +156,9 @@ class GRPOSettings:
     """AdamW weight decay (neither paper gives it: a choice)"""
     max_grad_norm: float = 1.0
     """gradient clipping norm (neither paper gives it: a choice, as TRL's and R1-V's default)"""
+    accuracy_requires_format: bool = True
+    """the accuracy reward pays only well-formed completions (MedVLM-R1's text: correctness is evaluated "after
+    verifying the correct format"; its released code pays accuracy without it: false)"""
     reward_weights: dict[str, float] = field(default_factory=lambda: {"format_reward": 1.0, "accuracy_reward": 1.0})
     """reward name -> weight in the total reward (format_reward, accuracy_reward, semantic_reward, ecr_reward, cwr_reward)"""
     semantic_judge: str = "oracle"
@@ -193,6 +194,10 @@ class SFTSettings:
     """optimizer steps of each supervised baseline (as GRPO's, for a like-for-like budget)"""
     per_device_train_batch_size: int = 2
     """items per device per step"""
+    budget: str = "grpo"
+    """how long the supervised baselines train: 'grpo' (they see as many items as the GRPO arm of the same
+    protocol sees prompts: MedVLM-R1 trains its SFT baseline "using the same training setting"; ``max_steps`` and
+    ``dpo_max_steps`` are then derived) or 'steps' (``max_steps`` and ``dpo_max_steps`` as given)"""
     target: str = "reasoning"
     """supervised target: 'reasoning' (<think>report</think><answer>X</answer>; synthetic items) or 'plain' (the letter)"""
     lora_r: int = 64
@@ -237,6 +242,10 @@ class EvalSettings:
     """bootstrap resamples of each 95% interval"""
     bootstrap_seed: int = 0
     """seed of the bootstrap"""
+    accuracy_requires_format: bool = True
+    """with the reasoning prompt an item counts as correct only when the completion is well-formed (format
+    reward 1) and its answer block holds the gold letter (MedVLM-R1 section 4: "any deviation from this format,
+    even if semantically correct, results in a zero score")"""
     device: str = "auto"
     """where the policy answers the test items: 'auto' (the first GPU when there is one, else the CPU), 'cpu'
     or a torch device such as 'cuda:0'"""
@@ -262,6 +271,9 @@ class Profile:
     """seeds each experiment runs"""
     num_processes: int = 1
     """training processes (>1 launches accelerate + DeepSpeed ZeRO-2 in a subprocess)"""
+    medvlm_r1: dict[str, Any] = field(default_factory=dict)
+    """E6's protocol (Pan et al. 2025, MedVLM-R1): dotted-key settings applied over the others for the
+    out-of-domain experiment, so that E1-E5 run Zhu's protocol and E6 MedVLM-R1's (see the book's Protocol page)"""
     cache_dir: str = ".cache/medrl"
     """built models and tokenizers (relative to the repository root unless absolute)"""
     results_dir: str = "results"
@@ -338,6 +350,7 @@ _CHOICES = {
     "grpo.lr_scheduler_type": ("constant", "linear", "cosine", "constant_with_warmup"),
     "eval.prompt_mode": ("reasoning", "plain"),
     "sft.target": ("reasoning", "plain"),
+    "sft.budget": ("grpo", "steps"),
 }
 
 
@@ -348,9 +361,8 @@ def validate(p: Profile, where: str) -> Profile:
         value = getattr(getattr(p, section), name)
         if value not in allowed:
             raise ConfigError(f"{where}: key '{key}' is {value!r}; expected one of {list(allowed)}")
-    positive = ["data.train_size", "data.test_per_modality", "data.test_size", "data.ood_train_size",
-                "data.ood_test_per_modality", "grpo.max_steps", "grpo.num_generations",
-                "grpo.max_completion_length", "grpo.max_prompt_length", "grpo.per_device_train_batch_size",
+    positive = ["data.train_size", "data.test_per_modality", "data.test_size", "grpo.max_steps", "grpo.num_generations",
+                "grpo.max_completion_length", "grpo.max_prompt_length", "grpo.prompts_per_device",
                 "grpo.gradient_accumulation_steps", "eval.batch_size", "eval.max_new_tokens", "num_processes",
                 "sft.max_steps", "sft.dpo_max_steps"]
     for key in positive:
@@ -377,11 +389,10 @@ def validate(p: Profile, where: str) -> Profile:
                           f" (known: {', '.join(QUESTIONS)})")
     if p.grpo.num_generations < 2:
         raise ConfigError(f"{where}: key 'grpo.num_generations' must be at least 2 (advantages are group-relative)")
-    completions = p.grpo.per_device_train_batch_size * p.grpo.gradient_accumulation_steps * p.num_processes
-    if completions % p.grpo.num_generations:
-        raise ConfigError(f"{where}: per_device_train_batch_size x gradient_accumulation_steps x num_processes = "
-                          f"{completions} completions per step, not a multiple of grpo.num_generations="
-                          f"{p.grpo.num_generations} (each prompt needs a whole group)")
+    known = _known_keys(Profile)
+    for key in p.medvlm_r1:
+        if key not in known or key.startswith("medvlm_r1"):
+            raise ConfigError(f"{where}: key 'medvlm_r1.{key}' is not a setting (known: {', '.join(known)})")
     if not 0 <= p.grpo.beta:
         raise ConfigError(f"{where}: key 'grpo.beta' must be >= 0")
     if not 0 < p.grpo.epsilon < 1:

@@ -1,20 +1,47 @@
 """Evaluation: batched generation over a test set and per-item records.
 
-Scoring follows MedVLM-R1 (STUDY.md 7): with the reasoning prompt an item counts as correct only when the
-``<answer>`` block holds exactly the gold letter (:func:`medrl_lib.rewards.accuracy_reward` equal to 1.0); with
-the plain prompt the letter is read by :func:`medrl_lib.rewards.extract_choice`.
+Scoring follows MedVLM-R1's evaluation (its section 4 and its public ``src/eval/test_qwen2vl_med.py``), in
+:func:`score_completion`:
+
+* **reasoning prompt**: the letter is the first match of ``<answer>\\s*([A-Z])\\s*</answer>`` in the completion
+  (:func:`medrl_lib.rewards.answer_letter`); the item is correct when that letter is the gold letter (a letter
+  that is not one of the item's options is therefore wrong) and, with ``require_format=True`` (the default), the
+  completion is well-formed (:func:`medrl_lib.rewards.well_formed`): the paper scores "only the correct choice
+  enclosed in the <answer>...</answer> tag ...; any deviation from this format, even if semantically correct,
+  results in a zero score". ``require_format=False`` is MedVLM-R1's released script, which searches the regex
+  in any output. The 0.5 partial credit of the accuracy reward is a training matter only.
+* **plain prompt**: the whole output, stripped of surrounding whitespace, must equal the gold letter (the
+  script compares the raw output with the letter; we strip the whitespace that decoding may leave).
+
+``letter_rule="lenient"`` keeps our earlier, more forgiving rules, documented as an alternative: with the
+reasoning prompt the unique answer block must hold the gold letter, optionally as ``(B)``, ``B.`` or ``B)``
+(:func:`medrl_lib.rewards.accuracy_reward` equal to 1.0, under the same ``require_format``); with the plain
+prompt the letter is read by :func:`medrl_lib.rewards.extract_choice` ("The answer is B" counts).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from tqdm import tqdm
 
-from .models import eos_token_ids
+from .models import eos_token_ids, vision_token_ids
 from .prompts import chat_messages
-from .rewards import accuracy_reward, extract_choice, parse_completion
+from .rewards import (
+    ACCURACY_REQUIRES_FORMAT,
+    accuracy_reward,
+    answer_letter,
+    extract_choice,
+    parse_completion,
+    well_formed,
+)
+
+LetterRule = Literal["strict", "lenient"]
+#: The scoring rules of :func:`score_completion`: ``"strict"`` (MedVLM-R1's evaluation, the default) and
+#: ``"lenient"`` (our earlier letter extraction).
+LETTER_RULES: tuple[str, ...] = ("strict", "lenient")
 
 
 @dataclass
@@ -30,34 +57,73 @@ class Record:
     completion: str
     """the model's answer text"""
     extracted: str | None
-    """the letter read from the answer (None when none could be read)"""
+    """the letter read from the answer under the scoring rule (None when none could be read)"""
     answer: str
     """the gold letter"""
     correct: bool
-    """scored correct under the prompt mode's rule"""
+    """scored correct under the prompt mode's rule (:func:`score_completion`)"""
     reasoning: str | None
     """the text of the <think> block, if any"""
     reasoning_tokens: int
     """tokens of the reasoning under the policy's tokenizer"""
     n_options: int
     """number of options of the item"""
+    well_formed: bool
+    """the completion is well-formed: the format reward's rule (:func:`medrl_lib.rewards.well_formed`), not merely
+    a unique <think> block"""
 
 
-def _score(completion: str, answer: str, options: list[str], mode: str) -> tuple[bool, str | None]:
+def score_completion(completion: str, answer: str, options: list[str], mode: str = "reasoning", *,
+                     require_format: bool = ACCURACY_REQUIRES_FORMAT,
+                     letter_rule: LetterRule = "strict") -> tuple[bool, str | None]:
+    """``(correct, extracted letter)`` of one completion (rules in the module docstring).
+
+    >>> opts = ["cyst", "nodule", "normal"]
+    >>> [score_completion(c, "B", opts)[0] for c in [
+    ...     "<think>round</think><answer> B </answer>",  # the regex letter is the gold letter
+    ...     "<think>round</think><answer>(B)</answer>",  # not the regex: wrong
+    ...     "<think>round</think><answer>B) nodule</answer>",  # 0.5 as a reward, wrong in evaluation
+    ...     "round <answer>B</answer>",  # not well-formed
+    ... ]]
+    [True, False, False, False]
+    >>> score_completion("round <answer>B</answer>", "B", opts, require_format=False)
+    (True, 'B')
+    >>> score_completion("<think>x</think><answer>Z</answer>", "B", opts)  # a letter beyond the options
+    (False, 'Z')
+    >>> [score_completion(c, "B", opts, "plain") for c in [" B\\n", "B.", "The answer is B"]]
+    [(True, 'B'), (False, None), (False, None)]
+    >>> score_completion("The answer is B", "B", opts, "plain", letter_rule="lenient")
+    (True, 'B')
+    """
+    if letter_rule not in LETTER_RULES:
+        raise ValueError(f"letter_rule must be one of {LETTER_RULES}, got {letter_rule!r}")
+    gold = answer.strip().upper()
     if mode == "reasoning":
-        correct = accuracy_reward([completion], [answer], [options])[0] == 1.0
-        parsed = parse_completion(completion)
-        extracted = extract_choice(parsed.answer, len(options)) if parsed.answer is not None else None
+        if letter_rule == "lenient":
+            correct = accuracy_reward([completion], [answer], [options], require_format=require_format)[0] == 1.0
+            parsed = parse_completion(completion)
+            extracted = extract_choice(parsed.answer, len(options)) if parsed.answer is not None else None
+            return correct, extracted
+        extracted = answer_letter(completion)
+        correct = extracted is not None and extracted == gold and (well_formed(completion) or not require_format)
         return correct, extracted
-    extracted = extract_choice(completion, len(options))
-    return extracted == answer, extracted
+    if mode != "plain":
+        raise ValueError(f"unknown prompt mode {mode!r}; expected 'reasoning' or 'plain'")
+    if letter_rule == "lenient":
+        extracted = extract_choice(completion, len(options))
+        return extracted == gold, extracted
+    stripped = completion.strip()
+    extracted = stripped if len(stripped) == 1 and "A" <= stripped <= "Z" else None
+    return stripped == gold, extracted
 
 
 @torch.no_grad()
 def generate_records(model, processor, ds, *, batch_size: int = 32, max_new_tokens: int = 128,
                      mode: str = "reasoning", greedy: bool = True, temperature: float = 1.0,
+                     require_format: bool = ACCURACY_REQUIRES_FORMAT, letter_rule: LetterRule = "strict",
                      desc: str = "eval") -> list[Record]:
-    """Answer every item of ``ds`` (common schema) in batches with left padding and the KV cache.
+    """Answer every item of ``ds`` (common schema) in batches with left padding and the KV cache; score each
+    completion with :func:`score_completion` (``mode``, ``require_format``, ``letter_rule``).
 
     Generation stops on every end-of-sequence id of the model's generation config (Qwen2-VL-Instruct lists
     ``<|im_end|>`` and ``<|endoftext|>``) and on the tokenizer's EOS (:func:`medrl_lib.models.eos_token_ids`),
@@ -75,7 +141,8 @@ def generate_records(model, processor, ds, *, batch_size: int = 32, max_new_toke
                  for q, o in zip(rows["question"], rows["options"])]
         enc = processor(text=texts, images=images, padding=True, return_tensors="pt").to(device)
         gen_kwargs = dict(max_new_tokens=max_new_tokens, do_sample=not greedy, use_cache=True,
-                          pad_token_id=tokenizer.pad_token_id, eos_token_id=eos_token_ids(model, tokenizer))
+                          pad_token_id=tokenizer.pad_token_id, eos_token_id=eos_token_ids(model, tokenizer),
+                          suppress_tokens=vision_token_ids(model) or None)
         if not greedy:
             gen_kwargs.update(temperature=temperature, top_p=1.0, top_k=0)  # not the hub config's near-greedy top_p/top_k
         out = model.generate(**enc, **gen_kwargs)
@@ -83,12 +150,14 @@ def generate_records(model, processor, ds, *, batch_size: int = 32, max_new_toke
         completions = tokenizer.batch_decode(new, skip_special_tokens=True)
         for i, completion in enumerate(completions):
             options, answer = rows["options"][i], rows["answer"][i]
-            correct, extracted = _score(completion, answer, options, mode)
+            correct, extracted = score_completion(completion, answer, options, mode, require_format=require_format,
+                                                  letter_rule=letter_rule)
             reasoning = parse_completion(completion).think
             n_tok = len(tokenizer(reasoning, add_special_tokens=False)["input_ids"]) if reasoning else 0
             records.append(Record(id=rows["id"][i], modality=rows["modality"][i], prompt=texts[i],
                                   completion=completion, extracted=extracted, answer=answer, correct=correct,
-                                  reasoning=reasoning, reasoning_tokens=n_tok, n_options=len(options)))
+                                  reasoning=reasoning, reasoning_tokens=n_tok, n_options=len(options),
+                                  well_formed=well_formed(completion)))
     return records
 
 

@@ -18,11 +18,14 @@ def make_splits(profile: Profile):
     """(train, test) in the common schema, with disjoint ids.
 
     * ``synthetic``: train on ``data.train_modalities``, ``data.test_per_modality`` test items per modality;
-    * ``pmc-vqa``: Zhu's subset: ``data.train_size`` training and ``data.test_size`` test items drawn with
-      ``data.seed`` from PMC-VQA (``data.pmc_vqa_path``: a local folder, archive or CSV; empty: the hub);
+    * ``pmc-vqa``: Zhu's subset: ``data.train_size`` training items drawn with ``data.seed`` from PMC-VQA's
+      ``train_2.csv`` and ``data.test_size`` test items from its ``test_2.csv``, disjoint by image; no row is selected
+      by its label (``data.pmc_vqa_path``: a local folder; a single CSV file is split by image instead; empty: the
+      hub);
     * ``huatuo-eval``: MedVLM-R1's split of the HuatuoGPT-Vision evaluation data (``data.huatuo_path``; empty: the
-      hub): ``data.train_size`` MRI training items disjoint from ``data.test_per_modality`` MRI, CT and X-ray
-      test items.
+      hub): its published test items (:func:`medrl_lib.data.medvlm_r1_test_items`, the first
+      ``data.test_per_modality`` of each modality in the published order: all 300 on the paper profile) and
+      ``data.train_size`` MRI training items drawn from the other MRI items, sharing no image with a test item.
 
     The loaders skip malformed rows and count them by reason: :func:`medrl_lib.data.schema.load_summary` of
     either split gives the counts (every run stores them as ``data.json``).
@@ -31,17 +34,23 @@ def make_splits(profile: Profile):
 
     d = profile.data
     if d.source == "pmc-vqa":
-        from .data.pmc_vqa import HUB_ID, load_pmc_vqa
-        from .data.splits import zhu_split
+        from pathlib import Path
 
-        ds = load_pmc_vqa(resolve_source(d.pmc_vqa_path) or HUB_ID)
-        return zhu_split(ds, n_train=d.train_size, n_test=d.test_size, seed=d.seed)
+        from .data.pmc_vqa import HUB_ID, load_pmc_vqa
+        from .data.splits import zhu_split, zhu_split_files
+
+        source = resolve_source(d.pmc_vqa_path) or HUB_ID
+        if Path(source).is_file():  # one CSV: split it by image
+            return zhu_split(load_pmc_vqa(source), n_train=d.train_size, n_test=d.test_size, seed=d.seed)
+        train, test = load_pmc_vqa(source, csv="train_2.csv"), load_pmc_vqa(source, csv="test_2.csv")
+        return zhu_split_files(train, test, n_train=d.train_size, n_test=d.test_size, seed=d.seed)
     if d.source == "huatuo-eval":
         from .data.huatuo import HUB_ID, load_huatuo_eval
-        from .data.splits import medvlm_r1_split
+        from .data.splits import medvlm_r1_published_split
 
         ds = load_huatuo_eval(resolve_source(d.huatuo_path) or HUB_ID)
-        return medvlm_r1_split(ds, n_train_mri=d.train_size, n_test_per_modality=d.test_per_modality, seed=d.seed)
+        return medvlm_r1_published_split(ds, n_train_mri=d.train_size, seed=d.seed,
+                                         test_items=published_test_items(d.test_per_modality))
     from .data.synthetic import SyntheticConfig, generate
 
     common = dict(image_size=d.image_size, min_options=d.min_options, max_options=d.max_options,
@@ -54,6 +63,20 @@ def make_splits(profile: Profile):
     if overlap:
         raise RuntimeError(f"train and test share ids: {sorted(overlap)[:3]}")
     return train, test
+
+
+def published_test_items(per_modality: int) -> list[dict]:
+    """The first ``per_modality`` of MedVLM-R1's published test items of each modality, in the published order
+    (all 900 for 300)."""
+    from .data import medvlm_r1_test_items
+
+    counts: dict[str, int] = {}
+    out = []
+    for item in medvlm_r1_test_items():
+        counts[item["modality"]] = counts.get(item["modality"], 0) + 1
+        if counts[item["modality"]] <= per_modality:
+            out.append(item)
+    return out
 
 
 _SCORERS: dict[tuple, object] = {}
@@ -128,7 +151,8 @@ def _evaluate(model, processor, profile: Profile, test, prompt_mode: str | None 
     t0 = time.time()
     records = [dataclasses.asdict(r) for r in generate_records(
         model, processor, test, batch_size=e.batch_size, max_new_tokens=e.max_new_tokens,
-        mode=prompt_mode or e.prompt_mode, greedy=e.greedy, temperature=e.temperature)]
+        mode=prompt_mode or e.prompt_mode, greedy=e.greedy, temperature=e.temperature,
+        require_format=e.accuracy_requires_format)]
     t_gen = time.time() - t0
     cols = test.select_columns(["question", "options", "answer", "facts"])
     references = [opts[ord(ans) - 65] for opts, ans in zip(cols["options"], cols["answer"])]
@@ -150,7 +174,8 @@ def _evaluate(model, processor, profile: Profile, test, prompt_mode: str | None 
         for field_name, value in entry.items():
             if field_name != "value":
                 metrics[f"{key}/{field_name}"] = value
-    metrics["eval/format/all"] = 100.0 * sum(r["reasoning"] is not None for r in records) / max(1, len(records))
+    # well-formed: the format reward's rule (both blocks, in order, nothing outside), not a unique think block
+    metrics["eval/format/all"] = 100.0 * sum(r["well_formed"] for r in records) / max(1, len(records))
     metrics["time/generate_s"] = t_gen
     metrics["eval/items_per_s"] = len(records) / max(t_gen, 1e-9)
     metrics["eval/device"] = str(device)
@@ -282,8 +307,11 @@ def sft_arm(profile: Profile, experiment: str, arm: str, seed: int, method: str 
     def work(out):
         train, test = make_splits(profile)
         policy = ensure_policy(profile)
-        common = dict(output_dir=str(out / "checkpoints"), max_steps=s.max_steps, target=s.target,
-                      batch_size=s.per_device_train_batch_size, seed=seed, bf16=profile.grpo.bf16)
+        from .train import supervised_load, supervised_steps
+
+        common = dict(output_dir=str(out / "checkpoints"), max_steps=supervised_steps(profile, method), target=s.target,
+                      batch_size=s.per_device_train_batch_size, seed=seed, bf16=profile.grpo.bf16,
+                      load=supervised_load(profile, distributed=False))
         t0 = time.time()
         if profile.num_processes > 1:  # accelerate + DeepSpeed ZeRO-2 in a subprocess, output streamed here
             from .launch import launch_training
@@ -295,8 +323,7 @@ def sft_arm(profile: Profile, experiment: str, arm: str, seed: int, method: str 
                                   profile.grpo.bf16, method=method)
             model, processor = load_policy(profile, str(out / "checkpoints" / "final"))
         elif method == "dpo":
-            model, processor, log = run_dpo(policy, train, lr=s.dpo_learning_rate, beta=s.dpo_beta,
-                                       **{**common, "max_steps": s.dpo_max_steps})
+            model, processor, log = run_dpo(policy, train, lr=s.dpo_learning_rate, beta=s.dpo_beta, **common)
         else:
             model, processor, log = run_sft(policy, train, lr=s.lora_learning_rate if method == "lora" else
                                             s.learning_rate, lora=s if method == "lora" else None, **common)

@@ -41,7 +41,7 @@ import torch
 #: File written last into each stand-in folder: its hub id, seed and build version (the folder is complete).
 STANDIN_FILE = "medrl_standin.json"
 #: Version of the stand-in builds; bump it when a stand-in changes, so that cached folders are rebuilt.
-VERSION = 1
+VERSION = 2
 
 INSTRUCT = "Qwen/Qwen2-VL-2B-Instruct"
 BASE = "Qwen/Qwen2-VL-2B"

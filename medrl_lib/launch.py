@@ -59,12 +59,16 @@ def launch_training(profile_path: str, overrides: dict, model_path: str, output_
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=run_env,
                             cwd=str(repo_root()))
     tail: list[str] = []
+    errors: list[str] = []  # each rank's exception lines: the crashing rank's cause is often not in the tail
     for line in proc.stdout:
         tail = (tail + [line])[-60:]
+        if ("Error" in line or "Exception" in line) and "c10d" not in line and "elastic" not in line:
+            errors = (errors + [line])[-20:]
         if line.startswith(("[grpo]", "[sft]", "[lora]", "[dpo]", "[rank", "launch", "Traceback")) or "Error" in line:
             print(line, end="", flush=True)
     if proc.wait() != 0:
-        raise RuntimeError(f"multi-process {method} failed (exit {proc.returncode}); last output:\n{''.join(tail)}")
+        raise RuntimeError(f"multi-process {method} failed (exit {proc.returncode}); errors reported:\n"
+                           f"{''.join(errors)}\nlast output:\n{''.join(tail)}")
     return json.loads((Path(output_dir) / "log_history.json").read_text())
 
 
@@ -77,22 +81,22 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--method", choices=METHODS, default="grpo")
     a = ap.parse_args(argv)
     from .experiments import make_splits
-    from .train import run_dpo, run_grpo, run_sft
+    from .train import run_dpo, run_grpo, run_sft, supervised_load, supervised_steps
 
     profile = load_profile(a.profile, overrides=json.loads(a.overrides))
     train, _ = make_splits(profile)
     out = Path(a.output)
     ds_config = str(repo_root() / DEEPSPEED_CONFIG)
     s = profile.sft
-    common = dict(output_dir=str(out / "checkpoints"), max_steps=s.max_steps, target=s.target,
+    common = dict(output_dir=str(out / "checkpoints"), max_steps=supervised_steps(profile, a.method), target=s.target,
                   batch_size=s.per_device_train_batch_size, seed=profile.grpo.seed, bf16=profile.grpo.bf16,
-                  deepspeed=ds_config)
+                  deepspeed=ds_config, load=supervised_load(profile, distributed=True))
     if a.method == "grpo":
         res = run_grpo(profile, a.model, train, str(out / "checkpoints"), deepspeed=ds_config)
         trainer, model, processor, log = res["trainer"], res["model"], res["processor"], res["log_history"]
     elif a.method == "dpo":
         model, processor, log, trainer = run_dpo(a.model, train, lr=s.dpo_learning_rate, beta=s.dpo_beta,
-                                                 return_trainer=True, **{**common, "max_steps": s.dpo_max_steps})
+                                                 return_trainer=True, **common)
     else:
         model, processor, log, trainer = run_sft(a.model, train, lora=s if a.method == "lora" else None,
                                                  lr=s.lora_learning_rate if a.method == "lora" else s.learning_rate,

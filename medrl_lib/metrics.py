@@ -3,7 +3,7 @@
 Zhu et al. report, per model: accuracy, the similarity between the reasoning and the ground-truth answer
 (``cross-encoder/stsb-roberta-base``), the perplexity of the reasoning under ``microsoft/biogpt``, a
 "thinking reward" (Mistral-7B-Instruct scores the reasoning 1-10 given the question, the reference answer
-and the reasoning) and the thinking length in tokens (STUDY.md sections 3 and 7). Neither paper reports
+and the reasoning) and the thinking length in tokens (Zhu et al. Appendix B). Neither paper reports
 confidence intervals or seeds; here every metric comes with a percentile-bootstrap interval over the test
 items (:func:`bootstrap_ci`) and runs over several seeds are summarised by :func:`aggregate_seeds`.
 
@@ -21,8 +21,11 @@ Conventions
   statistic and counted (``n`` is the number of values used, ``n_missing`` those left out).
 * The **reasoning** of an item is the text of its ``<think>`` block (``Record.reasoning``). A missing
   (``None``) or blank (whitespace only) reasoning gives NaN similarity, NaN perplexity and no thinking
-  reward: those items are excluded from the three means and counted in ``n_missing``. Thinking length is the
-  exception: an item without reasoning counts 0 tokens and is included (see :func:`thinking_length`).
+  reward: those items are excluded from the three means and counted in ``n_missing``. Thinking length counts
+  the items that have a ``<think>`` block (``reasoning`` not None; an empty block counts its 0 tokens); the
+  others are missing, not 0 (see :func:`thinking_length`).
+* **Well-formed** means the format reward's rule (:func:`medrl_lib.rewards.well_formed`: both blocks, in order,
+  nothing outside), never merely a ``<think>`` block: :func:`record_well_formed`, :func:`format_rate`.
 * Model-backed scorers load lazily on their first call (from a local folder or a hub id, on ``device``,
   default CUDA when available, else CPU), run under ``torch.no_grad`` in eval mode, and pickle without
   their loaded model (an unpickled scorer reloads on its next call). Results do not depend on the batch
@@ -49,9 +52,13 @@ from .rewards import (
     REASONING_END,
     _check_lengths,
     _defang,
+    _fence,
+    _optional_positive_int,
     _positive_int,
     _synthetic_facts,
     _whole_word,
+    fit_to_window,
+    well_formed,
 )
 
 __all__ = [
@@ -73,9 +80,11 @@ __all__ = [
     "by_group",
     "compute_metrics",
     "context_ids",
+    "format_rate",
     "oracle_thinking_score",
     "paired_difference_ci",
     "parse_score",
+    "record_well_formed",
     "thinking_length",
     "thinking_prompt",
     "unpaired_difference_ci",
@@ -683,7 +692,7 @@ THINKING_QUESTION: Final = (
 """Everything after :data:`~medrl_lib.rewards.REASONING_END` in a :func:`thinking_prompt`."""
 
 
-def thinking_prompt(question: str, reference: str, reasoning: str, max_reasoning_chars: int = 2000) -> str:
+def thinking_prompt(question: str, reference: str, reasoning: str, max_reasoning_chars: int | None = None) -> str:
     """The prompt asking a judge LM for a 1-10 score of ``reasoning`` (Zhu et al.'s is unpublished; ours).
 
     Verbatim, with the fields filled in as described below::
@@ -703,7 +712,9 @@ def thinking_prompt(question: str, reference: str, reasoning: str, max_reasoning
         Score:
 
     The reasoning is fenced exactly as in :func:`medrl_lib.rewards.judge_prompt` (the same sanitiser):
-    truncated to ``max_reasoning_chars`` characters, cleaned of the two marker strings and of every run of
+    truncated to ``max_reasoning_chars`` characters only if that is an int (default ``None``: the whole
+    reasoning; :class:`LLMThinkingScorer` cuts it only to fit the judge's token window), cleaned of the two
+    marker strings and of every run of
     three or more ``<`` or ``>``, stripped; so it can neither close the fence nor write the judge's last
     line (``"Score: 10"`` inside it is only quoted). The question and the reference answer come from the
     dataset: trusted, not truncated, cleaned the same way so that the prompt holds exactly one fence.
@@ -725,8 +736,7 @@ def thinking_prompt(question: str, reference: str, reasoning: str, max_reasoning
     Rate the reasoning between the markers from 1 (poor) to 10 (excellent). Reply with a single integer from 1 to 10 and nothing else.
     Score:
     """
-    _positive_int("max_reasoning_chars", max_reasoning_chars)
-    fenced = _defang(str(reasoning)[:max_reasoning_chars]).strip()
+    fenced = _fence(reasoning, max_reasoning_chars)
     return (
         f"{THINKING_INSTRUCTIONS}\nQuestion: {_defang(str(question)).strip()}\n"
         f"Reference answer: {_defang(str(reference)).strip()}\n\nReasoning:\n"
@@ -745,7 +755,11 @@ class LLMThinkingScorer(_LazyModel):
     template's own special tokens, no others), else as raw text with the tokenizer's special tokens. The LM
     (``AutoModelForCausalLM``, ``dtype``: default bfloat16 on CUDA, float32 on CPU) answers greedily, at most
     ``max_new_tokens`` new tokens, in left-padded batches of ``batch_size``; the decoded answer (special
-    tokens skipped) is read by :func:`parse_score`. Unparseable and out-of-range answers give None and are
+    tokens skipped) is read by :func:`parse_score`. The reasoning is sent whole by default
+    (``max_reasoning_chars=None``; an int cuts it to that many characters first); only a prompt longer than
+    ``max_prompt_tokens`` (default ``None``: the model's ``max_position_embeddings`` or ``n_positions`` minus
+    ``max_new_tokens``; Mistral-7B-Instruct-v0.2: 32768) has its reasoning cut by tokens from the end until it
+    fits (:func:`medrl_lib.rewards.fit_to_window`). Unparseable and out-of-range answers give None and are
     counted separately in the :class:`ScoreResult`, whose ``outputs`` keep the raw answers. Every reasoning
     given is scored, a blank one too (:func:`compute_metrics` leaves those out beforehand). ``facts`` is
     ignored; ``questions`` and ``references`` are required.
@@ -755,16 +769,25 @@ class LLMThinkingScorer(_LazyModel):
     """
 
     def __init__(self, model_id: str = "mistralai/Mistral-7B-Instruct-v0.2", batch_size: int = 4,
-                 max_new_tokens: int = 8, *, max_reasoning_chars: int = 2000, device: str | None = None,
-                 dtype: str | None = None) -> None:
+                 max_new_tokens: int = 8, *, max_reasoning_chars: int | None = None,
+                 max_prompt_tokens: int | None = None, device: str | None = None, dtype: str | None = None) -> None:
         if dtype is not None and dtype not in _DTYPES:
             raise ValueError(f"dtype must be one of {_DTYPES} or None, got {dtype!r}")
         self.model_path = str(model_id)
         self.batch_size = _positive_int("batch_size", batch_size)
         self.max_new_tokens = _positive_int("max_new_tokens", max_new_tokens)
-        self.max_reasoning_chars = _positive_int("max_reasoning_chars", max_reasoning_chars)
+        self.max_reasoning_chars = _optional_positive_int("max_reasoning_chars", max_reasoning_chars)
+        self.max_prompt_tokens = _optional_positive_int("max_prompt_tokens", max_prompt_tokens)
         self.device = device
         self.dtype = dtype
+
+    def _window(self) -> int | None:
+        """The most prompt tokens: ``max_prompt_tokens``, else the model's positions minus ``max_new_tokens``."""
+        if self.max_prompt_tokens is not None:
+            return self.max_prompt_tokens
+        config = self._model.config
+        positions = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+        return max(1, int(positions) - self.max_new_tokens) if positions else None
 
     def _load(self) -> None:
         import torch
@@ -784,6 +807,25 @@ class LLMThinkingScorer(_LazyModel):
         messages = [{"role": "user", "content": prompt}]
         return self._tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
+    def prompt_texts(self, reasonings: Sequence[str | None], *, questions: Sequence[str],
+                     references: Sequence[str]) -> list[str]:
+        """The exact texts given to the model (loads it): :func:`thinking_prompt`, in the chat template when the
+        tokenizer has one, the reasoning cut only where the window requires it (class docstring)."""
+        self._ensure_loaded()
+        tokenizer = self._tokenizer
+        templated = bool(getattr(tokenizer, "chat_template", None))
+        window = self._window()
+
+        def render(question: str, reference: str) -> Callable[[str], str]:
+            def text(reasoning: str) -> str:
+                prompt = thinking_prompt(question, reference, reasoning)
+                return self._chat_text(prompt) if templated else prompt
+            return text
+
+        return [fit_to_window(_fence(t or "", self.max_reasoning_chars), render(q, r), tokenizer, window,
+                              add_special_tokens=not templated)
+                for q, r, t in zip(questions, references, reasonings)]
+
     def __call__(
         self,
         reasonings: Sequence[str | None],
@@ -800,13 +842,9 @@ class LLMThinkingScorer(_LazyModel):
         import torch
         from transformers import GenerationConfig
 
-        self._ensure_loaded()
+        prompts = self.prompt_texts(reasonings, questions=questions, references=references)
         tokenizer, model = self._tokenizer, self._model
         templated = bool(getattr(tokenizer, "chat_template", None))
-        prompts = [thinking_prompt(q, r, t or "", self.max_reasoning_chars)
-                   for q, r, t in zip(questions, references, reasonings)]
-        if templated:
-            prompts = [self._chat_text(p) for p in prompts]
         generation = GenerationConfig(
             do_sample=False,
             max_new_tokens=self.max_new_tokens,
@@ -939,17 +977,49 @@ def _get(record: Any, name: str) -> Any:
     return record[name] if isinstance(record, Mapping) else getattr(record, name)
 
 
-def thinking_length(records: Sequence[Any]) -> list[int]:
+def thinking_length(records: Sequence[Any]) -> list[int | None]:
     """The reasoning length of each record: ``reasoning_tokens`` (tokens of the ``<think>`` block under the
-    policy's tokenizer, :func:`medrl_lib.evaluate.generate_records`).
+    policy's tokenizer, :func:`medrl_lib.evaluate.generate_records`), or ``None`` for a record without reasoning.
 
-    A completion without a think block counts 0 tokens and is **included**, so the mean is over every test
-    item (Zhu et al.'s "thinking length" of a model that stops reasoning falls, as it should).
+    Only items that have a reasoning are measured (Zhu et al. B.4: "the total number of tokens" of "the model's
+    reasoning"): a completion without a unique ``<think>`` block (``reasoning`` None) has no reasoning to
+    measure and is **missing**, not 0, so a model that often skips the block does not look terse; how often
+    it does is what the format rate and ``n_missing`` report. An empty ``<think></think>`` is a reasoning of 0
+    tokens and counts.
 
-    >>> thinking_length([{"reasoning_tokens": 12}, {"reasoning": None, "reasoning_tokens": 0}])
-    [12, 0]
+    >>> thinking_length([{"reasoning": "x y", "reasoning_tokens": 12}, {"reasoning": None, "reasoning_tokens": 0},
+    ...                  {"reasoning": "", "reasoning_tokens": 0}])
+    [12, None, 0]
     """
-    return [int(_get(r, "reasoning_tokens")) for r in records]
+    return [None if _get(r, "reasoning") is None else int(_get(r, "reasoning_tokens")) for r in records]
+
+
+def record_well_formed(record: Any) -> bool:
+    """Whether a record's completion is well-formed (the format reward's rule, :func:`medrl_lib.rewards.well_formed`).
+
+    The record's ``well_formed`` field when it has one (:class:`medrl_lib.evaluate.Record`), else the rule applied
+    to its ``completion`` (records stored before the field existed); never its ``reasoning`` (a ``<think>``
+    block alone is not the format). ``KeyError`` when the record has neither.
+
+    >>> [record_well_formed(r) for r in [{"well_formed": True}, {"completion": "<think>x</think>B", "reasoning": "x"},
+    ...                                  {"completion": "<think>x</think><answer>B</answer>"}]]
+    [True, False, True]
+    """
+    if isinstance(record, Mapping):
+        if "well_formed" in record:
+            return bool(record["well_formed"])
+        return well_formed(record["completion"])
+    value = getattr(record, "well_formed", None)
+    return bool(value) if value is not None else well_formed(_get(record, "completion"))
+
+
+def format_rate(records: Sequence[Any]) -> float:
+    """Percentage of well-formed records (:func:`record_well_formed`); NaN for no record.
+
+    >>> format_rate([{"well_formed": True}, {"completion": "<think>x</think> B"}]), format_rate([])
+    (50.0, nan)
+    """
+    return accuracy([record_well_formed(r) for r in records])
 
 
 def _entry(values: Sequence[float | None], n_boot: int, seed: int) -> dict[str, Any]:
@@ -982,7 +1052,8 @@ def compute_metrics(
     * ``thinking_reward``: ``thinking(reasonings, questions=, references=reference_texts, facts=)``, plus
       ``"n_unparseable"`` and ``"n_out_of_range"``; there ``n + n_missing + n_unparseable + n_out_of_range``
       is the number of records;
-    * ``thinking_length``: :func:`thinking_length` (no item missing).
+    * ``thinking_length``: :func:`thinking_length` over the items with a reasoning (``n``); ``n_missing`` counts
+      the items without one.
 
     A metric whose scorer is None is skipped. The reasonings are stripped of surrounding whitespace (as the
     semantic reward does) before they are sent to the scorers; items without reasoning (None or blank) are not
@@ -991,8 +1062,8 @@ def compute_metrics(
     >>> records = [{"correct": True, "modality": "CT", "reasoning": "x", "reasoning_tokens": 4},
     ...            {"correct": False, "modality": "X-ray", "reasoning": None, "reasoning_tokens": 0}]
     >>> m = compute_metrics(records, n_boot=200)
-    >>> sorted(m), m["accuracy"]["value"], m["thinking_length"]["value"]
-    (['accuracy', 'accuracy/ct', 'accuracy/x-ray', 'thinking_length'], 50.0, 2.0)
+    >>> sorted(m), m["accuracy"]["value"], m["thinking_length"]["value"], m["thinking_length"]["n_missing"]
+    (['accuracy', 'accuracy/ct', 'accuracy/x-ray', 'thinking_length'], 50.0, 4.0, 1)
     >>> m["accuracy/x-ray"]
     {'value': 0.0, 'low': 0.0, 'high': 0.0, 'n': 1, 'n_missing': 0}
     """
@@ -1034,5 +1105,5 @@ def compute_metrics(
         entry.update(n_missing=n - len(present), n_unparseable=result.n_unparseable,
                      n_out_of_range=result.n_out_of_range)
         out["thinking_reward"] = entry
-    out["thinking_length"] = _entry([float(v) for v in thinking_length(records)], n_boot, seed)
+    out["thinking_length"] = _entry([None if v is None else float(v) for v in thinking_length(records)], n_boot, seed)
     return out

@@ -436,21 +436,24 @@ class TinyModelSpec:
     """synthetic items whose texts train the tokenizer"""
     corpus_seed: int = 12345
     """seed of the tokenizer corpus (disjoint from data seeds)"""
+    corpus_layout: str = "medvlm-r1"
+    """how the corpus lays out options: 'medvlm-r1' (the question, then one "A) text" line per option, as the
+    prompts do)"""
 
 
 def tokenizer_corpus(spec: TinyModelSpec) -> list[str]:
     """Texts the tokenizer is trained on: synthetic questions, options, reports and the prompt templates."""
     from .data.synthetic import SyntheticConfig, describe, generate
     from .data.schema import MODALITIES
-    from .prompts import PROMPT_TEMPLATES
+    from .prompts import PROMPT_TEMPLATES, format_question
 
     ds = generate(SyntheticConfig(n_items=spec.corpus_items, modalities=MODALITIES, seed=spec.corpus_seed,
                                   image_size=28, id_prefix="tok"))
     texts = list(PROMPT_TEMPLATES.values())
     for row in ds.remove_columns("image"):
-        opts = " ".join(f"{chr(65 + i)}. {o}" for i, o in enumerate(row["options"]))
         facts = json.loads(row["facts"])
-        texts.append(f"{row['question']} {opts} <think>{describe(facts)}</think><answer>{row['answer']}</answer>")
+        texts.append(f"{format_question(row['question'], row['options'])} <think>{describe(facts)}</think>"
+                     f"<answer>{row['answer']}</answer>")
     return texts
 
 
@@ -475,3 +478,13 @@ def parameter_counts(path: str | Path) -> dict[str, int]:
     total = sum(p.numel() for p in model.parameters())
     vision = sum(p.numel() for p in model.model.visual.parameters())
     return {"vision": vision, "language": total - vision, "total": total}
+
+
+def vision_token_ids(model) -> list[int]:
+    """Ids of the tokens that mark image and video input (``<|vision_start|>``, ``<|vision_end|>``, ``<|image_pad|>``,
+    ``<|video_pad|>``): never to be generated, since Qwen2-VL's M-RoPE reads them as the places of images and videos,
+    and one sampled in a completion breaks the positions of the forward pass (a shape mismatch) or the image
+    features."""
+    config = model.config
+    names = ("vision_start_token_id", "vision_end_token_id", "image_token_id", "video_token_id")
+    return sorted({getattr(config, n) for n in names if isinstance(getattr(config, n, None), int)})

@@ -391,13 +391,19 @@ def reproducibility_table(profile) -> pd.DataFrame:
 
 
 def format_summary(runs: dict, labels: dict | None = None) -> str:
-    """Per arm, the share of test completions in the required format (mean over seeds), as a sentence each, so
-    that an accuracy of 0 reads as 'never learned the format' rather than 'always wrong'."""
+    """Per arm, the share of well-formed test completions (mean over seeds), as a sentence each, so that an
+    accuracy of 0 reads as 'never learned the format' rather than 'always wrong'. Well-formed is the format
+    reward's rule (both blocks, in order, nothing outside: :func:`medrl_lib.metrics.format_rate` of the run's
+    records); a run stored without records falls back to its ``eval/format/all`` metric."""
     from .experiments import SFT_METHODS
+    from .metrics import format_rate
+
+    def run_rate(r) -> float:
+        return format_rate(r.records) if r.records else r.metrics.get("eval/format/all", float("nan"))
 
     lines = []
     for name, rs in _as_lists(runs).items():
-        rate = sum(r.metrics.get("eval/format/all", float("nan")) for r in rs) / len(rs)
+        rate = sum(run_rate(r) for r in rs) / len(rs)
         acc = sum(r.metrics.get("eval/accuracy/all", float("nan")) for r in rs) / len(rs)
         plain = all(r.config.get("kind") in SFT_METHODS  # sft_arm asks these with the plain prompt
                     and r.config.get("settings", {}).get("sft", {}).get("target") == "plain" for r in rs)
@@ -417,7 +423,7 @@ def loader_table(datasets_by_name: dict) -> pd.DataFrame | str:
     columns: dict[str, dict] = {}
     for name, ds in datasets_by_name.items():
         s = load_summary(ds)
-        if not s:
+        if "rows_read" not in s:
             continue
         col = columns.setdefault(s.get("file", name), {"used by": [], "rows read": s.get("rows_read"),
                                                        "rows kept": s.get("rows_kept")})

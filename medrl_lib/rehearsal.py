@@ -35,13 +35,15 @@ MAY_DIFFER = {
     "data.pmc_vqa_path": "data path", "data.huatuo_path": "data path",
     # sizes: items, steps, token limits, batch
     "data.train_size": "items", "data.test_size": "items", "data.test_per_modality": "items",
-    "data.ood_train_size": "items", "data.ood_test_per_modality": "items",
+    "medvlm_r1.data.train_size": "items", "medvlm_r1.data.test_per_modality": "items",
+    "medvlm_r1.grpo.max_steps": "steps", "medvlm_r1.grpo.save_steps": "steps",
+    "medvlm_r1.grpo.max_completion_length": "token limit", "medvlm_r1.eval.max_new_tokens": "token limit",
     "grpo.max_steps": "steps", "grpo.save_steps": "steps", "sft.max_steps": "steps", "sft.dpo_max_steps": "steps",
     "grpo.max_completion_length": "token limit", "eval.max_new_tokens": "token limit",
     "grpo.length_target_tokens": "token limit",
-    "grpo.gradient_accumulation_steps": "batch", "eval.batch_size": "batch",
-    # processes
-    "num_processes": "processes (2 over gloo)",
+    "eval.batch_size": "batch",
+    # processes, and how many seeds (runs) each arm has
+    "num_processes": "processes (2 over gloo)", "seeds": "runs (one seed)",
 }
 
 #: Sizes of the rehearsal's data files (the profile's item counts must fit in what survives the loaders).
@@ -89,7 +91,11 @@ def _build_atomic(folder: Path, which: str) -> None:
     if which == "pmc":
         fixtures.write_pmc_vqa(tmp, n_per_modality=PMC_VQA_PER_MODALITY, seed=0)
     else:
-        fixtures.write_huatuo_eval(tmp, seed=0, **HUATUO_SIZES)
+        from .experiments import published_test_items
+
+        # the published test items' identifiers (the first of each modality) with stand-in images and options
+        fixtures.write_huatuo_eval(tmp, seed=0, published=published_test_items(HUATUO_SIZES["n_test_per_modality"]),
+                                   **HUATUO_SIZES)
     try:
         tmp.rename(folder)
     except OSError:  # another process finished first

@@ -19,8 +19,8 @@ Design
   ``[{"role": "assistant", "content": ...}]`` whose content is a string, ``None`` or a list of parts
   ``[{"type": "text", "text": ...}]``; :func:`completion_text` normalises them.
 
-Format (STUDY.md section 5, MedVLM-R1's paper)
-----------------------------------------------
+Format (MedVLM-R1's paper, section 3)
+--------------------------------------
 ``<think>``, ``</think>``, ``<answer>``, ``</answer>`` each occur exactly once, in that order, and
 nothing but whitespace lies outside the two blocks; block contents may span lines (the DOTALL
 failure mode). Tags are case-sensitive: ``<THINK>`` is ordinary text, so it lies outside the
@@ -29,13 +29,16 @@ the tags only: an empty ``<think></think>`` earns the format reward (reasoning l
 and rewarded elsewhere), and an empty ``<answer></answer>`` earns the format reward but 0 accuracy,
 so an empty answer can never collect the full reward.
 
-Accuracy (STUDY.md section 5, following the paper, not MedVLM-R1's public code)
----------------------------------------------------------------------------------
-The content of the ``<answer>`` block is scored; a unique answer block (exactly one ``<answer>``
-followed by exactly one ``</answer>``) is required, a well-formed completion is not
-(:data:`ACCURACY_REQUIRES_FORMAT` is ``False``): format is rewarded separately, and coupling the two
-would pay a correct answer nothing whenever the format slips. Letters are capital ASCII letters;
-the item's letters are ``A`` up to its number of options. With the content stripped of whitespace:
+Accuracy (MedVLM-R1's paper, section 3, not its public code)
+--------------------------------------------------------------
+MedVLM-R1 evaluates correctness "after verifying the correct format": by default
+(:data:`ACCURACY_REQUIRES_FORMAT` is ``True``) a completion that is not well-formed (format reward 0)
+scores 0 accuracy whatever its answer block holds. ``require_format=False`` (keyword of
+:func:`accuracy_reward`, or :class:`AccuracyReward`) is MedVLM-R1's released code instead: the
+answer block is scored whenever it is unique (exactly one ``<answer>`` followed by exactly one
+``</answer>``), well-formed completion or not. Then the content of the ``<answer>`` block is
+scored. Letters are capital ASCII letters; the item's letters are ``A`` up to its number of
+options. With the content stripped of whitespace:
 
 * **1.0**: exactly the gold letter, optionally preceded by ``(`` and followed by ``)`` and/or ``.``:
   ``B``, ``(B)``, ``B.``, ``B)``, ``(B).``.
@@ -66,14 +69,21 @@ Its format regex ``<think>.*?</think>\\s*<answer>.*?</answer>`` (fullmatch, DOTA
 repeated blocks and rejects leading or trailing whitespace; ours rejects repeated blocks and
 accepts surrounding whitespace.
 
-:func:`extract_choice` is the letter extractor for the plain (non-reasoning) baseline prompt.
+Evaluation (MedVLM-R1 section 4 and its public evaluation script)
+-----------------------------------------------------------------
+The 0.5 tiers are a training matter. In evaluation an item is right or wrong:
+:func:`answer_letter` is MedVLM-R1's evaluation rule for the reasoning prompt (the first match of
+``<answer>\\s*([A-Z])\\s*</answer>``; the item is correct when that letter is the gold letter) and
+:func:`medrl_lib.evaluate.score_completion` applies it (with the format check of
+:func:`well_formed` by default). :func:`extract_choice` is the lenient letter extractor for the plain
+(non-reasoning) baseline prompt, kept as a named alternative to MedVLM-R1's exact match.
 """
 
 from __future__ import annotations
 
 import re
 import string
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Union
 
@@ -81,23 +91,29 @@ __all__ = [
     "ACCURACY_REQUIRES_FORMAT",
     "ANSWER_CLOSE",
     "ANSWER_OPEN",
+    "EVAL_ANSWER_PATTERN",
     "THINK_CLOSE",
     "THINK_OPEN",
+    "AccuracyReward",
     "Completion",
     "Parsed",
     "accuracy_reward",
+    "answer_letter",
     "answer_score",
     "completion_text",
     "extract_choice",
     "format_reward",
     "parse_completion",
+    "well_formed",
 ]
 
 Completion = Union[str, Sequence[Mapping[str, Any]], None]
 """A completion as TRL passes it: a string, or a list of message dicts (conversational form)."""
 
-ACCURACY_REQUIRES_FORMAT: Final[bool] = False
-"""Default of ``accuracy_reward(require_format=...)``: accuracy needs a unique answer block only."""
+ACCURACY_REQUIRES_FORMAT: Final[bool] = True
+"""Default of ``accuracy_reward(require_format=...)``: accuracy is paid only to well-formed completions
+(MedVLM-R1's text: correctness is evaluated "after verifying the correct format"); ``False`` is its released
+code (a unique answer block suffices)."""
 
 THINK_OPEN: Final = "<think>"
 THINK_CLOSE: Final = "</think>"
@@ -114,6 +130,10 @@ _NON_ALNUM_RUN: Final = re.compile(r"[\W_]+")
 # An answer longer than this many times (the longest option + 1) is not taken for an option's
 # text; the bound spares normalising megabytes of degenerate output (see the module docstring).
 _OPTION_TEXT_SLACK: Final = 4
+
+EVAL_ANSWER_PATTERN: Final = re.compile(r"<answer>\s*([A-Z])\s*</answer>")
+"""MedVLM-R1's evaluation regex (``extract_letter_answer`` of its ``src/eval/test_qwen2vl_med.py``), searched
+(``re.search``, first match, case-sensitive) in the whole completion: see :func:`answer_letter`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,6 +259,24 @@ def format_reward(completions: Sequence[Completion], **kwargs: Any) -> list[floa
     return [1.0 if parse_completion(completion_text(c)).well_formed else 0.0 for c in completions]
 
 
+def well_formed(completion: Completion) -> bool:
+    """Whether ``completion`` is well-formed: the format reward's rule, ``format_reward([completion])[0] == 1.0``.
+
+    The one definition of "well-formed" for rates and checks: both blocks, each tag exactly once, think
+    before answer, nothing but whitespace outside (:func:`parse_completion`). A unique ``<think>`` block alone
+    is not enough (``parse_completion(c).think is not None`` counts completions that break the format).
+
+    >>> [well_formed(c) for c in [
+    ...     "<think>x</think>\\n<answer>B</answer>",  # both blocks
+    ...     "<think>x</think> The answer is B.",  # a unique think block, no answer block
+    ...     "<think>x</think><answer>B</answer> Done.",  # text outside the blocks
+    ...     [{"role": "assistant", "content": "<think></think><answer></answer>"}],  # empty blocks are well-formed
+    ... ]]
+    [True, False, False, True]
+    """
+    return parse_completion(completion_text(completion)).well_formed
+
+
 def _normalise_text(text: str) -> str:
     """Casefold, replace non-alphanumerics by spaces, collapse whitespace."""
     return _NON_ALNUM_RUN.sub(" ", text.casefold()).strip()
@@ -307,9 +345,11 @@ def accuracy_reward(
     """Accuracy of each completion's ``<answer>`` block: 1.0, 0.5 or 0.0 (see the module docstring).
 
     ``answer`` holds the gold letter per row, ``options`` the option texts (no letter prefixes)
-    per row, both aligned with ``completions``. With ``require_format=True`` a completion that is
-    not well-formed scores 0 (default :data:`ACCURACY_REQUIRES_FORMAT`: a unique answer block
-    suffices). Raises ``ValueError`` on length mismatch or a gold letter outside a row's options.
+    per row, both aligned with ``completions``. With ``require_format=True`` (the default,
+    :data:`ACCURACY_REQUIRES_FORMAT`: MedVLM-R1's text) a completion that is not well-formed
+    (:func:`well_formed`) scores 0; with ``require_format=False`` (MedVLM-R1's released code) a unique
+    answer block suffices. :class:`AccuracyReward` is the same reward with the setting bound, for TRL.
+    Raises ``ValueError`` on length mismatch or a gold letter outside a row's options.
 
     >>> options = [["Cyst", "Pulmonary nodule", "Pneumothorax", "Normal"]] * 6
     >>> accuracy_reward([
@@ -317,10 +357,12 @@ def accuracy_reward(
     ...     "<think>Round opacity.</think><answer>B) Pulmonary nodule</answer>",  # letter + text
     ...     "<think>Round opacity.</think><answer>Pulmonary nodule</answer>",  # option text
     ...     "<think>Round opacity.</think><answer>A or B</answer>",  # several letters
-    ...     "Round opacity. <answer>B</answer>",  # format broken, answer block unique
+    ...     "Round opacity. <answer>B</answer>",  # format broken: 0 by default
     ...     "<think>Round opacity.</think><answer></answer>",  # empty answer
     ... ], answer=["B"] * 6, options=options)
-    [1.0, 0.5, 0.5, 0.0, 1.0, 0.0]
+    [1.0, 0.5, 0.5, 0.0, 0.0, 0.0]
+    >>> accuracy_reward(["Round opacity. <answer>B</answer>"], ["B"], options[:1], require_format=False)
+    [1.0]
     """
     if not len(completions) == len(answer) == len(options):
         raise ValueError(
@@ -337,6 +379,59 @@ def accuracy_reward(
     return rewards
 
 
+class AccuracyReward:
+    """:func:`accuracy_reward` with ``require_format`` bound: a picklable TRL reward whose ``__name__`` is
+    ``"accuracy_reward"`` (TRL logs ``rewards/accuracy_reward/mean``), so that training can choose the setting.
+
+    ``AccuracyReward()`` follows MedVLM-R1's text (format first); ``AccuracyReward(require_format=False)`` its
+    released code. TRL reward ``reward(completions, answer, options, **kwargs)``.
+
+    >>> broken = "Round opacity. <answer>B</answer>"
+    >>> [AccuracyReward(require_format=r)([broken], answer=["B"], options=[["Cyst", "Nodule"]]) for r in (True, False)]
+    [[0.0], [1.0]]
+    >>> import pickle; reward = pickle.loads(pickle.dumps(AccuracyReward(require_format=False)))
+    >>> reward.__name__, reward.require_format, reward
+    ('accuracy_reward', False, AccuracyReward(require_format=False))
+    """
+
+    __name__ = "accuracy_reward"
+
+    def __init__(self, *, require_format: bool = ACCURACY_REQUIRES_FORMAT) -> None:
+        if not isinstance(require_format, bool):
+            raise ValueError(f"require_format must be a bool, got {require_format!r}")
+        self.require_format = require_format
+        self.__name__ = "accuracy_reward"
+
+    def __repr__(self) -> str:
+        return f"AccuracyReward(require_format={self.require_format})"
+
+    def __call__(
+        self,
+        completions: Sequence[Completion],
+        answer: Sequence[str],
+        options: Sequence[Sequence[str]],
+        **kwargs: Any,
+    ) -> list[float]:
+        kwargs.pop("require_format", None)  # the bound setting wins
+        return accuracy_reward(completions, answer, options, require_format=self.require_format, **kwargs)
+
+
+def answer_letter(completion: Completion) -> str | None:
+    """The letter MedVLM-R1's evaluation reads: group 1 of the first match of :data:`EVAL_ANSWER_PATTERN`
+    (``<answer>\\s*([A-Z])\\s*</answer>``) anywhere in the completion, or ``None``.
+
+    Exactly one capital letter, surrounded by optional whitespace only, inside an answer block: ``"(B)"``,
+    ``"B."``, ``"B) nodule"`` and ``"b"`` give None. The letter may lie beyond the item's options (``"Z"``):
+    the caller compares it with the gold letter, so such an answer is wrong. The format is not checked here.
+
+    >>> [answer_letter(c) for c in ["<think>x</think><answer> B\\n</answer>", "<answer>(B)</answer>",
+    ...                             "<answer>B.</answer>", "<answer>Z</answer>", "B", "<answer>A</answer><answer>B</answer>"]]
+    ['B', None, None, 'Z', None, 'A']
+    """
+    match = EVAL_ANSWER_PATTERN.search(completion_text(completion))
+    return match.group(1) if match else None
+
+
 def extract_choice(text: str, n_options: int) -> str | None:
     """The single letter chosen in a plain (non-reasoning) answer, or ``None``.
 
@@ -345,7 +440,9 @@ def extract_choice(text: str, n_options: int) -> str | None:
     choice; zero or several give ``None``. Lowercase letters (the article "a") and letters inside
     words are ignored; so are capital letters beyond the item's options. A sentence-initial
     capital article ("A nodule ..., so B") makes the answer ambiguous and gives ``None``.
-    MedVLM-R1's public evaluation instead compares the whole raw output with the letter.
+    This is the *lenient* plain-prompt rule (``letter_rule="lenient"`` of
+    :func:`medrl_lib.evaluate.score_completion`); by default the evaluation follows MedVLM-R1's public
+    evaluation, which compares the whole output (here stripped of surrounding whitespace) with the letter.
 
     >>> [extract_choice(t, 4) for t in ["B", "B.", "(B)", "The answer is B", "Answer: B) nodule"]]
     ['B', 'B', 'B', 'B', 'B']
@@ -358,7 +455,7 @@ def extract_choice(text: str, n_options: int) -> str | None:
 
 
 # =============================================================================================
-# Semantic alignment and length rewards (STUDY.md section 5; Zhu et al. sections 3.2 and 3.3)
+# Semantic alignment and length rewards (Zhu et al. sections 3.2 and 3.3)
 # =============================================================================================
 #
 # Appended to the rule-based rewards above; same conventions: TRL's reward signature, plain
@@ -384,6 +481,8 @@ __all__ += [
     "OracleJudge",
     "SemanticAlignmentReward",
     "answer_token_ids",
+    "chat_answer_token_ids",
+    "fit_to_window",
     "judge_prompt",
 ]
 
@@ -433,7 +532,63 @@ def _positive_int(name: str, value: object) -> int:
     return value
 
 
-def judge_prompt(question: str, reasoning: str, max_reasoning_chars: int) -> str:
+def _optional_positive_int(name: str, value: object) -> int | None:
+    """``None``, or ``value`` if it is an int >= 1 (bools excluded), else ``ValueError``."""
+    return None if value is None else _positive_int(name, value)
+
+
+def _fence(reasoning: object, max_reasoning_chars: int | None) -> str:
+    """The untrusted reasoning as it goes inside the fence: cut to ``max_reasoning_chars`` (None: whole), defanged."""
+    _optional_positive_int("max_reasoning_chars", max_reasoning_chars)
+    text = str(reasoning)
+    if max_reasoning_chars is not None:
+        text = text[:max_reasoning_chars]
+    return _defang(text).strip()
+
+
+def fit_to_window(
+    reasoning: str, render: Callable[[str], str], tokenizer: Any, max_tokens: int | None, *, add_special_tokens: bool
+) -> str:
+    """``render(reasoning)``, with the reasoning cut by tokens from its end only when the result is longer than
+    ``max_tokens`` tokens (``tokenizer(text, add_special_tokens=...)``); ``max_tokens=None`` never cuts.
+
+    ``render`` maps a reasoning to the full text given to the model (prompt, fence, chat template). When it is too
+    long, the reasoning is cut to its first ``k`` tokens (decoded), with ``k`` lowered by the excess until the
+    rendered text fits; the question and the judge's own last lines are never cut. ``ValueError`` if even an empty
+    reasoning does not fit.
+
+    >>> def toy(text, add_special_tokens=False):  # one token per character
+    ...     return {"input_ids": [ord(c) for c in text]}
+    >>> toy.decode = lambda ids, **kwargs: "".join(map(chr, ids))
+    >>> fit_to_window("abcdefgh", lambda r: f"[{r}]?", toy, 7, add_special_tokens=False)
+    '[abcd]?'
+    >>> fit_to_window("abcdefgh", lambda r: f"[{r}]?", toy, None, add_special_tokens=False)
+    '[abcdefgh]?'
+    """
+    def count(text: str) -> int:
+        return len(tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"])
+
+    text = render(reasoning)
+    if max_tokens is None:
+        return text
+    excess = count(text) - max_tokens
+    if excess <= 0:
+        return text
+    ids = _token_ids(tokenizer, reasoning)
+    keep = len(ids) - excess
+    while keep > 0:
+        text = render(tokenizer.decode(ids[:keep], skip_special_tokens=True))
+        excess = count(text) - max_tokens
+        if excess <= 0:
+            return text
+        keep -= excess
+    text = render("")
+    if count(text) > max_tokens:
+        raise ValueError(f"the prompt without any reasoning is longer than the judge's window ({max_tokens} tokens)")
+    return text
+
+
+def judge_prompt(question: str, reasoning: str, max_reasoning_chars: int | None = None) -> str:
     """The prompt that asks a judge LM whether ``reasoning`` is clinically grounded for ``question``.
 
     Zhu et al.'s prompt (their Fig. 1) is not in the paper's text; this one is our documented choice.
@@ -457,7 +612,9 @@ def judge_prompt(question: str, reasoning: str, max_reasoning_chars: int) -> str
     "\\n\\nReasoning:\\n" + REASONING_BEGIN + "\\n" + reasoning + "\\n" + REASONING_END + JUDGE_QUESTION``.
 
     The reasoning is untrusted (the policy wrote it, and the policy is rewarded for a "Yes"): it is
-    first truncated to ``max_reasoning_chars`` characters, then every occurrence of the two marker
+    first truncated to ``max_reasoning_chars`` characters (default ``None``: never; the judge sees the whole
+    reasoning, and :class:`LLMJudge` cuts it only when the prompt exceeds the model's token window, see
+    :func:`fit_to_window`), then every occurrence of the two marker
     strings and every run of three or more ``<`` or ``>`` is removed (repeatedly, until none is
     left), then surrounding whitespace is stripped. The fenced text therefore can neither close the
     fence nor open a fake one, and the last thing the judge reads is always its own question: a
@@ -483,8 +640,7 @@ def judge_prompt(question: str, reasoning: str, max_reasoning_chars: int) -> str
     Question: Is the reasoning between the markers clinically grounded for the question? Answer Yes or No.
     Answer:
     """
-    _positive_int("max_reasoning_chars", max_reasoning_chars)
-    fenced = _defang(str(reasoning)[:max_reasoning_chars]).strip()
+    fenced = _fence(reasoning, max_reasoning_chars)
     trusted = _defang(str(question)).strip()
     return (
         f"{JUDGE_INSTRUCTIONS}\nMedical question: {trusted}\n\nReasoning:\n"
@@ -552,11 +708,55 @@ def answer_token_ids(tokenizer: Any) -> tuple[int, int]:
     )
 
 
+def chat_answer_token_ids(tokenizer: Any) -> tuple[list[int], list[int]]:
+    """The token ids whose next-token scores :class:`LLMJudge` pools into "Yes" and "No" behind a chat template.
+
+    An instruction-tuned judge (BioMistral, Mistral-Instruct, Qwen-Instruct) answers in the assistant turn, right
+    after the template's generation prompt; how the template spells the first token there differs between
+    families (``"Yes"`` after ``"<|im_start|>assistant\\n"``; ``"▁Yes"`` or ``"Yes"`` after ``"[/INST]"``). Rule:
+    for each word, (1) the first token of the assistant reply as the template renders a conversation ending in
+    the reply ``"Yes"`` (or ``"No"``): the first token after the tokens of the generation-prompt rendering when
+    those are a prefix, else the first token of the rendered text after the prompt, tokenised alone; (2) the
+    id :func:`answer_token_ids` gives for the plain prompt (the word after a space). Ids found for both words are
+    dropped; ``ValueError`` if a word is left with none. Returns ``(yes ids, no ids)``, each without repeats.
+    """
+    probe = [{"role": "user", "content": "Answer Yes or No.\nAnswer:"}]
+    prompt = tokenizer.apply_chat_template(probe, add_generation_prompt=True, tokenize=False)
+    prompt_ids = _token_ids(tokenizer, prompt)
+    found: list[list[int]] = []
+    for word in ("Yes", "No"):
+        ids: list[int] = []
+        try:
+            full = tokenizer.apply_chat_template(probe + [{"role": "assistant", "content": word}], tokenize=False)
+        except Exception:  # noqa: BLE001 - a template that cannot render a reply: rule (2) alone
+            full = None
+        if full is not None and full.startswith(prompt):
+            full_ids = _token_ids(tokenizer, full)
+            if full_ids[: len(prompt_ids)] == prompt_ids and len(full_ids) > len(prompt_ids):
+                ids.append(full_ids[len(prompt_ids)])
+            else:
+                rest = _token_ids(tokenizer, full[len(prompt) :])
+                ids.extend(rest[:1])
+        found.append(ids)
+    try:
+        plain_yes, plain_no = answer_token_ids(tokenizer)
+        found[0].append(plain_yes)
+        found[1].append(plain_no)
+    except ValueError:
+        pass
+    yes, no = (list(dict.fromkeys(ids)) for ids in found)
+    common = set(yes) & set(no)
+    yes, no = [i for i in yes if i not in common], [i for i in no if i not in common]
+    if not yes or not no:
+        raise ValueError("the judge's chat template gives no distinct first token ids for 'Yes' and 'No'")
+    return yes, no
+
+
 _DTYPES: Final = ("float32", "float16", "bfloat16")
 
 
 class LLMJudge:
-    """A :class:`Judge` backed by a Hugging Face causal LM (Zhu et al. section 3.2).
+    """A :class:`Judge` backed by a Hugging Face causal LM (Zhu et al. section 3.2: BioGPT and BioMistral).
 
     ``model_name_or_path`` is a hub id (BioGPT ``microsoft/biogpt`` or BioMistral
     ``BioMistral/BioMistral-7B`` on the paper profile) or a local folder. The model and tokenizer
@@ -564,13 +764,27 @@ class LLMJudge:
     ``device`` (default: CUDA if available, else CPU), in eval mode. The tokenizer pads on the
     left; a missing pad token is set to the EOS token (else UNK).
 
-    Each item's prompt is :func:`judge_prompt` (raw text, no chat template, the tokenizer's own
-    special tokens added as usual); prompts run in batches of ``batch_size`` under
-    ``torch.no_grad``, with position ids counted from the attention mask (so left padding changes
-    nothing) where the model accepts them. The decision is deterministic: **Yes** iff the
-    next-token logit at the last position is strictly larger for the "Yes" id than for the "No"
-    id (a tie is No); the ids are chosen by :func:`answer_token_ids` at load time, which raises
-    ``ValueError`` when they coincide. ``facts`` is ignored.
+    **Prompt.** Each item's prompt is :func:`judge_prompt`. ``chat_template`` chooses how it is given:
+    ``None`` (default) uses the tokenizer's chat template when it has one (an instruction-tuned chat model:
+    BioMistral-7B, a Mistral-architecture model, ships Mistral's ``[INST] ... [/INST]`` template), the prompt
+    being the one user turn followed by the template's generation prompt, with the template's special tokens
+    only; else the plain prompt as raw text with the tokenizer's own special tokens (BioGPT, not
+    instruction-tuned, has no template). ``True`` requires a template (``ValueError`` at load time without),
+    ``False`` never uses one.
+
+    **Length.** The reasoning is not truncated by default (``max_reasoning_chars=None``; an int cuts it to that
+    many characters first). Only when a prompt is longer than the model's window, ``max_prompt_tokens`` tokens
+    (default ``None``: the model config's ``max_position_embeddings`` or ``n_positions``, BioGPT 1024, no limit
+    if it names neither), is the reasoning cut by tokens from its end until the prompt fits
+    (:func:`fit_to_window`): the question and the judge's own question are never cut.
+
+    **Decision.** Prompts run in batches of ``batch_size`` under ``torch.no_grad``, with position ids counted
+    from the attention mask (so left padding changes nothing) where the model accepts them. From the
+    next-token logits at the last position, :meth:`scores` gives ``logsumexp(logits[yes ids]) -
+    logsumexp(logits[no ids])``; the verdict is deterministic: **Yes** iff that score is strictly positive (a
+    tie is No). Plain prompt: one id each, by :func:`answer_token_ids` (the score is then the logit of "Yes"
+    minus that of "No"); chat template: the ids of :func:`chat_answer_token_ids`. Both raise ``ValueError`` at
+    load time when the ids coincide. ``facts`` is ignored.
 
     Pickling drops the loaded model and tokenizer; an unpickled judge reloads on its next call.
 
@@ -590,32 +804,46 @@ class LLMJudge:
         model_name_or_path: str,
         *,
         batch_size: int = 8,
-        max_reasoning_chars: int = 2000,
+        max_reasoning_chars: int | None = None,
+        max_prompt_tokens: int | None = None,
+        chat_template: bool | None = None,
         device: str | None = None,
         dtype: str = "float32",
     ) -> None:
         if dtype not in _DTYPES:
             raise ValueError(f"dtype must be one of {_DTYPES}, got {dtype!r}")
+        if chat_template not in (None, True, False):
+            raise ValueError(f"chat_template must be None, True or False, got {chat_template!r}")
         self.model_name_or_path = str(model_name_or_path)
         self.batch_size = _positive_int("batch_size", batch_size)
-        self.max_reasoning_chars = _positive_int("max_reasoning_chars", max_reasoning_chars)
+        self.max_reasoning_chars = _optional_positive_int("max_reasoning_chars", max_reasoning_chars)
+        self.max_prompt_tokens = _optional_positive_int("max_prompt_tokens", max_prompt_tokens)
+        self.chat_template = chat_template
         self.device = device
         self.dtype = dtype
         self._model: Any = None
         self._tokenizer: Any = None
-        self._answer_ids: tuple[int, int] | None = None
+        self._answer_ids: tuple[list[int], list[int]] | None = None
         self._forward_args: frozenset[str] = frozenset()
+        self._templated = False
+        self._window: int | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        state.update(_model=None, _tokenizer=None, _answer_ids=None, _forward_args=frozenset())
+        state.update(_model=None, _tokenizer=None, _answer_ids=None, _forward_args=frozenset(), _templated=False,
+                     _window=None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
 
+    @property
+    def uses_chat_template(self) -> bool:
+        """Whether the loaded judge wraps its prompts in the tokenizer's chat template (False before loading)."""
+        return self._templated
+
     def _load(self) -> None:
-        """Load the tokenizer (left padding, a pad token), the answer ids, then the model."""
+        """Load the tokenizer (left padding, a pad token), choose the prompt form and answer ids, load the model."""
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -626,38 +854,77 @@ class LLMJudge:
             if fallback is None:
                 raise ValueError(f"the tokenizer of {self.model_name_or_path!r} has no pad, EOS or UNK token")
             tokenizer.pad_token = fallback
-        answer_ids = answer_token_ids(tokenizer)
+        has_template = bool(getattr(tokenizer, "chat_template", None))
+        if self.chat_template and not has_template:
+            raise ValueError(f"chat_template=True, but the tokenizer of {self.model_name_or_path!r} has no chat template")
+        templated = has_template if self.chat_template is None else self.chat_template
+        if templated:
+            answer_ids = chat_answer_token_ids(tokenizer)
+        else:
+            yes, no = answer_token_ids(tokenizer)
+            answer_ids = ([yes], [no])
         device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
         model = AutoModelForCausalLM.from_pretrained(self.model_name_or_path, dtype=getattr(torch, self.dtype))
         model.to(device).eval()
+        window = self.max_prompt_tokens
+        if window is None:
+            config = model.config
+            window = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
         self._forward_args = frozenset(inspect.signature(model.forward).parameters)
         self._tokenizer, self._answer_ids, self._model = tokenizer, answer_ids, model
+        self._templated, self._window = bool(templated), (int(window) if window else None)
 
-    def __call__(
-        self, questions: Sequence[str], reasonings: Sequence[str], facts: Sequence[str] | None = None
-    ) -> list[bool]:
+    def prompt_texts(self, questions: Sequence[str], reasonings: Sequence[str]) -> list[str]:
+        """The exact texts given to the model (loads the tokenizer and model): :func:`judge_prompt`, in the chat
+        template when one is used, with the reasoning cut only where the window requires it."""
+        if self._model is None:
+            self._load()
+        tokenizer = self._tokenizer
+
+        def render(question: str) -> Callable[[str], str]:
+            def text(reasoning: str) -> str:
+                prompt = judge_prompt(question, reasoning)
+                if not self._templated:
+                    return prompt
+                return tokenizer.apply_chat_template([{"role": "user", "content": prompt}],
+                                                     add_generation_prompt=True, tokenize=False)
+            return text
+
+        return [
+            fit_to_window(_fence(r, self.max_reasoning_chars), render(q), tokenizer, self._window,
+                          add_special_tokens=not self._templated)
+            for q, r in zip(questions, reasonings)
+        ]
+
+    def scores(self, questions: Sequence[str], reasonings: Sequence[str]) -> list[float]:
+        """The Yes-minus-No score of each item (see the class docstring); positive means Yes."""
         n = _check_lengths(questions=questions, reasonings=reasonings)
         if n == 0:
             return []
-        if self._model is None:
-            self._load()
         import torch
 
-        prompts = [judge_prompt(q, r, self.max_reasoning_chars) for q, r in zip(questions, reasonings)]
+        prompts = self.prompt_texts(questions, reasonings)
         yes, no = self._answer_ids  # type: ignore[misc]
         device = next(self._model.parameters()).device
-        verdicts: list[bool] = []
+        out: list[float] = []
         with torch.no_grad():
             for start in range(0, n, self.batch_size):
-                batch = self._tokenizer(prompts[start : start + self.batch_size], return_tensors="pt", padding=True)
+                batch = self._tokenizer(prompts[start : start + self.batch_size], return_tensors="pt", padding=True,
+                                        add_special_tokens=not self._templated)
                 inputs = {"input_ids": batch["input_ids"].to(device), "attention_mask": batch["attention_mask"].to(device)}
                 if "position_ids" in self._forward_args:
                     inputs["position_ids"] = (inputs["attention_mask"].long().cumsum(-1) - 1).clamp(min=0)
                 if "logits_to_keep" in self._forward_args:
                     inputs["logits_to_keep"] = 1
                 last = self._model(**inputs).logits[:, -1, :].float()
-                verdicts.extend(bool(v) for v in (last[:, yes] > last[:, no]).tolist())
-        return verdicts
+                margin = torch.logsumexp(last[:, yes], dim=-1) - torch.logsumexp(last[:, no], dim=-1)
+                out.extend(float(v) for v in margin.tolist())
+        return out
+
+    def __call__(
+        self, questions: Sequence[str], reasonings: Sequence[str], facts: Sequence[str] | None = None
+    ) -> list[bool]:
+        return [score > 0.0 for score in self.scores(questions, reasonings)]
 
 
 _MODALITY_WORDS: Final = {"mri": r"mri", "ct": r"ct", "x-ray": r"x-?rays?"}
@@ -880,8 +1147,10 @@ class CorrectnessWeightedLengthReward(_LengthReward):
     paid only when the answer is correct.
 
     ``r = weight * min(n / target_tokens, 1)`` (``n`` as in :class:`ExtendedChainReward`) if the
-    unique ``<answer>`` block is strictly correct, i.e. ``answer_score(answer, gold, options) ==
-    1.0`` (exactly the gold letter, as in M's strict evaluation rule); else 0. The half-credit
+    unique ``<answer>`` block is strictly correct, i.e. ``accuracy_reward([completion], ...,
+    require_format=require_format) == [1.0]`` (exactly the gold letter; with ``require_format=True``, the
+    default :data:`ACCURACY_REQUIRES_FORMAT`, only in a well-formed completion, as the accuracy reward pays
+    it: give both rewards the same setting); else 0. The half-credit
     answers (letter plus explanation, option text) get no length reward: paying length for them
     would reward long reasoning that ends in a sloppy answer. TRL reward
     ``reward(completions, answer, options, **kwargs)`` with the dataset's ``answer`` and
@@ -893,16 +1162,21 @@ class CorrectnessWeightedLengthReward(_LengthReward):
     ...     "<think>one two</think><answer>B</answer>",  # correct: half the target length
     ...     "<think>one two</think><answer>C</answer>",  # wrong letter
     ...     "<think>one two</think><answer>B) nodule</answer>",  # 0.5 accuracy: not strictly correct
-    ... ], answer=["B"] * 3, options=[["cyst", "nodule", "normal"]] * 3)
-    [0.5, 0.0, 0.0]
+    ...     "<think>one two</think> so <answer>B</answer>",  # not well-formed
+    ... ], answer=["B"] * 4, options=[["cyst", "nodule", "normal"]] * 4)
+    [0.5, 0.0, 0.0, 0.0]
     >>> cwr.__name__
     'cwr_reward'
     """
 
     __name__ = "cwr_reward"
 
-    def __init__(self, tokenizer: Any = None, *, target_tokens: int = 200, weight: float = 1.0) -> None:
+    def __init__(self, tokenizer: Any = None, *, target_tokens: int = 200, weight: float = 1.0,
+                 require_format: bool = ACCURACY_REQUIRES_FORMAT) -> None:
         super().__init__(tokenizer, target_tokens=target_tokens, weight=weight)
+        if not isinstance(require_format, bool):
+            raise ValueError(f"require_format must be a bool, got {require_format!r}")
+        self.require_format = require_format
         self.__name__ = "cwr_reward"
 
     def __call__(
@@ -915,8 +1189,10 @@ class CorrectnessWeightedLengthReward(_LengthReward):
         _check_lengths(completions=completions, answer=answer, options=options)
         rewards: list[float] = []
         for row, (completion, gold, row_options) in enumerate(zip(completions, answer, options)):
+            parsed = parse_completion(completion_text(completion))
+            content = parsed.answer if parsed.well_formed or not self.require_format else None
             try:
-                correct = answer_score(parse_completion(completion_text(completion)).answer, gold, row_options) == 1.0
+                correct = answer_score(content, gold, row_options) == 1.0
             except ValueError as error:
                 raise ValueError(f"row {row}: {error}") from error
             rewards.append(self.length_term(completion) if correct else 0.0)

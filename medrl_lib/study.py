@@ -45,12 +45,14 @@ LABELS = {
     "grpo-base": "base + GRPO", "grpo-instruct": "instruct + GRPO", "grpo-sa": "+SA", "grpo-sa-ecr": "+SA+ECR",
     "grpo-sa-cwr": "+SA+CWR", "dr-grpo": "Dr.GRPO", "sft": "full SFT", "lora": "LoRA", "dpo": "DPO",
     "ood-grpo": "GRPO (MRI)", "ood-sft": "SFT (MRI)",
+    "zero-shot": "instruct zero-shot (plain prompt)", "start": "instruct start (reasoning prompt)",
 }
 
 #: Our arm -> the row of Zhu's Table 1 it reproduces.
 ZHU_ROWS = {"grpo-base": "base + GRPO", "grpo-instruct": "instruct + GRPO", "grpo-sa": "+SA",
             "grpo-sa-ecr": "+SA+ECR", "grpo-sa-cwr": "+SA+CWR", "dr-grpo": "Dr.GRPO", "sft": "full SFT",
-            "lora": "LoRA", "dpo": "DPO", "zero-shot": "Qwen2-VL-2B-Instruct zero-shot"}
+            "lora": "LoRA", "dpo": "DPO", "zero-shot": "Qwen2-VL-2B-Instruct zero-shot",
+            "zero-shot-instruct": "Qwen2-VL-2B-Instruct zero-shot"}
 
 
 def arm_overrides(arm: str) -> dict[str, Any]:
@@ -60,22 +62,17 @@ def arm_overrides(arm: str) -> dict[str, Any]:
     return dict(ARMS[arm][2])
 
 
-def medvlm_r1_data(p: Profile) -> dict[str, Any]:
-    """MedVLM-R1's data on profiles with real data: the HuatuoGPT-Vision evaluation data, with the profile's
-    ``data.ood_train_size`` MRI training items and ``data.ood_test_per_modality`` test items per modality
-    (MedVLM-R1: 600 and 300). The synthetic profiles keep their MRI-only training split."""
-    return {"data.source": "huatuo-eval", "data.train_size": p.data.ood_train_size,
-            "data.test_per_modality": p.data.ood_test_per_modality}
 
 
 def experiment_data(profile: str, experiment: str, overrides: dict | None = None) -> dict[str, Any]:
-    """Data overrides of ``experiment`` ('zhu' or 'ood') for ``profile``: on synthetic data Zhu's experiments
-    train on every modality; on real data E6 reads the HuatuoGPT-Vision evaluation data (MedVLM-R1)."""
+    """Protocol overrides of ``experiment`` ('zhu' or 'ood') for ``profile``: on synthetic data Zhu's experiments
+    train on every modality; E6 runs the profile's ``medvlm_r1`` section (on the paper profile MedVLM-R1's data
+    and settings: the HuatuoGPT-Vision evaluation data, 2 processes, 300 steps, G = 6 ...)."""
     p = load_profile(profile, overrides)
     synthetic = p.data.source == "synthetic"
     if experiment == "zhu":
         return dict(ZHU_DATA) if synthetic else {}
-    return {} if synthetic else medvlm_r1_data(p)
+    return dict(p.medvlm_r1)
 
 
 def arm_profile(profile: str, arm: str, overrides: dict | None = None) -> Profile:
@@ -112,9 +109,20 @@ def run_arms(profile: str, arms: list[str], seeds: list[int], overrides: dict | 
 
 def zero_shot(profile: str, which: str = "instruct", experiment: str = "zhu", overrides: dict | None = None,
               force: bool = False) -> Run:
-    """The start model ``which`` evaluated without training, on ``experiment``'s test items."""
+    """The start model ``which`` evaluated without training with the reasoning prompt and strict scoring, on
+    ``experiment``'s test items: the reference for "GRPO raises accuracy and format" (arm ``<which>-zero-shot``).
+    The papers' zero-shot rows are :func:`baseline`."""
     p = load_profile(profile, {**experiment_data(profile, experiment, overrides), **(overrides or {})})
-    return zero_shot_arm(p, experiment, f"{which}-zero-shot", which, force=force)
+    return zero_shot_arm(p, experiment, f"{which}-zero-shot", which, prompt_mode="reasoning", force=force)
+
+
+def baseline(profile: str, which: str = "instruct", experiment: str = "zhu", overrides: dict | None = None,
+             force: bool = False) -> Run:
+    """The papers' zero-shot row: the start model ``which`` asked with the plain prompt ("{Question} Your task:
+    provide the correct single-letter choice") and scored by exact match (MedVLM-R1 section 4; Zhu's 47.29 row),
+    arm ``zero-shot-<which>``."""
+    p = load_profile(profile, {**experiment_data(profile, experiment, overrides), **(overrides or {})})
+    return zero_shot_arm(p, experiment, f"zero-shot-{which}", which, prompt_mode="plain", force=force)
 
 
 def splits(profile: str, experiment: str = "zhu", overrides: dict | None = None):

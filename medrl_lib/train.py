@@ -82,7 +82,7 @@ def build_reward_funcs(profile: Profile, tokenizer=None) -> list[Callable]:
         if name == "format_reward":
             funcs.append(R.format_reward)
         elif name == "accuracy_reward":
-            funcs.append(R.accuracy_reward)
+            funcs.append(R.AccuracyReward(require_format=g.accuracy_requires_format))
         elif name == "semantic_reward":
             from .config import resolve_source
 
@@ -91,7 +91,8 @@ def build_reward_funcs(profile: Profile, tokenizer=None) -> list[Callable]:
         elif name == "ecr_reward":
             funcs.append(R.ExtendedChainReward(tokenizer, target_tokens=g.length_target_tokens, weight=1.0))
         else:
-            funcs.append(R.CorrectnessWeightedLengthReward(tokenizer, target_tokens=g.length_target_tokens, weight=1.0))
+            funcs.append(R.CorrectnessWeightedLengthReward(tokenizer, target_tokens=g.length_target_tokens, weight=1.0,
+                                                           require_format=g.accuracy_requires_format))
     return funcs
 
 
@@ -186,9 +187,14 @@ def load_policy(profile: Profile, path: str, *, device: str | None = None, dtype
 
     m = profile.model
     hub = m.kind == "hub"
-    return load_model(resolve_source(path), dtype=dtype or m.dtype, attn_implementation=m.attn_implementation,
-                      max_pixels=m.max_pixels if hub else None, device=device,
-                      chat_template_from=resolve_source(m.instruct) if hub else None)
+    model, processor = load_model(resolve_source(path), dtype=dtype or m.dtype, attn_implementation=m.attn_implementation,
+                                  max_pixels=m.max_pixels if hub else None, device=device,
+                                  chat_template_from=resolve_source(m.instruct) if hub else None)
+    # Left padding, whatever the tokenizer ships: TRL left-pads the prompt ids but takes Qwen2-VL's
+    # mm_token_type_ids from the processor's own padding, so right padding misplaces the image in M-RoPE (a shape
+    # mismatch in the loss's forward pass, found by the rehearsal when two prompts of a batch differ in length).
+    processor.tokenizer.padding_side = "left"
+    return model, processor
 
 
 def attention_kernel(model) -> str | None:
@@ -342,16 +348,18 @@ def _tuned_stage(path: Path, kind: str, settings: dict, items, start: Path, *, l
 
 def run_sft(model_path: str, ds, *, output_dir: str, lr: float, max_steps: int, target: str = "reasoning",
             batch_size: int = 16, seed: int = 0, lora: SFTSettings | None = None, bf16: bool = False,
-            deepspeed: str | None = None, return_trainer: bool = False, extra_rows: Sequence[dict] = ()):
+            deepspeed: str | None = None, return_trainer: bool = False, extra_rows: Sequence[dict] = (),
+            load: dict | None = None):
     """Supervised fine-tuning with TRL's ``SFTTrainer`` (loss on completion tokens only); LoRA when ``lora``
     gives the adapter settings (merged into the weights at the end). ``extra_rows`` are conversational rows
-    (``prompt``, ``completion``, ``image``) mixed into the items, e.g. the base model's unrelated text.
-    Returns ``(model, processor, log_history)``."""
+    (``prompt``, ``completion``, ``image``) mixed into the items, e.g. the base model's unrelated text. ``load``:
+    keyword arguments of :func:`medrl_lib.models.load_model` (:func:`supervised_load`; default: float32, no pixel
+    limit, as the tiny start models are built). Returns ``(model, processor, log_history)``."""
     import datasets
     from trl import SFTConfig, SFTTrainer
 
     validate_rows(ds, "sft train set")
-    model, processor = load_model(model_path)
+    model, processor = load_model(model_path, **(load or {}))
     mode = "plain" if target == "plain" else "reasoning"  # a plain-answer target is trained on the plain prompt
     data = with_prompts(ds, mode=mode, target=target).select_columns(["prompt", "completion", "image"])
     if extra_rows:
@@ -395,14 +403,14 @@ def preference_pairs(ds, target: str = "reasoning", seed: int = 0):
 
 def run_dpo(model_path: str, ds, *, output_dir: str, lr: float, max_steps: int, beta: float,
             target: str = "reasoning", batch_size: int = 8, seed: int = 0, bf16: bool = False,
-            deepspeed: str | None = None, return_trainer: bool = False):
+            deepspeed: str | None = None, return_trainer: bool = False, load: dict | None = None):
     """Direct preference optimisation with TRL's ``DPOTrainer`` on :func:`preference_pairs`.
     Returns ``(model, processor, log_history)``."""
     from trl import DPOConfig, DPOTrainer
 
     validate_rows(ds, "dpo train set")
-    model, processor = load_model(model_path)
-    ref, _ = load_model(model_path)
+    model, processor = load_model(model_path, **(load or {}))
+    ref, _ = load_model(model_path, **(load or {}))
     args = DPOConfig(**_common_args(output_dir, lr=lr, max_steps=max_steps, batch_size=batch_size, seed=seed,
                                     bf16=bf16, deepspeed=deepspeed),
                      beta=beta, loss_type=["sigmoid"], label_smoothing=0.0,  # Rafailov et al.'s DPO loss
@@ -433,7 +441,7 @@ def grpo_kwargs(profile: Profile, output_dir: str, **extra) -> dict:
         output_dir=output_dir,
         learning_rate=g.learning_rate,
         max_steps=g.max_steps,
-        per_device_train_batch_size=g.per_device_train_batch_size,
+        per_device_train_batch_size=g.prompts_per_device * g.num_generations,  # TRL counts completions
         gradient_accumulation_steps=g.gradient_accumulation_steps,
         num_generations=g.num_generations,
         temperature=g.temperature,
@@ -473,6 +481,43 @@ def grpo_kwargs(profile: Profile, output_dir: str, **extra) -> dict:
     return kwargs
 
 
+def grpo_prompts_per_step(profile: Profile) -> int:
+    """Prompts per optimizer step: prompts per device x gradient accumulation x processes (Zhu: 1 x 2 x 4 = 8;
+    MedVLM-R1: 1 x 2 x 2 = 4), each sampled ``num_generations`` times."""
+    g = profile.grpo
+    return g.prompts_per_device * g.gradient_accumulation_steps * profile.num_processes
+
+
+def supervised_steps(profile: Profile, method: str) -> int:
+    """Optimizer steps of a supervised baseline ('sft', 'lora' or 'dpo'). With ``sft.budget: grpo`` it sees as many
+    items as the GRPO arm of the same protocol sees prompts (MedVLM-R1 trains its SFT baseline "using the same
+    training setting"): ceil(GRPO steps x prompts per step / items per step); with 'steps', ``sft.max_steps``
+    (``sft.dpo_max_steps`` for DPO).
+
+    >>> from medrl_lib.config import load_profile
+    >>> p = load_profile("paper")
+    >>> supervised_steps(p, "sft"), supervised_steps(load_profile("paper", {**p.medvlm_r1}), "dpo")
+    (1500, 300)
+    """
+    s = profile.sft
+    if s.budget == "steps":
+        return s.dpo_max_steps if method == "dpo" else s.max_steps
+    prompts = profile.grpo.max_steps * grpo_prompts_per_step(profile)
+    per_step = s.per_device_train_batch_size * profile.num_processes
+    return -(-prompts // per_step)
+
+
+def supervised_load(profile: Profile, distributed: bool) -> dict:
+    """How a supervised baseline loads its start model: the profile's dtype (float32 master weights in a single
+    process), attention kernel and pixel limit, as GRPO's policy, and the instruct chat template for a hub base."""
+    from .config import resolve_source
+
+    m = profile.model
+    hub = m.kind == "hub"
+    return dict(dtype=training_dtype(profile, distributed), attn_implementation=m.attn_implementation,
+                max_pixels=m.max_pixels if hub else None, chat_template_from=resolve_source(m.instruct) if hub else None)
+
+
 def last_checkpoint(output_dir: str) -> str | None:
     """The newest ``checkpoint-N`` folder in ``output_dir`` (an interrupted run resumes from it), or None."""
     from transformers.trainer_utils import get_last_checkpoint
@@ -493,6 +538,10 @@ def run_grpo(profile: Profile, model_path: str, train_ds, output_dir: str, *, ca
     distributed = bool(extra.get("deepspeed"))
     model, processor = load_policy(profile, model_path, dtype=training_dtype(profile, distributed))
     check_prompt_lengths(train_ds, processor, profile.grpo.max_prompt_length, "grpo train set")
+    from .models import vision_token_ids
+
+    # a sampled vision token (not only TRL's image token) breaks M-RoPE positions in the loss's forward pass
+    extra.setdefault("generation_kwargs", {"suppress_tokens": vision_token_ids(model)})
     args, reward_funcs = grpo_args(profile, output_dir, processor.tokenizer, **extra)
     data = with_prompts(train_ds)
     if profile.grpo.beta > 0 and not getattr(model.config, "_name_or_path", ""):

@@ -3,19 +3,25 @@
 import numpy as np
 import pytest
 
-from medrl_lib.calibration import RESTS_ON, calibration_rows, calibration_summary, gain_interval, gap_interval
+from medrl_lib.calibration import (RESTS_ON, calibration_rows, calibration_summary, gain_interval, gap_interval,
+                                   quantity_matrix)
 from medrl_lib.claims import CLAIMS
 from medrl_lib.results import Run
 
 
+WELL_FORMED = "<think>r</think>\n<answer>A</answer>"
+THINK_ONLY = "<think>r</think> The answer is A."  # a <think> block, but not the format
+
+
 def _run(correct: dict[str, list[bool]], formatted: float = 1.0, low_high=None) -> Run:
-    """A run whose records are ``correct[modality]``; the first ``formatted`` share of items is well formed."""
+    """A run whose records are ``correct[modality]``; the first ``formatted`` share of items is well formed, the
+    others have a <think> block but break the format (so only the format rule tells them apart)."""
     recs = []
     for modality, values in correct.items():
         for k, c in enumerate(values):
             ok = k < formatted * len(values)
             recs.append({"id": f"{modality}-{k}", "modality": modality, "correct": c and ok,
-                         "reasoning": "r" if ok else None, "reasoning_tokens": 5})
+                         "completion": WELL_FORMED if ok else THINK_ONLY, "reasoning": "r", "reasoning_tokens": 5})
     mri = correct.get("MRI", [])
     acc = 100.0 * sum(mri) / max(1, len(mri))
     lo, hi = low_high or (acc - 8.0, acc + 8.0)
@@ -100,3 +106,21 @@ def test_start_model_sizes_of_hub_models_names_them_without_loading():
 
     df = start_model_sizes(load_profile("paper"))
     assert df.loc["hub id"].tolist() == ["Qwen/Qwen2-VL-2B", "Qwen/Qwen2-VL-2B-Instruct"]
+
+
+@pytest.mark.parametrize("record, expected", [
+    pytest.param({"completion": WELL_FORMED, "reasoning": "r"}, 100.0, id="well-formed"),  # both blocks
+    pytest.param({"completion": THINK_ONLY, "reasoning": "r"}, 0.0, id="think-block-only"),  # not the format
+    pytest.param({"completion": WELL_FORMED + " Done.", "reasoning": "r"}, 0.0, id="text-after"),  # text outside
+    pytest.param({"completion": "junk", "well_formed": True, "reasoning": None}, 100.0, id="stored-field"),  # Record field
+])
+def test_format_quantity_is_the_format_reward_rule(record, expected):
+    run = Run(path=None, config={}, metrics={}, records=[dict(record, id="i0", modality="MRI")])
+    assert quantity_matrix([run], "format")[0].tolist() == [[expected]]
+
+
+def test_format_gain_counts_well_formed_completions_not_think_blocks():
+    start = _run({"MRI": _items(0.5)}, formatted=0.2)  # every item has a <think> block; 20% are well formed
+    after = [_run({"MRI": _items(0.5)}, formatted=0.9) for _ in range(2)]
+    mean_after, mean_before, diff, _, _ = gain_interval(after, start, "format", n_boot=100)
+    assert (mean_after, mean_before, diff) == pytest.approx((90.0, 20.0, 70.0))

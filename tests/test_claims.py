@@ -9,8 +9,8 @@ from medrl_lib.results import Run
 
 def _run(correct, tokens=None, modality="MRI"):
     tokens = tokens or [10] * len(correct)
-    recs = [{"id": f"i{k}", "modality": modality, "correct": c, "reasoning_tokens": t, "reasoning": "r" if c else None}
-            for k, (c, t) in enumerate(zip(correct, tokens))]
+    recs = [{"id": f"i{k}", "modality": modality, "correct": c, "reasoning_tokens": t, "reasoning": "r" if c else None,
+             "well_formed": c} for k, (c, t) in enumerate(zip(correct, tokens))]
     return Run(path=None, config={}, metrics={}, records=recs)
 
 
@@ -61,10 +61,16 @@ def test_evaluate_claim_uses_only_the_claims_modalities():
 def test_item_values_and_bad_quantity():
     run = _run([True, False], tokens=[5, 7])
     assert item_values(run.records, "accuracy") == {"i0": 100.0, "i1": 0.0}
-    assert item_values(run.records, "thinking_length") == {"i0": 5.0, "i1": 7.0}
-    assert item_values(run.records, "format") == {"i0": 100.0, "i1": 0.0}  # well formed = reasoning parsed
+    assert item_values(run.records, "thinking_length") == {"i0": 5.0}  # i1 has no reasoning: no length, not 0
+    assert item_values(run.records, "format") == {"i0": 100.0, "i1": 0.0}  # the format reward's rule
     with pytest.raises(ValueError, match="perplexity"):
         item_values(run.records, "perplexity")
+
+
+def test_length_claim_without_shared_reasoning_is_inconclusive():
+    claim = next(c for c in CLAIMS if c.id == "E3a")
+    row = evaluate_claim(claim, [_run([False, False])], [_run([True, True])], n_boot=10)
+    assert (row["verdict"], row["items"], row["ours"]) == ("inconclusive", 0, "no shared reasoning")
 
 
 def test_every_claim_names_a_known_experiment_and_direction():

@@ -56,10 +56,14 @@ def test_write_profile_round_trips(tmp_path):
     assert load_profile(tmp_path / "p.yaml") == p
 
 
-def test_group_must_divide_the_step(tmp_path):
-    # 1 completion x 2 accumulation x 1 process = 2 completions: not a whole group of 8
-    with pytest.raises(ConfigError, match="num_generations"):
-        load_profile("paper", overrides={"num_processes": 1})
+def test_prompts_come_in_whole_groups(tmp_path):
+    # the profile counts prompts (each sampled num_generations times): a step always holds whole groups
+    from medrl_lib.train import grpo_kwargs
+
+    kw = grpo_kwargs(load_profile("paper", overrides={"num_processes": 1}), "out")
+    assert kw["per_device_train_batch_size"] % kw["num_generations"] == 0
+    with pytest.raises(ConfigError, match="prompts_per_device"):
+        load_profile("paper", overrides={"grpo.prompts_per_device": 0})
 
 
 def test_paper_dry_run_prints_every_setting_and_the_launch_command(capsys):

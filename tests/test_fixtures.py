@@ -13,7 +13,9 @@ from medrl_lib.data import fixtures, huatuo, pmc_vqa
 from medrl_lib.data.huatuo import load_huatuo_eval
 from medrl_lib.data.pmc_vqa import load_pmc_vqa
 from medrl_lib.data.schema import load_summary, validate_rows
-from medrl_lib.data.splits import medvlm_r1_split, zhu_split
+from medrl_lib.data.splits import image_keys, medvlm_r1_split, zhu_split, zhu_split_files
+
+N_DROPPED = len(pmc_vqa.DROP_REASONS) - 1  # one row per drop reason; the unknown-modality row is kept as "other"
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +35,7 @@ def hua(tmp_path_factory):
 
 
 def load_pmc(folder, csv_name):
-    with pytest.warns(UserWarning, match=rf"{csv_name}: dropped {len(pmc_vqa.DROP_REASONS)} of"):
+    with pytest.warns(UserWarning, match=rf"{csv_name}: dropped {N_DROPPED} of"):
         return load_pmc_vqa(str(folder), csv=csv_name)
 
 
@@ -45,6 +47,12 @@ def test_pmc_vqa_files_in_the_published_layout(pmc):
         rows = list(csv.DictReader(fh))
     assert list(rows[0]) == list(fixtures.PMC_HEADER)
     assert len(rows) == planted["rows"]["train_2.csv"] == 3 * (12 + 1) + len(pmc_vqa.DROP_REASONS)
+    # test_2.csv asks the modality question on 2 figures per modality of train_2.csv too
+    assert planted["rows"]["test_2.csv"] == planted["rows"]["train_2.csv"] + 3 * fixtures.PMC_SHARED_FIGURES
+    with open(folder / "test_2.csv", newline="", encoding="utf-8") as fh:
+        test_figures = {r["Figure_path"] for r in csv.DictReader(fh)}
+    shared = {r["Figure_path"] for r in rows} & test_figures - {""}
+    assert sorted(shared) == planted["shared_figures"] and len(shared) == 3 * fixtures.PMC_SHARED_FIGURES
     good = [r for r in rows if r["Choice A"].startswith("A:") and r["Answer_label"] in "ABCD" and r["Figure_path"]]
     assert good and all(r["Figure_path"].startswith("PMC") and r["Figure_path"].endswith(".jpg") for r in good)
     with zipfile.ZipFile(folder / "images_2.zip") as zf:
@@ -64,9 +72,13 @@ def test_pmc_vqa_loader_drops_exactly_what_was_planted(pmc, csv_name):
     ds = load_pmc(folder, csv_name)
     validate_rows(ds, csv_name)
     summary = load_summary(ds)
-    assert summary["dropped"] == planted["malformed"]
+    assert summary["dropped"] == planted["malformed"] and summary["dropped"]["unknown_modality"] == 0
     assert {d["row"]: d["reason"] for d in summary["dropped_rows"]} == planted["planted_rows"][csv_name]
-    assert dict(Counter(ds["modality"])) == planted["good_rows"]
+    counts = Counter(ds["modality"])
+    assert {m: counts[m] for m in planted["good_rows"][csv_name]} == planted["good_rows"][csv_name]
+    assert {int(i.rsplit("-", 1)[-1]): m for i, m in zip(ds["id"], ds["modality"])} == planted["modalities"][csv_name]
+    # every row whose question names no modality is kept, as "other": the modality questions, the histology row
+    assert counts["other"] == len(planted["other_rows"][csv_name]) >= 3 * 4 + 1
     assert summary["rows_read"] == planted["rows"][csv_name] and summary["rows_kept"] == len(ds)
     # the kept quirks are kept, normalised
     kept = {int(i.rsplit("-", 1)[-1]): row for i, row in zip(ds["id"], ds.select_columns(["options", "answer"]))}
@@ -78,11 +90,27 @@ def test_pmc_vqa_loader_drops_exactly_what_was_planted(pmc, csv_name):
 def test_pmc_vqa_answers_are_right_for_the_images(pmc):
     folder, _, _ = pmc
     ds = load_pmc(folder, "train_2.csv")
-    # the second question on a figure asks for the modality: its gold option is the row's modality
-    second = [r for r in ds.select_columns(["question", "options", "answer", "modality"])
-              if r["question"] == fixtures._SECOND_QUESTION]
-    assert len(second) == 3 * 4
-    assert all(r["options"]["ABCD".index(r["answer"])] == r["modality"] for r in second)
+    rows = ds.select_columns(["question", "options", "answer", "modality", "image_path"]).to_list()
+    # the second question on a figure asks for the modality: its modality is "other" (the question names none),
+    # and its gold option is the figure's modality: the one its first question names, or (where the first
+    # question asks for the modality too) that question's gold option
+    def gold(r):
+        return r["options"]["ABCD".index(r["answer"])]
+
+    first = {r["image_path"]: r["modality"] if r["modality"] != "other" else gold(r)
+             for r in rows if r["question"] != fixtures._SECOND_QUESTION}
+    second = [r for r in rows if r["question"] == fixtures._SECOND_QUESTION]
+    assert len(second) == 3 * 4 and {r["modality"] for r in second} == {"other"}
+    assert all(gold(r) == first[r["image_path"]] for r in second)
+
+
+def test_pmc_vqa_unknown_modality_drop_drops_the_other_rows(pmc):
+    folder, planted, _ = pmc
+    with pytest.warns(UserWarning, match=r"unknown_modality"):
+        ds = load_pmc_vqa(str(folder), csv="test_2.csv", unknown_modality="drop")
+    summary = load_summary(ds)
+    assert summary["dropped"]["unknown_modality"] == len(planted["other_rows"]["test_2.csv"])
+    assert "other" not in set(ds["modality"])
 
 
 def test_pmc_vqa_is_deterministic(tmp_path, pmc):
@@ -99,15 +127,30 @@ def test_pmc_vqa_is_deterministic(tmp_path, pmc):
 def test_zhu_split_draws_from_the_surviving_pmc_rows(pmc):
     folder, planted, _ = pmc
     ds = load_pmc(folder, "train_2.csv")
-    n = sum(planted["good_rows"].values())
-    train, test = zhu_split(ds, n_train=n - 9, n_test=9, seed=0)
-    assert (len(train), len(test)) == (n - 9, 9) and set(train["id"]).isdisjoint(test["id"])
+    n = sum(planted["good_rows"]["train_2.csv"].values())
+    train, test = zhu_split(ds, n_train=n - 12, n_test=9, seed=0)
+    assert (len(train), len(test)) == (n - 12, 9) and set(train["id"]).isdisjoint(test["id"])
+    assert set(image_keys(train)).isdisjoint(image_keys(test))  # disjoint by figure, not only by row
     assert load_summary(train)["dropped"] == planted["malformed"]
-    dropped = ", ".join(f"{r} 1" for r in sorted(pmc_vqa.DROP_REASONS))
+    dropped = ", ".join(f"{r} 1" for r in sorted(pmc_vqa.DROP_REASONS) if r != "unknown_modality")
     message = (rf"the dataset has {n} rows, fewer than n_train \+ n_test = {n - 9} \+ 10 = {n + 1} \(the loader kept {n}"
                rf" of {planted['rows']['train_2.csv']} rows of train_2\.csv; dropped: {dropped}\)")
     with pytest.raises(ValueError, match=message):
         zhu_split(ds, n_train=n - 9, n_test=10)
+
+
+def test_zhu_split_files_on_the_published_files(pmc):
+    folder, planted, _ = pmc
+    train_ds, test_ds = load_pmc(folder, "train_2.csv"), load_pmc(folder, "test_2.csv")
+    # the whole test file as test rows: every shared figure's training rows are excluded
+    n_test = len(test_ds)
+    shared_rows = sum(1 for p in train_ds["image_path"] if p in set(planted["shared_figures"]))
+    assert shared_rows >= len(planted["shared_figures"])
+    train, test = zhu_split_files(train_ds, test_ds, n_train=len(train_ds) - shared_rows, n_test=n_test, seed=0)
+    assert set(train["id"]) <= set(train_ds["id"]) and set(test["id"]) == set(test_ds["id"])
+    assert set(image_keys(train)).isdisjoint(image_keys(test))
+    assert load_summary(train)["split"]["train_rows_sharing_a_test_image"] == shared_rows
+    assert (load_summary(train)["file"], load_summary(test)["file"]) == ("train_2.csv", "test_2.csv")
 
 
 def test_huatuo_files_in_the_published_layout(hua):

@@ -20,7 +20,8 @@ from medrl_lib.results import read_json
 PMC_HEADER = ["Figure_path", "Question", "Answer", "Choice A", "Choice B", "Choice C", "Choice D", "Answer_label"]
 OLD_HEADER = ["Figure_path", "Question", "Anwser", "Choice A", "Choice B", "Choice C", "Choice D", "Answer_label"]
 
-# (Figure_path, Question, Answer, Choice A..D, Answer_label) -> expected (options, answer, modality) or None (dropped)
+# (Figure_path, Question, Answer, Choice A..D, Answer_label) -> expected (options, answer, modality); the modality
+# is read from the question alone, never from the options or the label
 PMC_ROWS = [
     # "A:" prefixes without a space, four choices, MRI keyword "T2" (in "T2-weighted")
     (("PMC1_fig1.jpg", "What does the T2-weighted image show?", "Focal lesion",
@@ -34,15 +35,17 @@ PMC_ROWS = [
     (("PMC3_fig2.jpg", "What is seen on the chest radiograph?", "Nodule",
       "A:Opacity", "", "C:Nodule", "D:nan", "C"),
      (["Opacity", "Nodule"], "B", "X-ray")),
-    # no modality keyword in question or answer: dropped by default ("ACTIVE" must not match "CT")
+    # no modality keyword in the question: kept as "other" by default ("ACTIVE" must not match "CT")
     (("PMC4_fig1.jpg", "What is the ACTIVE staining pattern?", "Nuclear",
       "A:Nuclear", "B:Cytoplasmic", "C:Membranous", "D:None", "A"),
-     None),
-    # empty Answer_label: the gold is the choice whose text equals Answer; modality from the answer text
+     (["Nuclear", "Cytoplasmic", "Membranous", "None"], "A", "other")),
+    # empty Answer_label: the gold is the choice whose text equals Answer; the gold option says X-ray but the
+    # question names no modality: "other" (the label is never read for the modality)
     (("PMC5_fig4.jpg", "Which imaging modality was used?", "X-ray",
       "A:MRI", "B:X-ray", "C:Ultrasound", "D:PET", ""),
-     (["MRI", "X-ray", "Ultrasound", "PET"], "B", "X-ray")),
+     (["MRI", "X-ray", "Ultrasound", "PET"], "B", "other")),
 ]
+OTHER_ROWS = [3, 4]  # the rows of PMC_ROWS whose question names no modality
 
 
 def png(color: int = 128) -> bytes:
@@ -84,25 +87,36 @@ def no_drops(reasons=pmc_vqa.DROP_REASONS, **counts):
 
 
 def test_pmc_vqa_maps_to_common_schema(pmc_folder):
-    with pytest.warns(UserWarning, match=r"train_2\.csv: dropped 1 of 5 rows \(unknown_modality 1\)"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # by default nothing is dropped (Zhu's pool has no modality filter)
         ds = load_pmc_vqa(str(pmc_folder), csv="train_2.csv")
     validate_rows(ds, "train_2.csv")
     assert ds.features == FEATURES
-    expected = [(f"pmc-train_2-{i:06d}", exp) for i, (_, exp) in enumerate(PMC_ROWS) if exp is not None]
-    assert list(ds["id"]) == [row_id for row_id, _ in expected]
-    assert [(r["options"], r["answer"], r["modality"]) for r in ds] == [exp for _, exp in expected]
+    assert list(ds["id"]) == [f"pmc-train_2-{i:06d}" for i in range(len(PMC_ROWS))]
+    assert [(r["options"], r["answer"], r["modality"]) for r in ds] == [exp for _, exp in PMC_ROWS]
     assert set(ds["source"]) == {"pmc-vqa"} and set(ds["facts"]) == {"{}"}
+    assert list(ds["image_path"]) == [row[0] for row, _ in PMC_ROWS]  # Figure_path, as given
     assert ds[0]["question"] == "What does the T2-weighted image show?"
     assert ds[0]["image"].size == (8, 8)
     summary = load_summary(ds)
     assert summary == {
-        "file": "train_2.csv", "rows_read": 5, "rows_kept": 4, "unknown_modality": "drop",
-        "dropped": no_drops(unknown_modality=1), "dropped_rows_truncated": False,
-        "dropped_rows": [{"row": 3, "id": "pmc-train_2-000003", "reason": "unknown_modality",
-                          "detail": summary["dropped_rows"][0]["detail"]}],
+        "file": "train_2.csv", "rows_read": 5, "rows_kept": 5, "unknown_modality": "other",
+        "dropped": no_drops(), "dropped_rows_truncated": False, "dropped_rows": [],
     }
-    assert "modality keyword" in summary["dropped_rows"][0]["detail"]
     assert json.loads(ds.info.description) == summary
+
+
+def test_pmc_vqa_drops_unknown_modality_on_request(pmc_folder):
+    # unknown_modality="drop": the rows whose question names no modality are dropped and counted
+    with pytest.warns(UserWarning, match=r"train_2\.csv: dropped 2 of 5 rows \(unknown_modality 2\)"):
+        ds = load_pmc_vqa(str(pmc_folder), csv="train_2.csv", unknown_modality="drop")
+    assert list(ds["modality"]) == ["MRI", "CT", "X-ray"]
+    summary = load_summary(ds)
+    assert (summary["rows_kept"], summary["unknown_modality"]) == (3, "drop")
+    assert summary["dropped"] == no_drops(unknown_modality=2)
+    assert [(d["row"], d["reason"]) for d in summary["dropped_rows"]] == [(3, "unknown_modality"),
+                                                                          (4, "unknown_modality")]
+    assert all("modality keyword" in d["detail"] for d in summary["dropped_rows"])
 
 
 @pytest.mark.parametrize(
@@ -160,9 +174,9 @@ def test_pmc_vqa_unknown_modality_assigned(pmc_folder):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # nothing is dropped, so nothing is warned
         ds = load_pmc_vqa(str(pmc_folder), unknown_modality="CT")
-    assert len(ds) == 5 and list(ds["modality"])[3] == "CT"
-    with pytest.raises(ValueError, match="unknown_modality"):
-        load_pmc_vqa(str(pmc_folder), unknown_modality="other")
+    assert len(ds) == 5 and list(ds["modality"]) == ["MRI", "CT", "X-ray", "CT", "CT"]
+    with pytest.raises(ValueError, match="unknown_modality must be one of"):
+        load_pmc_vqa(str(pmc_folder), unknown_modality="PET")
 
 
 GOOD_ROWS = [row for row, _ in PMC_ROWS[:3]]  # MRI, CT, X-ray rows, all kept with the gold letter B
@@ -170,11 +184,11 @@ GOOD_IDS = ["pmc-train_2-000000", "pmc-train_2-000001", "pmc-train_2-000003"]  #
 CT_ROW = ("PMC9_fig9.jpg", "Which organ is enlarged on this CT scan?")  # Figure_path and Question of a bad row
 
 
-def load_with_row(folder, row, header=PMC_HEADER):
+def load_with_row(folder, row, header=PMC_HEADER, **kwargs):
     """Write GOOD_ROWS with ``row`` at index 2 (images for all but 'missing.jpg'), load, return the dataset."""
     write_csv(folder / "train_2.csv", header, GOOD_ROWS[:2] + [row] + GOOD_ROWS[2:])
     write_zip(folder / "images_2.zip", [r[0] for r in GOOD_ROWS] + ["PMC9_fig9.jpg"])
-    return load_pmc_vqa(str(folder))
+    return load_pmc_vqa(str(folder), **kwargs)
 
 
 @pytest.mark.parametrize(
@@ -200,7 +214,7 @@ def load_with_row(folder, row, header=PMC_HEADER):
         ("no_gold", (*CT_ROW, "Kidney", "A:Liver", "B:Spleen", "", "", "")),
         # no Answer_label, and the answer text matches two choices
         ("no_gold", (*CT_ROW, "Liver", "A:Liver", "B:Spleen", "C: liver", "", "")),
-        # no modality keyword in the question nor in the gold option
+        # no modality keyword in the question (dropped only with unknown_modality="drop")
         ("unknown_modality", ("PMC9_fig9.jpg", "Which stain is used?", "H&E", "A:H&E", "B:PAS", "", "", "A")),
         # the Figure_path is not in the archive (found when the images are read)
         ("missing_image", ("missing.jpg", CT_ROW[1], "Liver", "A:Liver", "B:Spleen", "", "", "A")),
@@ -208,7 +222,7 @@ def load_with_row(folder, row, header=PMC_HEADER):
 )
 def test_pmc_vqa_skips_and_counts_malformed_rows(tmp_path, reason, row):
     with pytest.warns(UserWarning, match=rf"train_2\.csv: dropped 1 of 4 rows \({reason} 1\)"):
-        ds = load_with_row(tmp_path, row)
+        ds = load_with_row(tmp_path, row, unknown_modality="drop")
     summary = load_summary(ds)
     assert (summary["rows_read"], summary["rows_kept"]) == (4, 3)
     assert summary["dropped"] == no_drops(**{reason: 1})
@@ -479,7 +493,7 @@ def tiny_dataset(modalities):
     return datasets.Dataset.from_dict(
         {"id": [f"row-{i:03d}" for i in range(n)], "image": [image] * n, "question": ["q?"] * n,
          "options": [["a", "b"]] * n, "answer": ["A"] * n, "modality": list(modalities), "source": ["t"] * n,
-         "facts": ["{}"] * n},
+         "facts": ["{}"] * n, "image_path": [f"img-{i:03d}.png" for i in range(n)]},
         features=FEATURES,
     )
 
@@ -512,12 +526,16 @@ def test_medvlm_r1_split_sizes_disjoint_deterministic():
 
 
 def test_splits_keep_the_loader_summary_and_name_the_drops(pmc_folder, tmp_path):
-    ds = load_quiet(str(pmc_folder))  # 4 of 5 rows kept
+    ds = load_quiet(str(pmc_folder), unknown_modality="drop")  # 3 of 5 rows kept
     train, test = zhu_split(ds, n_train=2, n_test=1)
-    assert load_summary(train) == load_summary(test) == load_summary(ds) != {}
-    with pytest.raises(ValueError, match=r"4 rows, fewer than n_train \+ n_test = 3 \+ 2 = 5 \(the loader kept 4 of 5"
-                                         r" rows of train_2\.csv; dropped: unknown_modality 1\)"):
-        zhu_split(ds, n_train=3, n_test=2)
+    # the loader summary is kept, and the split adds its own entry
+    assert {k: v for k, v in load_summary(train).items() if k != "split"} == load_summary(ds) != {}
+    assert load_summary(train)["split"] == load_summary(test)["split"] == {
+        "name": "zhu", "seed": 0, "n_train": 2, "n_test": 1, "train_rows_sharing_a_test_image": 0,
+        "train_images": 2, "test_images": 1}
+    with pytest.raises(ValueError, match=r"3 rows, fewer than n_train \+ n_test = 3 \+ 1 = 4 \(the loader kept 3 of 5"
+                                         r" rows of train_2\.csv; dropped: unknown_modality 2\)"):
+        zhu_split(ds, n_train=3, n_test=1)
     write_huatuo(tmp_path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -546,22 +564,26 @@ def test_write_split_ids(tmp_path):
 
 
 @pytest.mark.filterwarnings("ignore:.*dropped:UserWarning")
-def test_paper_profile_splits_read_local_files_in_the_published_formats(pmc_folder, tmp_path):
-    """make_splits on the real-data sources: PMC-VQA (Zhu's split) and the HuatuoGPT-Vision data (MedVLM-R1's)."""
+def test_paper_profile_splits_read_local_files_in_the_published_formats(tmp_path):
+    """make_splits on the real-data sources: Zhu's split (train_2.csv / test_2.csv, disjoint by image) and
+    MedVLM-R1's (its published test items, the first of each modality here, and MRI training items)."""
     from medrl_lib import experiments
     from medrl_lib.config import load_profile
+    from medrl_lib.data import fixtures
+    from medrl_lib.data.splits import image_keys
 
-    # the fixture has 4 usable rows, not 17K
-    p = load_profile("paper", overrides={"data.pmc_vqa_path": str(pmc_folder), "data.train_size": 2, "data.test_size": 1})
+    fixtures.write_pmc_vqa(tmp_path / "pmc", n_per_modality=6)
+    p = load_profile("paper", overrides={"data.pmc_vqa_path": str(tmp_path / "pmc"), "data.train_size": 8,
+                                         "data.test_size": 6})
     train, test = experiments.make_splits(p)
-    assert (len(train), len(test)) == (2, 1) and set(train["id"]).isdisjoint(test["id"])
-    items = [("MR (Mag-netic Resonance Imaging)", "OmniMedVQA", ["Brain", "Liver"], i % 2, None) for i in range(3)]
-    items += [(s, "OmniMedVQA", ["a", "b", "c"], 0, None) for s in ("CT(Computed Tomography)", "X-Ray")]
-    folder = tmp_path / "huatuo"
-    folder.mkdir()
-    write_huatuo(folder, items)
-    p = load_profile("paper", overrides={"data.source": "huatuo-eval", "data.huatuo_path": str(folder),
+    assert (len(train), len(test)) == (8, 6)
+    assert set(image_keys(train)).isdisjoint(image_keys(test))  # no figure in both
+    assert all(i.startswith("pmc-test_2-") for i in test["id"]) and all(i.startswith("pmc-train_2-") for i in train["id"])
+    published = experiments.published_test_items(1)
+    fixtures.write_huatuo_eval(tmp_path / "huatuo", n_train_mri=3, n_test_per_modality=1, published=published)
+    p = load_profile("paper", overrides={"data.source": "huatuo-eval", "data.huatuo_path": str(tmp_path / "huatuo"),
                                          "data.train_size": 2, "data.test_per_modality": 1})
     train, test = experiments.make_splits(p)
-    assert set(train["modality"]) == {"MRI"} and sorted(test["modality"]) == ["CT", "MRI", "X-ray"]
-    assert set(train["id"]).isdisjoint(test["id"])
+    assert set(train["modality"]) == {"MRI"} and list(test["modality"]) == ["MRI", "CT", "X-ray"]  # published order
+    assert [q.strip() for q in test["question"]] == [item["question"].strip() for item in published]
+    assert set(image_keys(train)).isdisjoint(image_keys(test))

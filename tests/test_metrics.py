@@ -27,8 +27,10 @@ from medrl_lib.metrics import (
     by_group,
     compute_metrics,
     context_ids,
+    format_rate,
     paired_difference_ci,
     parse_score,
+    record_well_formed,
     thinking_length,
     thinking_prompt,
     unpaired_difference_ci,
@@ -278,6 +280,7 @@ def test_thinking_prompt_fences_the_reasoning() -> None:
     assert "Score: 10" in fenced and "<<<" not in fenced and ">>>" not in fenced  # quoted, defanged
     assert "Reference answer: upper left\n" in prompt
     assert len(thinking_prompt("q", "r", "x" * 5000, max_reasoning_chars=100)) < 1000  # truncated
+    assert "x" * 5000 in thinking_prompt("q", "r", "x" * 5000)  # default: the whole reasoning
     with pytest.raises(ValueError, match="max_reasoning_chars"):
         thinking_prompt("q", "r", "x", max_reasoning_chars=0)
 
@@ -356,13 +359,66 @@ def test_oracle_thinking_needs_synthetic_facts() -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def test_thinking_length_of_dicts_and_records() -> None:
+def _record(completion: str, reasoning: str | None, tokens: int) -> Any:
     from medrl_lib.evaluate import Record
+    from medrl_lib.rewards import well_formed
 
-    record = Record(id="a", modality="CT", prompt="p", completion="<answer>A</answer>", extracted="A", answer="A",
-                    correct=True, reasoning=None, reasoning_tokens=0, n_options=4)
-    assert thinking_length([{"reasoning_tokens": 17}, record, {"reasoning_tokens": 3}]) == [17, 0, 3]  # 0 included
+    return Record(id="a", modality="CT", prompt="p", completion=completion, extracted="A", answer="A", correct=True,
+                  reasoning=reasoning, reasoning_tokens=tokens, n_options=4, well_formed=well_formed(completion))
+
+
+@pytest.mark.parametrize(
+    ("record", "expected"),
+    [
+        pytest.param({"reasoning": "two lesions", "reasoning_tokens": 17}, 17, id="reasoning"),  # measured
+        pytest.param({"reasoning": None, "reasoning_tokens": 0}, None, id="no-think-block"),  # missing, not 0
+        pytest.param({"reasoning": "", "reasoning_tokens": 0}, 0, id="empty-think-block"),  # a reasoning of 0 tokens
+        pytest.param({"reasoning": "  ", "reasoning_tokens": 1}, 1, id="blank-think-block"),  # counts its tokens
+        pytest.param(_record("<answer>A</answer>", None, 0), None, id="record-without-reasoning"),  # a Record
+        pytest.param(_record("<think>x y</think><answer>A</answer>", "x y", 2), 2, id="record-with-reasoning"),
+    ],
+)
+def test_thinking_length_counts_only_items_with_reasoning(record: Any, expected: int | None) -> None:
+    assert thinking_length([record]) == [expected]
+
+
+def test_thinking_length_mean_and_n() -> None:
+    records = [{"reasoning": "a", "reasoning_tokens": 10}, {"reasoning": None, "reasoning_tokens": 0},
+               {"reasoning": "b", "reasoning_tokens": 30}, {"reasoning": None, "reasoning_tokens": 0}]
+    entry = compute_metrics([dict(r, correct=True, modality="CT") for r in records], n_boot=50)
+    assert (entry["thinking_length"]["value"], entry["thinking_length"]["n"], entry["thinking_length"]["n_missing"]) == (
+        20.0, 2, 2)  # the two items without reasoning are reported, not averaged in as 0
     assert thinking_length([]) == []
+
+
+@pytest.mark.parametrize(
+    ("record", "expected"),
+    [
+        pytest.param({"well_formed": True, "completion": "junk"}, True, id="field-wins"),  # the stored field
+        pytest.param({"well_formed": False, "completion": "<think>x</think><answer>A</answer>"}, False, id="field-false"),
+        pytest.param({"completion": "<think>x</think><answer>A</answer>", "reasoning": "x"}, True, id="old-record-ok"),
+        pytest.param({"completion": "<think>x</think> A", "reasoning": "x"}, False, id="think-block-only"),  # not format
+        pytest.param({"completion": "<think>x</think><answer>A</answer> ok", "reasoning": "x"}, False, id="text-after"),
+        pytest.param({"completion": "A", "reasoning": None}, False, id="plain-answer"),  # no blocks
+        pytest.param(_record("<think>x</think><answer>A</answer>", "x", 1), True, id="record-ok"),  # a Record
+        pytest.param(_record("<think>x</think>A", "x", 1), False, id="record-think-only"),  # a Record
+    ],
+)
+def test_record_well_formed_is_the_format_rule(record: Any, expected: bool) -> None:
+    assert record_well_formed(record) is expected
+
+
+@pytest.mark.parametrize(
+    ("completions", "expected"),
+    [
+        pytest.param(["<think>x</think><answer>A</answer>"] * 3 + ["<think>x</think> A"], 75.0, id="one-think-only"),
+        pytest.param(["<think>x</think> A", "<think>y</think>"], 0.0, id="think-blocks-are-not-format"),
+        pytest.param([], math.nan, id="none"),
+    ],
+)
+def test_format_rate(completions: list[str], expected: float) -> None:
+    rate = format_rate([{"completion": c} for c in completions])
+    assert rate == expected or (math.isnan(expected) and math.isnan(rate))
 
 
 class FakeSimilarity:
@@ -416,8 +472,9 @@ def test_compute_metrics_with_fake_scorers() -> None:
     assert (tr["value"], tr["n"], tr["n_missing"], tr["n_unparseable"], tr["n_out_of_range"]) == (7.0, 2, 2, 1, 1)
     assert tr["n"] + tr["n_missing"] + tr["n_unparseable"] + tr["n_out_of_range"] == len(records)
     assert tr["low"] <= 7.0 <= tr["high"]
-    # thinking length: every item, those without reasoning as 0
-    assert m["thinking_length"]["value"] == pytest.approx(100 / 6) and m["thinking_length"]["n_missing"] == 0
+    # thinking length: the items with a think block (the blank one counts its 0 tokens); the one without is missing
+    tl = m["thinking_length"]
+    assert (tl["value"], tl["n"], tl["n_missing"]) == (pytest.approx(100 / 5), 5, 1)
     # deterministic given the seed
     again = compute_metrics(records, similarity=FakeSimilarity(), perplexity=lambda t: [float(len(x)) for x in t],
                             thinking=FakeJudge(), reference_texts=refs, questions=["q"] * 6, n_boot=300)
@@ -703,6 +760,33 @@ def test_llm_thinking_scorer_counts_failures(tiny_scorer_dirs: dict[str, str], m
         reasonings, questions=questions, references=refs)
     assert all(len(o) == max_new_tokens for o in result.outputs)
     assert check(result), result
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "whole"),
+    [
+        pytest.param({}, True, id="default-whole"),  # no truncation: the window (4096 - 8) holds it
+        pytest.param({"max_reasoning_chars": 2000}, False, id="explicit-chars"),  # the optional character cut
+        pytest.param({"max_prompt_tokens": "frame+60"}, False, id="window"),  # cut by tokens to fit
+    ],
+)
+def test_llm_thinking_scorer_cuts_only_to_its_window(tiny_scorer_dirs: dict[str, str], kwargs: dict[str, Any],
+                                                     whole: bool) -> None:
+    from transformers import AutoTokenizer
+
+    path = tiny_scorer_dirs["raw"]  # no chat template: the prompt is the thinking_prompt itself
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if kwargs.get("max_prompt_tokens") == "frame+60":
+        kwargs = {"max_prompt_tokens": len(tokenizer(thinking_prompt("q", "r", ""))["input_ids"]) + 60}
+    reasoning = "It is small. " * 200  # 2,600 characters
+    prompt = LLMThinkingScorer(path, **kwargs).prompt_texts([reasoning], questions=["q"], references=["r"])[0]
+    fenced = prompt.split(REASONING_BEGIN + "\n")[1].split("\n" + REASONING_END)[0]
+    assert prompt.endswith(THINKING_QUESTION)
+    assert (fenced == reasoning.strip()) is whole and reasoning.startswith(fenced)
+    if "max_prompt_tokens" in kwargs:
+        assert len(tokenizer(prompt)["input_ids"]) <= kwargs["max_prompt_tokens"]
+    if "max_reasoning_chars" in kwargs:
+        assert fenced == reasoning[:2000].strip()
 
 
 def test_llm_thinking_scorer_without_chat_template(tiny_scorer_dirs: dict[str, str]) -> None:

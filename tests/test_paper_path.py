@@ -118,6 +118,11 @@ def test_checkpoints_rotate_and_a_run_resumes(smoke_profile, tmp_path, capsys):
     assert "resuming from" in capsys.readouterr().out
     assert [e["step"] for e in res["log_history"] if "reward" in e][-1] == 4
     assert res["trainer"].state.global_step == 4
+    # found by the rehearsal: a sampled <|vision_start|> in a completion broke M-RoPE positions in the loss
+    from medrl_lib.models import vision_token_ids
+
+    ids = vision_token_ids(res["model"])
+    assert len(ids) == 4 and set(ids) <= set(res["trainer"].generation_config.suppress_tokens)
 
 
 # 8. Gated models and everything else a study needs: the preflight ---------------------------------------------

@@ -57,10 +57,11 @@ def test_rehearsal_splits_drop_malformed_rows_and_keep_the_sizes(parts):
     from medrl_lib.data.schema import load_summary
 
     p = load_profile("rehearsal")
+    e6 = study.arm_profile("rehearsal", "ood-grpo").data
     zhu_train, zhu_test = study.splits("rehearsal", "zhu")
     ood_train, ood_test = study.splits("rehearsal", "ood")
     assert (len(zhu_train), len(zhu_test)) == (p.data.train_size, p.data.test_size)
-    assert (len(ood_train), len(ood_test)) == (p.data.ood_train_size, 3 * p.data.ood_test_per_modality)
+    assert (len(ood_train), len(ood_test)) == (e6.train_size, 3 * e6.test_per_modality)
     assert set(ood_train["modality"]) == {"MRI"}
     for ds in (zhu_train, ood_train):
         summary = load_summary(ds)
@@ -74,6 +75,19 @@ def test_preflight_passes_on_the_rehearsal(parts, capsys):
     out = capsys.readouterr().out
     assert "preflight: every check passed" in out
     assert "none: 2 CPU process(es)" in out  # stand-ins: model states small enough for CPU processes
+
+
+@pytest.mark.parametrize("which", ["base", "instruct"])
+def test_policies_pad_on_the_left(parts, which):
+    # found by the rehearsal: a right-padding tokenizer misaligned TRL's mm_token_type_ids with the prompt ids
+    from medrl_lib.train import ensure_policy, load_policy
+
+    p = load_profile("rehearsal")
+    path = ensure_policy(p, which)
+    from transformers import AutoTokenizer
+
+    assert AutoTokenizer.from_pretrained(path).padding_side == "right"  # as the stand-in (and a hub default) ships
+    assert load_policy(p, path)[1].tokenizer.padding_side == "left"
 
 
 @pytest.mark.parametrize("arm", sorted(study.ARMS))
@@ -94,11 +108,14 @@ def test_data_chapter_table_counts_the_dropped_rows(parts):
     from medrl_lib import plots
 
     zhu_train, zhu_test = study.splits("rehearsal", "zhu")
-    table = plots.loader_table({"Zhu train": zhu_train, "Zhu test": zhu_test})
-    assert list(table.columns) == ["train_2.csv"]  # both splits of one file share a column
-    col = table["train_2.csv"]
-    assert col["used by"] == "Zhu train, Zhu test"
-    assert col["rows read"] - col["rows kept"] == sum(v for k, v in col.items() if k.startswith("dropped: "))
+    ood_train, ood_test = study.splits("rehearsal", "ood")
+    table = plots.loader_table({"Zhu train": zhu_train, "Zhu test": zhu_test, "E6 train": ood_train, "E6 test": ood_test})
+    # Zhu: train_2.csv and test_2.csv; E6: both splits of the one JSON file share its column
+    assert list(table.columns) == ["train_2.csv", "test_2.csv", "medical_multimodel_evaluation_data.json"]
+    assert table.loc["used by"].tolist() == ["Zhu train", "Zhu test", "E6 train, E6 test"]
+    for name in table.columns:
+        col = table[name]
+        assert col["rows read"] - col["rows kept"] == sum(v for k, v in col.items() if k.startswith("dropped: ") and v)
 
 
 @pytest.mark.slow
@@ -125,4 +142,4 @@ def test_the_whole_rehearsal_runs_and_builds_the_book(parts, tmp_path):
     assert data["train"]["rows_kept"] < data["train"]["rows_read"]
     assert (run / "model" / "config.json").exists() and not (run / "checkpoints").exists()
     log = [json.loads(l) for l in (run / "training_log.jsonl").read_text().splitlines()]
-    assert [e["step"] for e in log if "reward" in e] == [1, 2, 3, 4]
+    assert [e["step"] for e in log if "reward" in e] == [1, 2, 3]

@@ -1,4 +1,4 @@
-"""Tests for medrl_lib.rewards: the format and accuracy rewards (STUDY.md sections 5 and 9)."""
+"""Tests for medrl_lib.rewards: the format and accuracy rewards (MedVLM-R1 section 3)."""
 
 from __future__ import annotations
 
@@ -8,15 +8,20 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import pickle
+
 from medrl_lib.rewards import (
     ACCURACY_REQUIRES_FORMAT,
+    AccuracyReward,
     Parsed,
     accuracy_reward,
+    answer_letter,
     answer_score,
     completion_text,
     extract_choice,
     format_reward,
     parse_completion,
+    well_formed,
 )
 
 OPTIONS = ["Cyst", "Pulmonary nodule", "Pneumothorax", "Normal"]  # gold "B" throughout unless stated
@@ -75,6 +80,28 @@ def test_format_reward(completion: Any, expected: float) -> None:
     assert format_reward([completion]) == [expected]
 
 
+@pytest.mark.parametrize(("completion", "expected"), FORMAT_CASES)
+def test_well_formed_is_the_format_reward_rule(completion: Any, expected: float) -> None:
+    assert well_formed(completion) is (expected == 1.0)
+    assert well_formed(completion) == (format_reward([completion])[0] == 1.0)
+
+
+@pytest.mark.parametrize(
+    ("completion", "has_think", "expected"),
+    [
+        pytest.param("<think>x</think><answer>B</answer>", True, True, id="both-blocks"),  # well-formed
+        pytest.param("<think>x</think> The answer is B", True, False, id="think-only"),  # a think block is not the format
+        pytest.param("<think>x</think><answer>B</answer> Done.", True, False, id="text-after"),  # text outside
+        pytest.param("<answer>B</answer><think>x</think>", True, False, id="wrong-order"),  # order matters
+        pytest.param("<think>x</think><answer>B", True, False, id="truncated"),  # unclosed answer block
+        pytest.param("<answer>B</answer>", False, False, id="answer-only"),  # no think block
+    ],
+)
+def test_well_formed_is_not_a_think_block(completion: str, has_think: bool, expected: bool) -> None:
+    assert (parse_completion(completion).think is not None) is has_think  # the old, looser count
+    assert well_formed(completion) is expected
+
+
 # ---------------------------------------------------------------------------------------------
 # accuracy_reward
 # ---------------------------------------------------------------------------------------------
@@ -101,8 +128,8 @@ ACCURACY_CASES = [
     pytest.param(wrap("Pulmonary" + " ." * 100 + " nodule"), "B", OPTIONS, 0.0, id="option-text-padded"),  # > 4x longest option
     pytest.param(assistant(wrap("B")), "B", OPTIONS, 1.0, id="conversational-exact"),  # TRL message form
     pytest.param(assistant([{"type": "text", "text": wrap("B) Pulmonary nodule")}]), "B", OPTIONS, 0.5, id="conversational-parts"),  # parts form
-    pytest.param("Round. <answer>B</answer>", "B", OPTIONS, 1.0, id="format-broken-answer-unique"),  # ACCURACY_REQUIRES_FORMAT is False
-    pytest.param("<think>x<answer>B</answer></think>", "B", OPTIONS, 1.0, id="answer-nested-in-think"),  # a unique block suffices
+    pytest.param("Round. <answer>B</answer>", "B", OPTIONS, 0.0, id="format-broken-answer-unique"),  # format first (default)
+    pytest.param("<think>x<answer>B</answer></think>", "B", OPTIONS, 0.0, id="answer-nested-in-think"),  # not well-formed
     pytest.param(wrap("B. A nodule in the lung"), "B", OPTIONS, 0.0, id="capital-article-ambiguous"),  # strict reading
     pytest.param(wrap("B) Hepatitis E"), "B", SIX_OPTIONS, 0.0, id="other-option-letter-in-text"),  # E is an option here
     pytest.param(wrap("C"), "B", OPTIONS, 0.0, id="wrong-letter"),  # wrong letter
@@ -153,10 +180,67 @@ def test_accuracy_rows_are_aligned() -> None:
     assert accuracy_reward(completions, answer=golds, options=options) == [1.0, 0.0, 0.5, 0.0]
 
 
-def test_require_format() -> None:
-    broken = "Round. <answer>B</answer>"
-    assert ACCURACY_REQUIRES_FORMAT is False
-    assert accuracy_reward([broken, wrap("B")], answer=["B", "B"], options=[OPTIONS] * 2, require_format=True) == [0.0, 1.0]
+REQUIRE_FORMAT_CASES = [
+    # completion, gold, accuracy with require_format=True (MedVLM-R1's text), with False (its released code)
+    pytest.param(wrap("B"), "B", 1.0, 1.0, id="well-formed-exact"),  # same either way
+    pytest.param(wrap("B) Pulmonary nodule"), "B", 0.5, 0.5, id="well-formed-partial"),  # same either way
+    pytest.param("Round. <answer>B</answer>", "B", 0.0, 1.0, id="text-before-answer"),  # no think block
+    pytest.param("<think>x</think><answer>B</answer> Hope this helps.", "B", 0.0, 1.0, id="text-after"),  # outside text
+    pytest.param("<answer>B) nodule</answer><think>x</think>", "B", 0.0, 0.5, id="wrong-order-partial"),  # order
+    pytest.param("<think>x<answer>B</answer></think>", "B", 0.0, 1.0, id="answer-nested-in-think"),  # nested
+    pytest.param("<think>a</think><think>b</think><answer>B</answer>", "B", 0.0, 1.0, id="repeated-think"),  # repeated tag
+    pytest.param("Round. <answer>C</answer>", "B", 0.0, 0.0, id="broken-and-wrong"),  # wrong either way
+    pytest.param(wrap("B") + "<answer>B</answer>", "B", 0.0, 0.0, id="repeated-answer"),  # no unique block either way
+]
+
+
+@pytest.mark.parametrize(("completion", "gold", "with_format", "without_format"), REQUIRE_FORMAT_CASES)
+def test_require_format(completion: str, gold: str, with_format: float, without_format: float) -> None:
+    assert ACCURACY_REQUIRES_FORMAT is True  # the default follows MedVLM-R1's text
+    assert accuracy_reward([completion], answer=[gold], options=[OPTIONS]) == [with_format]
+    assert accuracy_reward([completion], answer=[gold], options=[OPTIONS], require_format=True) == [with_format]
+    assert accuracy_reward([completion], answer=[gold], options=[OPTIONS], require_format=False) == [without_format]
+    assert AccuracyReward()([completion], answer=[gold], options=[OPTIONS]) == [with_format]
+    assert AccuracyReward(require_format=False)([completion], answer=[gold], options=[OPTIONS]) == [without_format]
+
+
+@pytest.mark.parametrize("require_format", [True, False])
+def test_accuracy_reward_object_for_trl(require_format: bool) -> None:
+    reward = pickle.loads(pickle.dumps(AccuracyReward(require_format=require_format)))
+    assert reward.__name__ == "accuracy_reward" and reward.require_format is require_format
+    extras = {"prompts": ["q"], "completion_ids": [[1]], "trainer_state": None, "question": ["q"],
+              "require_format": not require_format}  # the bound setting wins over a stray keyword
+    assert reward(["Round. <answer>B</answer>"], answer=["B"], options=[OPTIONS], **extras) == [
+        0.0 if require_format else 1.0]
+
+
+@pytest.mark.parametrize("value", ["yes", 1, None])
+def test_accuracy_reward_object_validates(value: Any) -> None:
+    with pytest.raises(ValueError, match="require_format"):
+        AccuracyReward(require_format=value)
+
+
+ANSWER_LETTER_CASES = [
+    # MedVLM-R1's evaluation regex <answer>\s*([A-Z])\s*</answer>, first match anywhere
+    pytest.param(wrap("B"), "B", id="bare"),  # the letter
+    pytest.param(wrap("\n B \t"), "B", id="whitespace"),  # whitespace inside the block
+    pytest.param(wrap("(B)"), None, id="parenthesised"),  # not a lone letter
+    pytest.param(wrap("B."), None, id="dot"),  # not a lone letter
+    pytest.param(wrap("B) Pulmonary nodule"), None, id="letter-text"),  # a reward's 0.5, no letter here
+    pytest.param(wrap("b"), None, id="lowercase"),  # capital letters only
+    pytest.param(wrap("Z"), "Z", id="beyond-options"),  # read; the caller finds it wrong
+    pytest.param(wrap("AB"), None, id="two-letters"),  # one letter only
+    pytest.param("<answer>A</answer><answer>B</answer>", "A", id="first-match"),  # re.search: the first
+    pytest.param("Round. <answer>B</answer>", "B", id="format-not-checked"),  # the caller checks the format
+    pytest.param("<ANSWER>B</ANSWER>", None, id="uppercase-tags"),  # case-sensitive
+    pytest.param("B", None, id="no-block"),  # no answer block
+    pytest.param(assistant(wrap("C")), "C", id="conversational"),  # TRL message form
+]
+
+
+@pytest.mark.parametrize(("completion", "expected"), ANSWER_LETTER_CASES)
+def test_answer_letter(completion: Any, expected: str | None) -> None:
+    assert answer_letter(completion) == expected
 
 
 def test_duplicate_option_text_is_ambiguous() -> None:
@@ -312,7 +396,7 @@ def test_extract_choice_total(text: str, n_options: int) -> None:
 @pytest.mark.parametrize(
     ("completion", "expected_format", "expected_accuracy"),
     [
-        pytest.param("<think>" * 150_000 + "<answer>B</answer>", 0.0, 1.0, id="repeated-think-tags"),  # 150k repeated tags
+        pytest.param("<think>" * 150_000 + "<answer>B</answer>", 0.0, 0.0, id="repeated-think-tags"),  # 150k repeated tags
         pytest.param("<think>x</think><answer>" + "B " * 500_000 + "</answer>", 1.0, 0.5, id="letter-spam"),  # gold only
         pytest.param("<think>x</think><answer>" + "B " * 500_000 + "A</answer>", 1.0, 0.0, id="letter-spam-hedged"),  # one A
         pytest.param("<answer>" + "B " * 500_000, 0.0, 0.0, id="unclosed-answer"),  # no answer block
@@ -324,3 +408,9 @@ def test_megabyte_completions(completion: str, expected_format: float, expected_
     assert len(completion) >= 1_000_000
     assert format_reward([completion]) == [expected_format]
     assert accuracy_reward([completion], answer=["B"], options=[OPTIONS]) == [expected_accuracy]
+    answer_letter(completion)  # the evaluation regex is linear too
+
+
+def test_megabyte_completion_without_format_requirement() -> None:
+    completion = "<think>" * 150_000 + "<answer>B</answer>"  # 150k repeated tags, a unique answer block
+    assert accuracy_reward([completion], answer=["B"], options=[OPTIONS], require_format=False) == [1.0]

@@ -1,4 +1,4 @@
-"""Tests for the semantic alignment, ECR and CWR rewards of medrl_lib.rewards (STUDY.md section 5)."""
+"""Tests for the semantic alignment, ECR and CWR rewards of medrl_lib.rewards (Zhu et al. sections 3.2 and 3.3)."""
 
 from __future__ import annotations
 
@@ -22,6 +22,8 @@ from medrl_lib.rewards import (
     OracleJudge,
     SemanticAlignmentReward,
     answer_token_ids,
+    chat_answer_token_ids,
+    fit_to_window,
     judge_prompt,
 )
 
@@ -243,6 +245,51 @@ def test_judge_prompt_validates_max_chars() -> None:
         judge_prompt("q", "r", 0)
 
 
+@pytest.mark.parametrize(
+    ("max_chars", "reasoning", "expected_inside"),
+    [
+        pytest.param(None, "y" * 10_000, "y" * 10_000, id="default-no-truncation"),  # the whole reasoning
+        pytest.param(None, "  two lesions  ", "two lesions", id="default-stripped"),  # stripped only
+        pytest.param(2000, "y" * 10_000, "y" * 2000, id="explicit-chars"),  # an int truncates
+        pytest.param(3, "abcdef", "abc", id="explicit-small"),  # characters, not tokens
+    ],
+)
+def test_judge_prompt_truncation_is_opt_in(max_chars: int | None, reasoning: str, expected_inside: str) -> None:
+    assert fenced_text(judge_prompt("q", reasoning, max_chars)) == expected_inside
+    if max_chars is None:
+        assert judge_prompt("q", reasoning) == judge_prompt("q", reasoning, None)  # None is the default
+
+
+class ToyTokenizer:
+    """One token per character; decodes back."""
+
+    def __call__(self, text: str, add_special_tokens: bool = False) -> dict[str, list[int]]:
+        return {"input_ids": ([0] if add_special_tokens else []) + [ord(c) for c in text]}
+
+    def decode(self, ids: list[int], skip_special_tokens: bool = True) -> str:
+        return "".join(chr(i) for i in ids if i)
+
+
+@pytest.mark.parametrize(
+    ("reasoning", "max_tokens", "special", "expected"),
+    [
+        pytest.param("abcdefgh", None, False, "[abcdefgh]?", id="no-window"),  # never cut
+        pytest.param("abcdefgh", 11, False, "[abcdefgh]?", id="fits-exactly"),  # 11 tokens: not cut
+        pytest.param("abcdefgh", 10, False, "[abcdefg]?", id="one-over"),  # cut by the excess
+        pytest.param("abcdefgh", 7, False, "[abcd]?", id="cut"),  # the frame is kept
+        pytest.param("abcdefgh", 7, True, "[abc]?", id="special-tokens-counted"),  # a BOS counts too
+        pytest.param("abcdefgh", 3, False, "[]?", id="empty-reasoning-fits"),  # all of the reasoning cut
+    ],
+)
+def test_fit_to_window(reasoning: str, max_tokens: int | None, special: bool, expected: str) -> None:
+    assert fit_to_window(reasoning, lambda r: f"[{r}]?", ToyTokenizer(), max_tokens, add_special_tokens=special) == expected
+
+
+def test_fit_to_window_frame_too_long() -> None:
+    with pytest.raises(ValueError, match="window"):
+        fit_to_window("abc", lambda r: f"[{r}]?", ToyTokenizer(), 2, add_special_tokens=False)
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     question=st.text(alphabet="<>BEGINDRASOQ: \n", max_size=40),
@@ -311,12 +358,13 @@ def test_llm_judge_end_to_end(tiny_judge_dirs: tuple[str, str]) -> None:
     reasonings = [r for _, r in JUDGE_ITEMS]
     facts = ["{}"] * len(JUDGE_ITEMS)
 
-    judge = LLMJudge(plain, batch_size=2)
+    judge = LLMJudge(plain, batch_size=2, chat_template=False)  # the plain prompt (BioGPT's path)
     first = judge(questions, reasonings, facts)
+    assert not judge.uses_chat_template
     assert isinstance(first, list) and len(first) == len(JUDGE_ITEMS)
     assert all(type(v) is bool for v in first)
     assert judge(questions, reasonings, facts) == first  # deterministic
-    assert LLMJudge(plain, batch_size=1)(questions, reasonings, facts) == first  # left padding changes nothing
+    assert LLMJudge(plain, batch_size=1, chat_template=False)(questions, reasonings, facts) == first  # padding
 
     # the decision is the comparison of the Yes/No next-token logits, computed here independently
     tokenizer = AutoTokenizer.from_pretrained(plain)
@@ -325,14 +373,16 @@ def test_llm_judge_end_to_end(tiny_judge_dirs: tuple[str, str]) -> None:
     no = tokenizer(" No", add_special_tokens=False)["input_ids"][0]
     assert yes != no and answer_token_ids(tokenizer) == (yes, no)
     for (question, reasoning), verdict in zip(JUDGE_ITEMS, first):
-        inputs = tokenizer(judge_prompt(question, reasoning, 2000), return_tensors="pt")
+        inputs = tokenizer(judge_prompt(question, reasoning), return_tensors="pt")
         with torch.no_grad():
             logits = model(**inputs).logits[0, -1]
         assert abs(float(logits[yes] - logits[no])) > 1e-4  # no near-tie: the comparison is meaningful
         assert verdict == bool(logits[yes] > logits[no])
 
     # swapping the Yes and No rows of the output layer flips every decision
-    assert LLMJudge(swapped, batch_size=2)(questions, reasonings, facts) == [not v for v in first]
+    assert LLMJudge(swapped, batch_size=2, chat_template=False)(questions, reasonings, facts) == [not v for v in first]
+    scores = judge.scores(questions, reasonings)
+    assert [s > 0 for s in scores] == first  # the verdict is the sign of the Yes-minus-No score
 
     # picklable after use: the loaded model is dropped and reloaded on the next call
     clone = pickle.loads(pickle.dumps(judge))
@@ -345,11 +395,67 @@ def test_llm_judge_end_to_end(tiny_judge_dirs: tuple[str, str]) -> None:
     assert reward(completions, question=questions + ["q"]) == [float(v) for v in first] + [0.0]
 
 
+def test_llm_judge_with_chat_template(tiny_judge_dirs: tuple[str, str]) -> None:
+    """An instruction-tuned judge (BioMistral): the prompt is the user turn of the tokenizer's chat template, and
+    the Yes/No ids are those the template's assistant turn starts with, pooled with the plain ids."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    plain, _ = tiny_judge_dirs
+    questions = [q for q, _ in JUDGE_ITEMS]
+    reasonings = [r for _, r in JUDGE_ITEMS]
+    judge = LLMJudge(plain, batch_size=2)  # default: the template, since the tokenizer has one
+    verdicts = judge(questions, reasonings, ["{}"] * len(JUDGE_ITEMS))
+    assert judge.uses_chat_template
+    assert LLMJudge(plain, batch_size=1, chat_template=True)(questions, reasonings) == verdicts
+
+    tokenizer = AutoTokenizer.from_pretrained(plain)
+    model = AutoModelForCausalLM.from_pretrained(plain).eval()
+    yes_ids, no_ids = chat_answer_token_ids(tokenizer)
+    plain_yes, plain_no = answer_token_ids(tokenizer)
+    first_yes = tokenizer("Yes", add_special_tokens=False)["input_ids"][0]  # after "<|im_start|>assistant\n"
+    first_no = tokenizer("No", add_special_tokens=False)["input_ids"][0]
+    assert yes_ids == [first_yes, plain_yes] and no_ids == [first_no, plain_no]
+    for (question, reasoning), verdict in zip(JUDGE_ITEMS, verdicts):
+        text = tokenizer.apply_chat_template([{"role": "user", "content": judge_prompt(question, reasoning)}],
+                                             add_generation_prompt=True, tokenize=False)
+        assert text.endswith("Answer:<|im_end|>\n<|im_start|>assistant\n")
+        inputs = tokenizer(text, return_tensors="pt", add_special_tokens=False)
+        with torch.no_grad():
+            logits = model(**inputs).logits[0, -1]
+        margin = torch.logsumexp(logits[yes_ids], 0) - torch.logsumexp(logits[no_ids], 0)
+        assert verdict == bool(margin > 0)
+
+
+def test_llm_judge_cuts_only_to_its_window(tiny_judge_dirs: tuple[str, str]) -> None:
+    from transformers import AutoTokenizer
+
+    plain, _ = tiny_judge_dirs
+    tokenizer = AutoTokenizer.from_pretrained(plain)
+    long_reasoning = "A bright lesion in the upper left. " * 60  # 2,100 characters: more than 2,000
+    whole = LLMJudge(plain, chat_template=False).prompt_texts(["Where?"], [long_reasoning])[0]
+    assert fenced_text(whole) == long_reasoning.strip()  # the default window (4096 positions) holds it all
+    assert len(tokenizer(whole)["input_ids"]) < 4096
+    window = len(tokenizer(judge_prompt("Where?", ""))["input_ids"]) + 100  # room for 100 reasoning tokens
+    cut = LLMJudge(plain, chat_template=False, max_prompt_tokens=window).prompt_texts(["Where?"], [long_reasoning])[0]
+    n = len(tokenizer(cut)["input_ids"])
+    assert window - 20 <= n <= window  # as much reasoning as fits
+    check_fence(cut, len(long_reasoning))
+    assert long_reasoning.startswith(fenced_text(cut)) and 0 < len(fenced_text(cut)) < len(long_reasoning)
+    chars = LLMJudge(plain, chat_template=False, max_reasoning_chars=50).prompt_texts(["Where?"], [long_reasoning])[0]
+    assert fenced_text(chars) == long_reasoning[:50].strip()  # the optional character cut
+
+
 def test_llm_judge_validation() -> None:
     with pytest.raises(ValueError, match="batch_size"):
         LLMJudge("x", batch_size=0)
     with pytest.raises(ValueError, match="max_reasoning_chars"):
         LLMJudge("x", max_reasoning_chars=0)
+    with pytest.raises(ValueError, match="max_prompt_tokens"):
+        LLMJudge("x", max_prompt_tokens=0)
+    with pytest.raises(ValueError, match="chat_template"):
+        LLMJudge("x", chat_template="yes")  # type: ignore[arg-type]
+    assert LLMJudge("x").max_reasoning_chars is None  # default: no truncation
     with pytest.raises(ValueError, match="dtype"):
         LLMJudge("x", dtype="int8")
     with pytest.raises(ValueError, match="length mismatch"):
@@ -401,6 +507,7 @@ CWR_CASES = [
     pytest.param("<think>a b</think>", "B", 0.0, id="missing-answer"),  # no answer block
     pytest.param("<answer>B</answer>", "B", 0.0, id="correct-no-think"),  # correct, but no reasoning to pay
     pytest.param("<think>a b</think><answer>A</answer><answer>B</answer>", "B", 0.0, id="repeated-answer"),  # hedging
+    pytest.param("<think>a b</think> so <answer>B</answer>", "B", 0.0, id="correct-not-well-formed"),  # format first
 ]
 
 
@@ -408,6 +515,26 @@ CWR_CASES = [
 def test_cwr(completion: str, gold: str, expected: float) -> None:
     reward = CorrectnessWeightedLengthReward(target_tokens=4)
     assert reward([completion], answer=[gold], options=[OPTIONS], trainer_state=None) == [pytest.approx(expected)]
+
+
+@pytest.mark.parametrize(
+    ("completion", "with_format", "without_format"),
+    [
+        pytest.param(think("a b", "B"), 0.5, 0.5, id="well-formed"),  # paid either way
+        pytest.param("<think>a b</think> so <answer>B</answer>", 0.0, 0.5, id="text-between"),  # format broken
+        pytest.param("<think>a b</think><answer>B</answer> Done.", 0.0, 0.5, id="text-after"),  # format broken
+        pytest.param("<answer>B</answer><think>a b</think>", 0.0, 0.5, id="wrong-order"),  # format broken
+        pytest.param("<think>a b</think> so <answer>C</answer>", 0.0, 0.0, id="wrong-either-way"),  # wrong letter
+    ],
+)
+def test_cwr_require_format(completion: str, with_format: float, without_format: float) -> None:
+    """CWR's correctness follows the accuracy reward's setting (give both the same)."""
+    kwargs = {"answer": ["B"], "options": [OPTIONS]}
+    assert CorrectnessWeightedLengthReward(target_tokens=4)([completion], **kwargs) == [with_format]
+    assert CorrectnessWeightedLengthReward(target_tokens=4, require_format=False)([completion], **kwargs) == [
+        without_format]
+    with pytest.raises(ValueError, match="require_format"):
+        CorrectnessWeightedLengthReward(require_format="no")  # type: ignore[arg-type]
 
 
 def test_cwr_with_tokenizer_and_caller_errors() -> None:

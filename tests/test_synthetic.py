@@ -272,6 +272,7 @@ def good_row(row_id: str) -> dict[str, Any]:
         "modality": "CT",
         "source": "test",
         "facts": "{}",
+        "image_path": f"{row_id}.png",
     }
 
 

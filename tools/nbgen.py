@@ -26,7 +26,7 @@ def notebook(cells):
 
 
 PARAMS = ("code", """
-profile = "cpu"   # smoke | cpu | paper
+profile = "cpu"   # smoke | cpu | rehearsal | paper
 seeds = None      # seeds to run; None: the profile's seeds
 overrides = {}    # dotted-key settings for every run, e.g. {"grpo.max_steps": 50}
 force = False     # retrain even when the results store holds a run
@@ -55,8 +55,9 @@ def experiment(title, intro, arms, extra_md="", figures=(), claims_for=None, zer
     cells.append(("md", "## Runs\nEach run is loaded from the results store when it exists for this exact configuration."))
     run_src = "runs = study.run_arms(profile, arms, seeds, overrides, force)\n"
     if zero_shot:
-        run_src += ("start = study.zero_shot(profile, 'instruct', experiment=%r, overrides=overrides, force=force)\n"
-                    "runs_with_start = {'zero-shot': [start], **runs}\n" % experiment)
+        run_src += ("baseline = study.baseline(profile, 'instruct', experiment=%r, overrides=overrides, force=force)\n"
+                    "start = study.zero_shot(profile, 'instruct', experiment=%r, overrides=overrides, force=force)\n"
+                    "runs_with_start = {'zero-shot': [baseline], 'start': [start], **runs}\n" % (experiment, experiment))
     cells.append(("code", run_src))
     cells.append(("md", "## Training\nReward components over training (mean of the sampled completions; band: 95% "
                         "interval over seeds)."))
@@ -72,7 +73,7 @@ def experiment(title, intro, arms, extra_md="", figures=(), claims_for=None, zer
     cells.append(("code", "display(Markdown(plots.format_summary(runs, study.LABELS)))"))
     table_runs = "runs_with_start" if zero_shot else "runs"
     cells.append(("md", "Every metric of Zhu et al. (Appendix B), mean ± std over seeds, beside the paper's Table 1."))
-    cells.append(("code", f"plots.metrics_table({table_runs}, {{**study.LABELS, 'zero-shot': 'instruct zero-shot'}}, "
+    cells.append(("code", f"plots.metrics_table({table_runs}, study.LABELS, "
                           "reference=ZHU_TABLE1, reference_rows=study.ZHU_ROWS)"))
     if claims_for:
         cells.append(("md", "## The paper's claim, tested\nThe difference between the two arms with a 95% interval "
@@ -173,13 +174,15 @@ scale of the chosen profile, scored with MedVLM-R1's strict rule (only the corre
     ("md", "## Runs"),
     ("code", "runs = study.run_arms(profile, arms, seeds, overrides, force)\n"
              "start = study.zero_shot(profile, 'instruct', experiment='ood', overrides=overrides, force=force)\n"
+             "baseline = study.baseline(profile, 'instruct', experiment='ood', overrides=overrides, force=force)\n"
              "test = study.test_split(profile, 'ood', overrides)"),
     ("md", "## Training rewards (GRPO)"),
     ("code", "plots.plot_rewards({'ood-grpo': runs['ood-grpo']}, labels=study.LABELS, keys=plots.training_keys(runs))"),
     ("md", "## Accuracy per test modality\nMean over seeds; MRI is in domain."),
-    ("code", "plots.ood_heatmap({'zero-shot': [start], **runs}, modalities, {**study.LABELS, 'zero-shot': 'instruct zero-shot'},\n"
+    ("code", "plots.ood_heatmap({'zero-shot': [baseline], 'start': [start], **runs}, modalities, study.LABELS,\n"
              "                   extra_rows={'random guess': random_guess_accuracy(test)})"),
-    ("code", "plots.accuracy_table({'instruct zero-shot': start, **{f'{study.LABELS[a]} seed {i}': r for a in arms for i, r in enumerate(runs[a])}},\n"
+    ("code", "plots.accuracy_table({'instruct zero-shot': baseline, 'instruct start (reasoning prompt)': start,\n"
+             "                      **{f'{study.LABELS[a]} seed {i}': r for a in arms for i, r in enumerate(runs[a])}},\n"
              "                     modalities, reference=MEDVLM_R1_TABLE1,\n"
              "                     reference_rows={'random guess': 'random guess', 'instruct zero-shot': 'Qwen2-VL-2B',\n"
              "                                     **{f'{study.LABELS[a]} seed {i}': ('GRPO-2B' if a == 'ood-grpo' else 'SFT-2B')\n"
@@ -206,16 +209,18 @@ papers' figures appear only in the columns labelled *paper (reference)*.
     ("code", "runs = study.run_arms(profile, zhu_arms + ood_arms, seeds, overrides, force)\n"
              "start = study.zero_shot(profile, 'instruct', 'zhu', overrides)\n"
              "ood_start = study.zero_shot(profile, 'instruct', 'ood', overrides)\n"
-             "base_start = study.zero_shot(profile, 'base', 'zhu', overrides)"),
+             "base_start = study.zero_shot(profile, 'base', 'zhu', overrides)\n"
+             "baseline = study.baseline(profile, 'instruct', 'zhu', overrides)\n"
+             "ood_baseline = study.baseline(profile, 'instruct', 'ood', overrides)"),
     ("md", "## Zhu et al., Table 1"),
-    ("code", "plots.metrics_table({'zero-shot': [start], **{a: runs[a] for a in zhu_arms}},\n"
-             "                    {**study.LABELS, 'zero-shot': 'instruct zero-shot'}, reference=ZHU_TABLE1,\n"
+    ("code", "plots.metrics_table({'zero-shot': [baseline], 'start': [start], **{a: runs[a] for a in zhu_arms}},\n"
+             "                    study.LABELS, reference=ZHU_TABLE1,\n"
              "                    reference_rows=study.ZHU_ROWS)"),
     ("md", "## MedVLM-R1, Table 1"),
     ("code", "modalities = list(P.data.test_modalities)\n"
              "ood_test = study.test_split(profile, 'ood', overrides)\n"
-             "plots.ood_table({'zero-shot': [ood_start], **{a: runs[a] for a in ood_arms}}, modalities,\n"
-             "                {**study.LABELS, 'zero-shot': 'instruct zero-shot'}, reference=MEDVLM_R1_TABLE1,\n"
+             "plots.ood_table({'zero-shot': [ood_baseline], 'start': [ood_start], **{a: runs[a] for a in ood_arms}}, modalities,\n"
+             "                study.LABELS, reference=MEDVLM_R1_TABLE1,\n"
              "                reference_rows={'zero-shot': 'Qwen2-VL-2B', 'ood-grpo': 'GRPO-2B', 'ood-sft': 'SFT-2B'},\n"
              "                chance=random_guess_accuracy(ood_test))"),
     ("md", "## Calibration\nCan this profile show the papers' effects at all? Each check is computed from the runs "
@@ -241,8 +246,37 @@ papers' figures appear only in the columns labelled *paper (reference)*.
     ("code", "plots.reproducibility_table(P)"),
 ]
 
+PROTOCOL = [
+    ("md", """
+# Protocol: what each arm trains and is scored with, beside each paper
+
+For every arm of the study (and the zero-shot rows), the settings that decide its numbers as this profile resolves
+them, in the papers' units (prompts and completions per optimizer step, epochs), beside the paper's value and its
+source: Zhu et al. 2025 for E1-E5, Pan et al. 2025 (MedVLM-R1) for E6. *same / differs* is computed; each difference
+gives its reason: a documented choice (Methods) or, on the scale profiles, the profile's scale choice. On the paper
+profile no difference may be undocumented (a test checks it). `medrl protocol --profile P [--json]` prints the same.
+"""),
+    ("code", IMPORTS + "import pandas as pd\nfrom medrl_lib.protocol import protocol, protocol_table\n"),
+    PARAMS,
+    ("code", DERIVED),
+    ("md", "## Every arm\nOne row per arm: what it trains on, how much, and how it is scored."),
+    ("code", "cols = ['experiment', 'method', 'start', 'data', 'train_items', 'test_items', 'num_processes', 'prompts_per_step',\n"
+             "        'num_generations', 'completions_per_step', 'max_steps', 'epochs', 'max_completion_length',\n"
+             "        'learning_rate', 'eval_prompt_mode', 'scoring', 'seeds']\n"
+             "pd.DataFrame(protocol(profile, overrides)).set_index('arm')[cols]"),
+    ("md", "## Beside the papers\nOnly the settings that differ from the paper are listed here; the full table follows."),
+    ("code", "table = protocol_table(profile, overrides)\n"
+             "n_diff, n_undoc = (table.same == 'differs').sum(), (table.reason == 'UNDOCUMENTED').sum()\n"
+             "display(Markdown(f'{len(table)} settings compared: {len(table) - n_diff} as in the paper, {n_diff} differ '\n"
+             "                 f'({n_undoc} without a documented reason).'))\n"
+             "with pd.option_context('display.max_rows', None, 'display.max_colwidth', 90):\n"
+             "    display(table[table.same == 'differs'].drop(columns='same').set_index(['experiment', 'arm', 'setting']))"),
+    ("code", "with pd.option_context('display.max_rows', None, 'display.max_colwidth', 60):\n"
+             "    display(table.set_index(['experiment', 'arm', 'setting']))"),
+]
+
 NOTEBOOKS = {
-    "00_data": DATA, "01_initialization": E1, "02_semantic_alignment": E2, "03_length_rewards": E3,
+    "00_data": DATA, "08_protocol": PROTOCOL, "01_initialization": E1, "02_semantic_alignment": E2, "03_length_rewards": E3,
     "04_dr_grpo": E4, "05_sft_vs_rl": E5, "06_ood_generalization": OOD, "07_summary": SUMMARY,
 }
 

@@ -13,17 +13,21 @@ Everything is deterministic given ``seed``.
 - ``images_2.zip``, the one archive of both files, whose members are ``images_2/<Figure_path>``
   (``Figure_path`` like ``PMC7000012_Fig6_12.jpg``), as the published archive extracts to ``images_2/``.
 
-Each CSV file has ``n_per_modality`` good rows of each of MRI, CT and X-ray. Their questions name the
-modality so that :func:`~medrl_lib.data.pmc_vqa.infer_modality` places them ("In this MRI, ...", "On this
-CT scan, ...", "On the chest X-ray, ..." where the synthetic question does not already say "in this CT
-image"); the questions asking which modality was used are left as they are, their gold option names it.
-About one good row in three is a second question on a figure that another row already asks about
-(PMC-VQA has about 1.5 questions per figure): ``n_per_modality - n_per_modality // 3`` figures per modality
-carry the ``n_per_modality`` good rows. To these come, per file, one row of each kept quirk of
-:data:`PMC_KEPT_QUIRKS` (kept by the loader: stray ``\u00a0`` in choices, answer text and label; no
-``Answer_label``, the answer text names the gold choice; an answer text that is no choice's text, the label
-decides) and one malformed row of each reason of :data:`medrl_lib.data.pmc_vqa.DROP_REASONS`, all shuffled
-into a deterministic order.
+Each CSV file has ``n_per_modality`` good rows of each of MRI, CT and X-ray images. The loader infers a row's
+modality from its question alone (:func:`~medrl_lib.data.pmc_vqa.infer_modality`), so most questions are made
+to name it ("In this MRI, ...", "On this CT scan, ...", "On the chest X-ray, ..." where the synthetic question
+does not already say "in this CT image"); the questions asking which modality was used are left as they are:
+only their gold option names the modality, and the loader keeps them with the modality ``"other"``. About one
+good row in three is a second question on a figure that another row already asks about (PMC-VQA has about 1.5
+questions per figure), "With which imaging technique was this figure acquired?", whose modality is ``"other"``
+too: ``n_per_modality - n_per_modality // 3`` figures per modality carry the ``n_per_modality`` good rows. To
+these come, per file, one row of each kept quirk of :data:`PMC_KEPT_QUIRKS` (kept by the loader: stray
+``\u00a0`` in choices, answer text and label; no ``Answer_label``, the answer text names the gold choice; an
+answer text that is no choice's text, the label decides), a histology question that names no modality (kept as
+``"other"``; dropped with ``unknown_modality="drop"``) and one malformed row of each other reason of
+:data:`medrl_lib.data.pmc_vqa.DROP_REASONS`, all shuffled into a deterministic order. ``test_2.csv`` also asks
+the second question on :data:`PMC_SHARED_FIGURES` figures per modality of ``train_2.csv`` (as PMC-VQA's files
+share figures), so that a split by row would put one figure in train and test.
 
 :func:`write_huatuo_eval` writes ``medical_multimodel_evaluation_data.json`` (a list of objects with
 ``question``, ``options`` (texts without letters), ``answer`` (the gold option's text), ``image`` (a list of
@@ -31,19 +35,25 @@ one path ``images/<name>.png``), ``dataset`` and ``subset``, as published) and `
 ``images/<name>.png``): enough OmniMedVQA rows for MedVLM-R1's split (``n_train_mri + n_test_per_modality +
 spare`` MRI rows, ``n_test_per_modality + spare`` CT and X-ray rows) and the objects of
 :data:`HUATUO_PLANTED` that the loader drops: other benchmarks' objects without ``subset``, other subsets,
-``answer: "?"``, empty options, open questions, a missing image, a non-object entry, ...
+``answer: "?"``, empty options, open questions, a missing image, a non-object entry, ... Given ``published``
+(identifiers like those of :func:`medrl_lib.data.medvlm_r1_test_items`), it also writes one object per item with
+its image path and question (asking, in the options, for the modality, so that the answer is right for the
+image), and for each MRI item a second object on the same image with another question (a row that MedVLM-R1's
+training draw must skip).
 
 Both return what they planted, so that a test can check a loader's counts against it::
 
     {"files": [paths written],
-     "good_rows": {"MRI": n, "CT": n, "X-ray": n},  # rows the loader keeps, per modality (per CSV file)
-     "malformed": {reason: count},                   # every drop reason of the loader, 0 included (per CSV file)
-     "planted_rows": {...},                          # row index -> drop reason (PMC-VQA: per CSV file name)
+     "good_rows": {...},        # rows the loader keeps, per modality ("other" included)
+                                # (PMC-VQA: per CSV file name; Huatuo: {"MRI": n, "CT": n, "X-ray": n})
+     "malformed": {reason: count},  # every drop reason of the loader, 0 included (PMC-VQA: the same per CSV file)
+     "planted_rows": {...},     # row index -> drop reason (PMC-VQA: per CSV file name)
      ...}
 
-For PMC-VQA both CSV files get the same plan, so ``good_rows`` and ``malformed`` hold for each of them;
-``planted_rows`` and ``kept_quirks`` (row index -> quirk) are keyed by file name. The counts are those of a
-load with the loaders' defaults (``unknown_modality="drop"``, ``datasets_filter=("OmniMedVQA",)``).
+For PMC-VQA ``kept_quirks`` (row index -> quirk), ``other_rows`` (the row indices kept as ``"other"``, which
+``unknown_modality="drop"`` drops) and ``modalities`` (row index -> modality of every kept row) are keyed by file
+name too, and ``shared_figures`` lists the ``Figure_path`` values found in both files. The counts are those of a
+load with the loaders' defaults (``unknown_modality="other"``, ``datasets_filter=("OmniMedVQA",)``).
 """
 
 from __future__ import annotations
@@ -53,7 +63,7 @@ import io
 import json
 import zipfile
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +73,7 @@ from PIL import Image
 
 from medrl_lib.data import huatuo, pmc_vqa
 from medrl_lib.data.pmc_vqa import infer_modality
-from medrl_lib.data.schema import MODALITIES
+from medrl_lib.data.schema import MODALITIES, OTHER_MODALITY
 from medrl_lib.data.synthetic import OPTION_POOLS, SyntheticConfig, generate
 
 PMC_HEADER: tuple[str, ...] = (
@@ -76,6 +86,10 @@ PMC_CSV_FILES: tuple[str, ...] = ("train_2.csv", "test_2.csv")
 
 PMC_ARCHIVE = "images_2.zip"
 """The image archive of both PMC-VQA v2 CSV files; its members are ``images_2/<Figure_path>``."""
+
+PMC_SHARED_FIGURES = 2
+"""Figures per modality of ``train_2.csv`` that ``test_2.csv`` asks about too (fewer where ``train_2.csv`` has
+fewer figures)."""
 
 PMC_KEPT_QUIRKS: tuple[str, ...] = ("stray_nbsp", "no_label", "answer_not_a_choice")
 """The quirky rows the PMC-VQA loader keeps (one of each per CSV file): ``\u00a0`` around choices, answer
@@ -116,8 +130,10 @@ def write_pmc_vqa(folder: str | Path, *, n_per_modality: int = 12, seed: int = 0
 
     >>> import tempfile
     >>> planted = write_pmc_vqa(tempfile.mkdtemp(), n_per_modality=3)
-    >>> planted["good_rows"], planted["malformed"]["label_contradicts_answer"]
-    ({'MRI': 4, 'CT': 4, 'X-ray': 4}, 1)
+    >>> planted["good_rows"]["train_2.csv"], planted["malformed"]["label_contradicts_answer"]
+    ({'MRI': 3, 'CT': 2, 'X-ray': 2, 'other': 6}, 1)
+    >>> len(planted["shared_figures"])  # 2 figures per modality of train_2.csv asked about in test_2.csv too
+    6
     """
     if n_per_modality < 0:
         raise ValueError(f"n_per_modality must be non-negative, got {n_per_modality}")
@@ -126,14 +142,23 @@ def write_pmc_vqa(folder: str | Path, *, n_per_modality: int = 12, seed: int = 0
     images: dict[str, bytes] = {}
     planted_rows: dict[str, dict[int, str]] = {}
     kept_quirks: dict[str, dict[int, str]] = {}
+    modalities: dict[str, dict[int, str]] = {}
+    good: dict[str, dict[str, int]] = {}
     files = []
+    train_figures: dict[str, list[str]] = {}
     for k, csv_name in enumerate(PMC_CSV_FILES):
-        rows, kinds = _pmc_rows(csv_name, k, n_per_modality, seed, images)
+        shared = {m: names[-PMC_SHARED_FIGURES:] for m, names in train_figures.items()} if k else {}
+        rows, kinds, mods, figures = _pmc_rows(csv_name, k, n_per_modality, seed, images, shared)
+        if k == 0:
+            train_figures = figures
         order = np.random.default_rng([seed, zlib.crc32(csv_name.encode())]).permutation(len(rows))
         rows = [rows[i] for i in order]
         kinds = [kinds[i] for i in order]
-        planted_rows[csv_name] = {i: kind for i, kind in enumerate(kinds) if kind in pmc_vqa.DROP_REASONS}
+        mods = [mods[i] for i in order]
+        planted_rows[csv_name] = {i: kind for i, kind in enumerate(kinds) if mods[i] is None}
         kept_quirks[csv_name] = {i: kind for i, kind in enumerate(kinds) if kind in PMC_KEPT_QUIRKS}
+        modalities[csv_name] = {i: m for i, m in enumerate(mods) if m is not None}
+        good[csv_name] = {m: sum(1 for v in mods if v == m) for m in (*MODALITIES, OTHER_MODALITY)}
         path = folder / csv_name
         with path.open("w", newline="", encoding="utf-8") as fh:
             writer = csv.writer(fh, lineterminator="\n")
@@ -143,17 +168,26 @@ def write_pmc_vqa(folder: str | Path, *, n_per_modality: int = 12, seed: int = 0
     archive = folder / PMC_ARCHIVE
     _write_zip(archive, Path(PMC_ARCHIVE).stem, images)
     files.append(str(archive))
-    quirk_modalities = [MODALITIES[i % len(MODALITIES)] for i in range(len(PMC_KEPT_QUIRKS))]
-    good = {m: n_per_modality + quirk_modalities.count(m) for m in MODALITIES}
+    in_file = {name: {r[0] for r in _read_rows(folder / name) if r[0]} for name in PMC_CSV_FILES}
     return {
         "files": files,
         "good_rows": good,
-        "malformed": dict.fromkeys(pmc_vqa.DROP_REASONS, 1),
+        "malformed": {r: 0 if r == pmc_vqa.UNKNOWN_MODALITY_REASON else 1 for r in pmc_vqa.DROP_REASONS},
         "planted_rows": planted_rows,
         "kept_quirks": kept_quirks,
-        "rows": {name: sum(good.values()) + len(pmc_vqa.DROP_REASONS) for name in PMC_CSV_FILES},
+        "other_rows": {name: sorted(i for i, m in ms.items() if m == OTHER_MODALITY)
+                       for name, ms in modalities.items()},
+        "modalities": modalities,
+        "shared_figures": sorted(in_file[PMC_CSV_FILES[0]] & in_file[PMC_CSV_FILES[1]]),
+        "rows": {name: len(modalities[name]) + len(planted_rows[name]) for name in PMC_CSV_FILES},
         "figures": len(images),
     }
+
+
+def _read_rows(path: Path) -> list[list[str]]:
+    """The rows of a CSV file written here, without the header."""
+    with path.open(newline="", encoding="utf-8") as fh:
+        return list(csv.reader(fh))[1:]
 
 
 def write_huatuo_eval(
@@ -163,21 +197,43 @@ def write_huatuo_eval(
     n_test_per_modality: int = 4,
     seed: int = 0,
     spare: int = 2,
+    published: Sequence[Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Write ``medical_multimodel_evaluation_data.json`` and ``images.zip`` into ``folder`` (created if needed);
     return what was planted (see the module docstring).
+
+    ``published`` (dicts with ``image``, ``question`` and ``modality``, like
+    :func:`medrl_lib.data.medvlm_r1_test_items`) adds one object per item with that image path (as given; the
+    archive member is ``images/<base name>``) and question, its options the modality names (the gold one the
+    item's modality), and for each MRI item a second object on the same image asking another question. The
+    result then also has ``published_rows`` (the index in the JSON list of each item's object, in the order of
+    ``published``) and ``published_image_twins`` (the indices of the second objects); ``good_rows`` counts them.
 
     >>> import tempfile
     >>> planted = write_huatuo_eval(tempfile.mkdtemp(), n_train_mri=2, n_test_per_modality=1, spare=0)
     >>> planted["good_rows"], planted["malformed"]["missing_subset"]
     ({'MRI': 3, 'CT': 1, 'X-ray': 1}, 3)
+    >>> item = {"image": "images/pub_0.png", "question": "What is shown?", "modality": "CT"}
+    >>> planted = write_huatuo_eval(tempfile.mkdtemp(), n_train_mri=2, n_test_per_modality=1, spare=0,
+    ...                             published=[item])
+    >>> planted["good_rows"], len(planted["published_rows"]), planted["published_image_twins"]
+    ({'MRI': 3, 'CT': 2, 'X-ray': 1}, 1, [])
     """
     for name, value in (("n_train_mri", n_train_mri), ("n_test_per_modality", n_test_per_modality), ("spare", spare)):
         if value < 0:
             raise ValueError(f"{name} must be non-negative, got {value}")
+    published = list(published or [])
+    for k, item in enumerate(published):
+        if item.get("modality") not in MODALITIES or not item.get("image") or not item.get("question"):
+            raise ValueError(f"published item {k} needs an image, a question and a modality of {MODALITIES}: {item!r}")
+    bases = [str(item["image"]).replace("\\", "/").strip().rsplit("/", 1)[-1] for item in published]
+    clash = sorted({b for b in bases if bases.count(b) > 1 or b.startswith(("omnimedvqa_", "planted_"))})
+    if clash:
+        raise ValueError(f"published image names repeat or clash with the fixture's own: {clash}")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     good = {m: n_test_per_modality + spare + (n_train_mri if m == "MRI" else 0) for m in MODALITIES}
+    n_published = {m: sum(1 for item in published if item["modality"] == m) for m in MODALITIES}
     bad_kinds = [reason for reason, n in HUATUO_PLANTED.items() for _ in range(n)]
     # the malformed objects that need an otherwise valid item, spread over the modalities in turn
     needs_item = [r for r in bad_kinds if r != huatuo.NOT_AN_OBJECT]
@@ -185,8 +241,8 @@ def write_huatuo_eval(
     items: dict[str, list[dict[str, Any]]] = {}
     images: dict[str, bytes] = {}
     for m in MODALITIES:
-        ds = generate(SyntheticConfig(n_items=good[m] + extra[m], modalities=(m,), min_options=2, max_options=6,
-                                      seed=seed, id_prefix=f"huatuo-{m}"))
+        ds = generate(SyntheticConfig(n_items=good[m] + extra[m] + n_published[m], modalities=(m,), min_options=2,
+                                      max_options=6, seed=seed, id_prefix=f"huatuo-{m}"))
         items[m] = _items(ds)
     objs: list[Any] = []
     kinds: list[str] = []
@@ -202,6 +258,23 @@ def write_huatuo_eval(
         kinds.append(reason)
     objs.append("<a stray string where an object belongs>")
     kinds.append(huatuo.NOT_AN_OBJECT)
+    rng = np.random.default_rng([seed, zlib.crc32(b"published")])
+    used = {m: good[m] + extra[m] for m in MODALITIES}
+    for k, (item, base) in enumerate(zip(published, bases)):
+        m = item["modality"]
+        synthetic = items[m][used[m]]
+        used[m] += 1
+        images[f"images/{base}"] = synthetic["png"]
+        options = [m, *(o for o in OPTION_POOLS["modality"] if o != m)][:4]
+        options = [options[i] for i in rng.permutation(4)]
+        objs.append({"question": item["question"], "options": options, "answer": m, "image": [item["image"]],
+                     "dataset": "OmniMedVQA", "subset": HUATUO_SUBSETS[m]})
+        kinds.append(f"published:{k}")
+        if m == "MRI":  # another question on the same image: never a training row
+            twin = _huatuo_obj(synthetic, base, m, {})
+            twin["image"] = [item["image"]]
+            objs.append(twin)
+            kinds.append(f"twin:{k}")
     order = np.random.default_rng([seed, zlib.crc32(b"huatuo")]).permutation(len(objs))
     objs = [objs[i] for i in order]
     kinds = [kinds[i] for i in order]
@@ -209,12 +282,15 @@ def write_huatuo_eval(
     json_path.write_text(json.dumps(objs, ensure_ascii=False, indent=1), encoding="utf-8")
     archive = folder / huatuo.IMAGE_ARCHIVE
     _write_zip(archive, "images", {name.removeprefix("images/"): data for name, data in images.items()})
+    where = {kind: i for i, kind in enumerate(kinds)}
     return {
         "files": [str(json_path), str(archive)],
-        "good_rows": good,
+        "good_rows": {m: good[m] + n_published[m] * (2 if m == "MRI" else 1) for m in MODALITIES},
         "malformed": {reason: HUATUO_PLANTED.get(reason, 0) for reason in huatuo.DROP_REASONS},
-        "planted_rows": {i: kind for i, kind in enumerate(kinds) if kind != "good"},
+        "planted_rows": {i: kind for i, kind in enumerate(kinds) if kind in huatuo.DROP_REASONS},
         "rows": len(objs),
+        "published_rows": [where[f"published:{k}"] for k in range(len(published))],
+        "published_image_twins": sorted(where[f"twin:{k}"] for k in range(len(published)) if f"twin:{k}" in where),
     }
 
 
@@ -228,10 +304,12 @@ def _items(ds: datasets.Dataset) -> list[dict[str, Any]]:
 
 
 def _pmc_rows(
-    csv_name: str, k: int, n_per_modality: int, seed: int, images: dict[str, bytes]
-) -> tuple[list[list[str]], list[str]]:
-    """The rows of one PMC-VQA CSV file, in plan order, and the kind of each ("good", a quirk, a reason);
-    the images of its figures are added to ``images``."""
+    csv_name: str, k: int, n_per_modality: int, seed: int, images: dict[str, bytes], shared: dict[str, list[str]]
+) -> tuple[list[list[str]], list[str], list[str | None], dict[str, list[str]]]:
+    """The rows of one PMC-VQA CSV file, in plan order: the rows, the kind of each ("good", "shared", a quirk, a
+    reason), the modality the loader gives each kept row (``None`` for a dropped one) and the figures of each
+    modality's good rows. The images of its figures are added to ``images``; ``shared`` names, per modality,
+    figures of another file to ask the second question about."""
     n_figures = n_per_modality - n_per_modality // 3
     kinds_extra = [*PMC_KEPT_QUIRKS, *pmc_vqa.DROP_REASONS]
     per_modality = -(-len(kinds_extra) // len(MODALITIES))
@@ -241,6 +319,10 @@ def _pmc_rows(
     items = _items(ds)
     block = n_figures + per_modality
     counter = iter(range(10**6))
+    rows: list[list[str]] = []
+    kinds: list[str] = []
+    mods: list[str | None] = []
+    figures: dict[str, list[str]] = {}
 
     def figure(item: dict[str, Any], store: bool = True) -> str:
         j = next(counter)
@@ -249,35 +331,45 @@ def _pmc_rows(
             images[name] = _jpeg(item["png"])
         return name
 
-    rows: list[list[str]] = []
-    kinds: list[str] = []
+    def second_question(name: str, m: str, kind: str) -> None:
+        options = [m, *(o for o in OPTION_POOLS["modality"] if o != m)][:4]
+        options = [options[i] for i in rng.permutation(4)]
+        rows.append(_pmc_row(name, _SECOND_QUESTION, options, options.index(m)))
+        kinds.append(kind)
+        mods.append(OTHER_MODALITY)  # only the gold option names the modality: the question names none
+
     for mi, m in enumerate(MODALITIES):
-        figures = []
+        figures[m] = []
         for item in items[mi * block : mi * block + n_figures]:
             name = figure(item)
-            figures.append(name)
-            rows.append(_pmc_row(name, _pmc_question(item["question"], item["options"][item["gold"]], m),
-                                 item["options"], item["gold"]))
+            figures[m].append(name)
+            question = _pmc_question(item["question"], item["options"][item["gold"]], m)
+            rows.append(_pmc_row(name, question, item["options"], item["gold"]))
             kinds.append("good")
-        for name in figures[: n_per_modality - n_figures]:  # a second question on the same figure
-            options = [m, *(o for o in OPTION_POOLS["modality"] if o != m)][:4]
-            options = [options[i] for i in rng.permutation(4)]
-            rows.append(_pmc_row(name, _SECOND_QUESTION, options, options.index(m)))
-            kinds.append("good")
+            mods.append(infer_modality(question) or OTHER_MODALITY)
+        for name in figures[m][: n_per_modality - n_figures]:  # a second question on the same figure
+            second_question(name, m, "good")
+    for m in MODALITIES:  # the second question on figures of the other file (their images are stored already)
+        for name in shared.get(m, []):
+            second_question(name, m, "shared")
     for i, kind in enumerate(kinds_extra):
         m = MODALITIES[i % len(MODALITIES)]
         item = items[MODALITIES.index(m) * block + n_figures + i // len(MODALITIES)]
         name = figure(item, store=kind not in (pmc_vqa.MISSING_IMAGE, pmc_vqa.EMPTY_IMAGE))
-        rows.append(_pmc_special(kind, name, item, m, rng))
+        row = _pmc_special(kind, name, item, m, rng)
+        rows.append(row)
         kinds.append(kind)
-    return rows, kinds
+        dropped = kind in pmc_vqa.DROP_REASONS and kind != pmc_vqa.UNKNOWN_MODALITY_REASON
+        mods.append(None if dropped else infer_modality(row[1]) or OTHER_MODALITY)
+    return rows, kinds, mods, figures
 
 
 def _pmc_question(question: str, gold_text: str, modality: str) -> str:
-    """``question``, prefixed so that it names ``modality`` unless it (with the gold option) already does."""
-    if infer_modality(f"{question}\n{gold_text}") != modality:
+    """``question``, prefixed so that it names ``modality``, unless it already does or it asks for the modality
+    (its gold option is ``modality``): that question is left naming none, as such questions do."""
+    if infer_modality(question) != modality and gold_text != modality:
         question = MODALITY_PREFIX[modality] + question[0].lower() + question[1:]
-    assert infer_modality(f"{question}\n{gold_text}") == modality, question
+        assert infer_modality(question) == modality, question
     return question
 
 

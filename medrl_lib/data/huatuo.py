@@ -15,6 +15,8 @@ object to a row of the common schema:
   photography, ultrasound, microscopy, ...) are dropped and counted;
 - ``image``: the bytes of the first path of ``image`` (see :class:`~medrl_lib.data.pmc_vqa.ImageStore` for
   how paths are matched to archive members or files);
+- ``image_path``: that first path of ``image``, stripped, as published (``"images/brain002206.png"``): MedVLM-R1's
+  published test items are matched by it and the question (:func:`medrl_lib.data.splits.medvlm_r1_published_split`);
 - ``source``: ``"huatuo/"`` and ``dataset`` lower-cased, e.g. ``"huatuo/omnimedvqa"``; ``facts``: ``"{}"``.
 
 Options and answers are normalised with :func:`~medrl_lib.data.pmc_vqa.clean_text` (runs of unicode

@@ -19,9 +19,19 @@ ignored. How :func:`load_pmc_vqa` maps a CSV row to a row of the common schema:
   accepted), compared without letter prefix, case and surrounding whitespace. Where both are present the
   label wins unless the answer text contradicts it (see ``label_contradicts_answer`` below);
 - ``modality``: PMC-VQA has no modality column, so it is inferred by :func:`infer_modality` from the question
-  and the gold option text; see ``unknown_modality`` of :func:`load_pmc_vqa` for the rows it cannot place;
+  text ALONE. The options are never read for it, the gold option least of all: a modality taken from the gold
+  option would select and group rows on their label (a "Which imaging technique ...?" row would be filed under
+  its own answer), and the options of such a question list several modalities, one of which is the answer, so
+  even reading all options alike would make the group follow the answer set. So swapping which option is gold
+  never changes a row's modality. A row whose question names no modality (or several) gets
+  :data:`~medrl_lib.data.schema.OTHER_MODALITY` (``"other"``) and is KEPT by default: Zhu et al. draw from the
+  whole of PMC-VQA, with no modality filter; the modality only groups the per-modality results. See
+  ``unknown_modality`` of :func:`load_pmc_vqa` for the other settings;
 - ``image``: the bytes of the file ``Figure_path``, from the image archive or an extracted image folder
   (see :class:`ImageStore` for how member names are matched);
+- ``image_path``: ``Figure_path`` (cleaned of stray whitespace). PMC-VQA asks about 1.5 questions per figure,
+  and ``train_2.csv`` and ``test_2.csv`` share figures: :mod:`medrl_lib.data.splits` keeps the splits disjoint
+  by this column;
 - ``source``: ``"pmc-vqa"``; ``facts``: ``"{}"``.
 
 Text is normalised before it is checked (:func:`clean_text`): every run of unicode whitespace (the stray
@@ -44,7 +54,8 @@ Malformed rows are skipped, not fatal: each is dropped with the first of these r
   one ``Answer_label`` names. An answer text that equals no choice at all (a paraphrase, a longer answer)
   does not contradict the label, which is kept;
 - ``no_gold``: no ``Answer_label``, and the answer text equals no choice or several;
-- ``unknown_modality``: :func:`infer_modality` finds no modality (only with ``unknown_modality="drop"``);
+- ``unknown_modality``: :func:`infer_modality` finds no modality in the question (only with
+  ``unknown_modality="drop"``, which is not the default);
 - ``missing_image``: the image file is not in the archive or folder (or is empty); found when the images are
   read, by :func:`records_to_dataset`.
 
@@ -83,6 +94,7 @@ from medrl_lib.data.schema import (
     FEATURES,
     MIN_OPTIONS,
     MODALITIES,
+    OTHER_MODALITY,
     DataError,
     describe_drops,
     letter_of,
@@ -122,8 +134,16 @@ CHOICE_COLUMNS: tuple[str, ...] = ("Choice A", "Choice B", "Choice C", "Choice D
 ANSWER_TEXT_COLUMNS: tuple[str, ...] = ("Answer", "Anwser")
 """The answer-text column, in the spelling of the v2 files and in that of the old files."""
 
-UNKNOWN_MODALITY = "drop"
-"""The default of ``unknown_modality`` in :func:`load_pmc_vqa`: drop the rows no modality is inferred for."""
+DROP_UNKNOWN = "drop"
+"""The setting of ``unknown_modality`` in :func:`load_pmc_vqa` that drops the rows no modality is inferred for
+(not Zhu et al.'s pool: their 10K/7K are drawn from all of PMC-VQA)."""
+
+UNKNOWN_MODALITY = OTHER_MODALITY
+"""The default of ``unknown_modality`` in :func:`load_pmc_vqa`: keep the rows no modality is inferred for, with
+the modality ``"other"`` (:data:`~medrl_lib.data.schema.OTHER_MODALITY`)."""
+
+UNKNOWN_MODALITY_SETTINGS: tuple[str, ...] = (OTHER_MODALITY, DROP_UNKNOWN, *MODALITIES)
+"""The values ``unknown_modality`` of :func:`load_pmc_vqa` accepts."""
 
 MODALITY_KEYWORDS: dict[str, tuple[str, ...]] = {
     "MRI": (r"MRIs?", r"magnetic resonance", r"T1(?:W|WI)?", r"T2(?:W|WI)?", r"FLAIR"),
@@ -180,6 +200,7 @@ def infer_modality(text: str) -> str | None:
     - CT: "CT" (also in "PET/CT", "CT-guided"), "computed tomography" / "computed tomographic";
     - X-ray: "X-ray" ("x ray", "xray", "X-rays"), "radiograph" ("radiography", "radiographic").
 
+    :func:`load_pmc_vqa` applies it to the question text alone (never to the options or the gold answer).
     Text whose keywords point to more than one modality ("CT and MRI of the brain") is ambiguous and gives
     ``None``, as does text without any keyword. Known limit: "T1"/"T2" also name thoracic vertebrae, so
     "the T1 vertebra on CT" is ambiguous and "a fracture of T2" is taken for MRI.
@@ -255,7 +276,7 @@ class Record:
     answer: str
     """the gold letter"""
     modality: str
-    """one of :data:`~medrl_lib.data.schema.MODALITIES`"""
+    """one of :data:`~medrl_lib.data.schema.ALLOWED_MODALITIES`"""
     source: str
     """the ``source`` column"""
     image: str
@@ -428,6 +449,7 @@ def records_to_dataset(
             columns["modality"].append(r.modality)
             columns["source"].append(r.source)
             columns["facts"].append("{}")
+            columns["image_path"].append(r.image)
         if columns["id"]:
             kept += len(columns["id"])
             parts.append(datasets.Dataset.from_dict(columns, features=FEATURES))
@@ -471,18 +493,17 @@ def load_pmc_vqa(
     images found from ``source``. ``limit`` reads only the first ``limit`` rows of the CSV (before any row is
     dropped).
 
-    ``unknown_modality`` says what happens to a row for which :func:`infer_modality` finds no modality (or
-    several) in its question and gold option text: ``"drop"`` (the default) drops it, and a modality name
-    (``"MRI"``, ``"CT"``, ``"X-ray"``) keeps it with that modality. The choices and the gold letter of every
-    row read are checked (the gold option text is needed to infer the modality); the image of a dropped row
-    is neither looked up nor read. Their number is reported, as ``dropped["unknown_modality"]``, by the
-    :class:`UserWarning` and in the JSON summary in ``info.description`` of the result, with the rows dropped
-    for the other reasons of :data:`DROP_REASONS` (see the module docstring). Zhu et al. use the whole PMC-VQA, most
-    of whose figures are not MRI, CT or X-ray; with ``"drop"`` every kept row has a recognised modality, so
-    the per-modality accuracies are over recognised rows only and the subset differs from Zhu's pool.
+    The modality of a row is inferred from its question text only (:func:`infer_modality`; never from the
+    options or the label, see the module docstring). ``unknown_modality`` says what happens to a row whose
+    question names no modality (or several): ``"other"`` (the default) keeps it with the modality
+    ``"other"``, as Zhu et al. draw from the whole of PMC-VQA (most of whose figures are not MRI, CT or X-ray);
+    ``"drop"`` drops it, counted as ``dropped["unknown_modality"]`` in the :class:`UserWarning` and in the JSON
+    summary in ``info.description`` of the result (a pool that is not Zhu's); a modality name (``"MRI"``,
+    ``"CT"``, ``"X-ray"``) keeps it with that modality. The image of a dropped row is neither looked up nor
+    read.
     """
-    if unknown_modality != UNKNOWN_MODALITY and unknown_modality not in MODALITIES:
-        raise ValueError(f"unknown_modality must be 'drop' or one of {MODALITIES}, got {unknown_modality!r}")
+    if unknown_modality not in UNKNOWN_MODALITY_SETTINGS:
+        raise ValueError(f"unknown_modality must be one of {UNKNOWN_MODALITY_SETTINGS}, got {unknown_modality!r}")
     if limit is not None and limit < 0:
         raise ValueError(f"limit must be non-negative, got {limit}")
     csv_path, image_location = _resolve(source, csv, images)
@@ -590,10 +611,10 @@ def _parse_row(
     gold = _gold_index(clean_text(get("Answer_label")), clean_text(get(text_col)), letters, options)
     if isinstance(gold, _Drop):
         return gold
-    modality = infer_modality(f"{question}\n{options[gold]}")
+    modality = infer_modality(question)  # the question alone: never the options, never the label
     if modality is None:
-        if unknown_modality == UNKNOWN_MODALITY:
-            return _Drop(UNKNOWN_MODALITY_REASON, "no modality keyword (or several) in the question and gold option")
+        if unknown_modality == DROP_UNKNOWN:
+            return _Drop(UNKNOWN_MODALITY_REASON, "no modality keyword (or several) in the question")
         modality = unknown_modality
     return question, options, gold, modality, figure
 

@@ -8,9 +8,14 @@ Every loader (synthetic items, PMC-VQA, the HuatuoGPT-Vision evaluation data) pr
 - ``question``: the question text, without the options;
 - ``options``: the option texts WITHOUT letter prefixes, in letter order A, B, C, ...;
 - ``answer``: the gold letter, ``"A"`` to ``"F"``;
-- ``modality``: one of :data:`MODALITIES`;
+- ``modality``: one of :data:`MODALITIES`, or :data:`OTHER_MODALITY` for a real row whose modality is none of
+  them or cannot be told (PMC-VQA: the question names none; see :func:`medrl_lib.data.pmc_vqa.infer_modality`);
 - ``source``: where the row comes from (``"synthetic"``, ``"pmc-vqa"``, ...);
-- ``facts``: a JSON object with the ground-truth facts of a synthetic item, ``"{}"`` for real data.
+- ``facts``: a JSON object with the ground-truth facts of a synthetic item, ``"{}"`` for real data;
+- ``image_path``: the image's file name as the source gives it (PMC-VQA: ``Figure_path``; HuatuoGPT-Vision: the
+  first path of ``image``, e.g. ``"images/brain002206.png"``; synthetic: ``"<id>.png"``, one image per row). Rows
+  with the same ``image_path`` show the same image: the splits keep train and test disjoint by it
+  (:mod:`medrl_lib.data.splits`). An empty value means "an image of its own".
 
 :func:`validate_rows` checks a dataset against the rules of this schema without decoding images.
 
@@ -30,7 +35,15 @@ import datasets
 import pyarrow.compute as pc
 
 MODALITIES: tuple[str, ...] = ("MRI", "CT", "X-ray")
-"""The imaging modalities a row may have."""
+"""The imaging modalities of the papers' per-modality results (synthetic items and MedVLM-R1's split have only
+these)."""
+
+OTHER_MODALITY = "other"
+"""The ``modality`` of a real row that is none of :data:`MODALITIES` or cannot be told (kept in Zhu et al.'s
+PMC-VQA pool, which is not filtered by modality)."""
+
+ALLOWED_MODALITIES: tuple[str, ...] = (*MODALITIES, OTHER_MODALITY)
+"""The values the ``modality`` column may hold."""
 
 LETTERS = "ABCDEF"
 """The option letters, in order; a row has between 2 and ``len(LETTERS)`` options."""
@@ -48,6 +61,7 @@ FEATURES = datasets.Features(
         "modality": datasets.Value("string"),
         "source": datasets.Value("string"),
         "facts": datasets.Value("string"),
+        "image_path": datasets.Value("string"),
     }
 )
 """The features of every dataset in the package, in column order."""
@@ -84,7 +98,8 @@ def validate_rows(ds: datasets.Dataset, name: str) -> None:
 
     The checks: ``id`` is a non-empty string, unique in the dataset; ``options`` has
     ``MIN_OPTIONS``..``len(LETTERS)`` entries; ``answer`` is one of the first ``len(options)``
-    letters; ``image`` is present; ``modality`` is one of :data:`MODALITIES`. The columns are read
+    letters; ``image`` is present; ``modality`` is one of :data:`ALLOWED_MODALITIES` (:data:`MODALITIES` or
+    :data:`OTHER_MODALITY`). The columns are read
     as Arrow data, so no image is decoded. ``name`` (a dataset or file name) opens every message.
     """
     columns = ["id", "image", "options", "answer", "modality"]
@@ -119,8 +134,8 @@ def validate_rows(ds: datasets.Dataset, name: str) -> None:
             raise DataError(f"{where}: field 'answer' is {answer!r}, expected one of {LETTERS[:n]}")
         if not present:
             raise DataError(f"{where}: field 'image' is missing")
-        if modality not in MODALITIES:
-            raise DataError(f"{where}: field 'modality' is {modality!r}, expected one of {MODALITIES}")
+        if modality not in ALLOWED_MODALITIES:
+            raise DataError(f"{where}: field 'modality' is {modality!r}, expected one of {ALLOWED_MODALITIES}")
 
 
 def load_summary(ds: datasets.Dataset) -> dict[str, Any]:

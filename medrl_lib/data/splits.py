@@ -1,13 +1,26 @@
 """The train/test splits of the two papers, drawn with a fixed seed, and the publication of their id lists.
 
-Neither paper released its split: Zhu et al. name a 10K/7K subset of PMC-VQA, MedVLM-R1 600 MRI training
-items and 300 MRI / 300 CT / 300 X-ray test items of the HuatuoGPT-Vision evaluation data. Both are drawn
-here from a ``numpy`` Generator permutation of row indices, so a split depends only on the seed and on the
-rows of the dataset in their order (a different loader setting, such as PMC-VQA's ``unknown_modality``,
-gives a different split). Every run publishes its id lists with :func:`write_split_ids`.
+Zhu et al. name a 10K/7K subset of PMC-VQA without releasing it. PMC-VQA publishes a training file
+(``train_2.csv``) and a test file (``test_2.csv``), so :func:`zhu_split_files` draws the training rows from the
+training file and the test rows from the test file; :func:`zhu_split` draws both from one file. MedVLM-R1
+published its 900 test items (:func:`medrl_lib.data.medvlm_r1_test_items`): :func:`medvlm_r1_published_split`
+finds them in the HuatuoGPT-Vision evaluation data and draws the 600 MRI training items from the other MRI rows;
+:func:`medvlm_r1_split` draws a split of the same shape at random (for data without the published items, such
+as the synthetic rehearsal files). Every draw is a ``numpy`` Generator permutation, so a split depends only on
+the seed and on the rows of the datasets in their order (a different loader setting, such as PMC-VQA's
+``unknown_modality``, gives a different split). Every run publishes its id lists with :func:`write_split_ids`.
 
-The rows of each returned split keep the order they have in the dataset (the drawn indices are sorted), and
-its ``info.description`` (the loader summary, :func:`~medrl_lib.data.schema.load_summary`). Where a dataset
+**Disjoint by image.** PMC-VQA asks about 1.5 questions per figure (about 227K questions on 149K figures), and
+its training and test files share figures; OmniMedVQA asks several questions on one image too. A split by row
+would put the same figure in train and test. So every split here keeps train and test disjoint by image: two
+rows show the same image when their :func:`image_keys` are equal (the base name of ``image_path``; a row without
+``image_path`` is an image of its own). The rows excluded from training for sharing an image with a test row are
+counted.
+
+The rows of each returned split keep the order they have in the dataset (the drawn indices are sorted; the test
+rows of :func:`medvlm_r1_published_split` are in the published order instead), and its ``info.description``
+(the loader summary, :func:`~medrl_lib.data.schema.load_summary`), to which the split adds the key ``split``
+(its name, seed, sizes and exclusion counts) where the dataset has a loader summary. Where a dataset
 is too small for the sizes asked, the :class:`ValueError` names the sizes and, for a loaded dataset, how many
 rows the loader kept and dropped by reason, e.g. "(the loader kept 812 of 900 rows of train_2.csv; dropped:
 missing_image 3, no_gold 2)".
@@ -15,9 +28,10 @@ missing_image 3, no_gold 2)".
 
 from __future__ import annotations
 
+import json
 import zlib
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,14 +42,48 @@ from medrl_lib.data.schema import MODALITIES, describe_drops, load_summary
 from medrl_lib.results import write_json
 
 
+def image_keys(ds: datasets.Dataset) -> list[str | None]:
+    """The image of each row of ``ds`` as a key: the base name of ``image_path`` (backslashes read as slashes,
+    surrounding whitespace stripped), so that ``"images/x.png"``, ``"x.png"`` and ``" ./images/x.png "`` are one
+    image; ``None`` (an image of its own, equal to no other) where the column is absent or the path empty.
+
+    >>> ds = datasets.Dataset.from_dict({"image_path": ["images/a.png", " a.png ", "b\\c.png", ""]})
+    >>> image_keys(ds)
+    ['a.png', 'a.png', 'c.png', None]
+    """
+    if "image_path" not in ds.column_names:
+        return [None] * len(ds)
+    return [image_key(p) for p in ds["image_path"]]
+
+
+def image_key(path: str | None) -> str | None:
+    """The key of one image path (see :func:`image_keys`).
+
+    >>> image_key("images/brain002206.png"), image_key("  brain002206.png"), image_key(""), image_key(None)
+    ('brain002206.png', 'brain002206.png', None, None)
+    """
+    if not path:
+        return None
+    base = str(path).replace("\\", "/").strip().rsplit("/", 1)[-1].strip()
+    return base or None
+
+
 def zhu_split(
     ds: datasets.Dataset, *, n_train: int = 10_000, n_test: int = 7_000, seed: int = 0
 ) -> tuple[datasets.Dataset, datasets.Dataset]:
-    """Draw Zhu et al.'s disjoint ``n_train`` training and ``n_test`` test rows from ``ds``.
+    """Draw Zhu et al.'s ``n_train`` training and ``n_test`` test rows from the one dataset ``ds``, disjoint by
+    image.
 
-    The first ``n_train`` indices of ``numpy.random.default_rng(seed).permutation(len(ds))`` are the
-    training rows and the next ``n_test`` the test rows. Raises :class:`ValueError` naming the sizes where
-    ``ds`` has fewer than ``n_train + n_test`` rows.
+    The rows are grouped by image (:func:`image_keys`; a row without an image path is a group of its own), the
+    groups put in the order of ``numpy.random.default_rng(seed).permutation`` (the rows of a group in dataset
+    order), and the first ``n_test`` rows of that order are the test rows. The rows after them whose image is
+    not a test row's are the candidates for training, and the first ``n_train`` of them the training rows: only
+    the rest of the last test image's rows can be skipped, and they are counted as
+    ``train_rows_sharing_a_test_image`` in the ``split`` entry of the summary (see the module docstring).
+    Raises :class:`ValueError` naming the sizes where ``ds`` has fewer than ``n_train + n_test`` rows, or
+    fewer than ``n_train`` rows outside the test images.
+
+    Use :func:`zhu_split_files` where the source publishes a training and a test file (PMC-VQA does).
     """
     _check_count("n_train", n_train)
     _check_count("n_test", n_test)
@@ -44,23 +92,88 @@ def zhu_split(
             f"zhu_split: the dataset has {len(ds)} rows, fewer than n_train + n_test = {n_train} + {n_test}"
             f" = {n_train + n_test}{_loader_note(ds)}"
         )
-    order = np.random.default_rng(seed).permutation(len(ds))
-    train = np.sort(order[:n_train])
-    test = np.sort(order[n_train : n_train + n_test])
-    return ds.select(train), ds.select(test)
+    keys = image_keys(ds)
+    groups = _groups(keys)
+    order = np.random.default_rng(seed).permutation(len(groups))
+    rows = [i for g in order for i in groups[g]]
+    test = rows[:n_test]
+    test_images = {keys[i] for i in test} - {None}
+    rest = [i for i in rows[n_test:] if keys[i] is None or keys[i] not in test_images]
+    excluded = len(ds) - n_test - len(rest)
+    if n_train > len(rest):
+        raise ValueError(
+            f"zhu_split: after the {n_test} test rows, {len(rest)} rows of the dataset's {len(ds)} show no test"
+            f" image ({excluded} share one), fewer than n_train = {n_train}{_loader_note(ds)}"
+        )
+    train = rest[:n_train]
+    note = {"name": "zhu", "seed": int(seed), "n_train": n_train, "n_test": n_test,
+            "train_rows_sharing_a_test_image": excluded, **_image_counts(keys, train, test)}
+    return _select(ds, np.sort(train), note), _select(ds, np.sort(test), note)
+
+
+def zhu_split_files(
+    train_ds: datasets.Dataset,
+    test_ds: datasets.Dataset,
+    *,
+    n_train: int = 10_000,
+    n_test: int = 7_000,
+    seed: int = 0,
+) -> tuple[datasets.Dataset, datasets.Dataset]:
+    """Draw Zhu et al.'s ``n_train`` training rows from ``train_ds`` (PMC-VQA's ``train_2.csv``) and ``n_test``
+    test rows from ``test_ds`` (``test_2.csv``), disjoint by image.
+
+    The test rows are the first ``n_test`` of ``numpy.random.default_rng([seed, crc32(b"test")])``'s permutation
+    of ``test_ds``. Every row of ``train_ds`` whose image (:func:`image_keys`) is among the drawn test rows' is
+    then excluded, and counted (``train_rows_sharing_a_test_image`` in the ``split`` entry of the summary of
+    both results, beside ``file`` of each side, the sizes and the seed); the training rows are the first
+    ``n_train`` of ``numpy.random.default_rng([seed, crc32(b"train")])``'s permutation of the rows left. Raises
+    :class:`ValueError` naming the sizes where ``test_ds`` has fewer than ``n_test`` rows or fewer than
+    ``n_train`` training rows are left, and where the two datasets share a row id.
+    """
+    _check_count("n_train", n_train)
+    _check_count("n_test", n_test)
+    if n_test > len(test_ds):
+        raise ValueError(
+            f"zhu_split_files: the test dataset has {len(test_ds)} rows, fewer than n_test = {n_test}"
+            f"{_loader_note(test_ds)}"
+        )
+    shared_ids = sorted(set(train_ds["id"]) & set(test_ds["id"]))
+    if shared_ids:
+        raise ValueError(f"zhu_split_files: the two datasets share {len(shared_ids)} row id(s), e.g. {shared_ids[:5]}")
+    test = np.random.default_rng([seed, zlib.crc32(b"test")]).permutation(len(test_ds))[:n_test]
+    test_keys = image_keys(test_ds)
+    test_images = {test_keys[i] for i in test} - {None}
+    train_keys = image_keys(train_ds)
+    eligible = np.asarray([i for i, k in enumerate(train_keys) if k is None or k not in test_images], dtype=np.int64)
+    excluded = len(train_ds) - len(eligible)
+    if n_train > len(eligible):
+        raise ValueError(
+            f"zhu_split_files: the training dataset has {len(train_ds)} rows, {excluded} of which show an image of"
+            f" the {n_test} test rows; the {len(eligible)} left are fewer than n_train = {n_train}"
+            f"{_loader_note(train_ds)}"
+        )
+    train = np.random.default_rng([seed, zlib.crc32(b"train")]).permutation(eligible)[:n_train]
+    note = {"name": "zhu-files", "seed": int(seed), "n_train": n_train, "n_test": n_test,
+            "train_file": load_summary(train_ds).get("file"), "test_file": load_summary(test_ds).get("file"),
+            "train_rows_sharing_a_test_image": excluded,
+            "train_images": len({train_keys[i] for i in train} - {None}), "test_images": len(test_images)}
+    return _select(train_ds, np.sort(train), note), _select(test_ds, np.sort(test), note)
 
 
 def medvlm_r1_split(
     ds: datasets.Dataset, *, n_train_mri: int = 600, n_test_per_modality: int = 300, seed: int = 0
 ) -> tuple[datasets.Dataset, datasets.Dataset]:
-    """Draw MedVLM-R1's split from ``ds``: ``n_train_mri`` MRI training rows and ``n_test_per_modality``
-    test rows of each of MRI, CT and X-ray, the training rows disjoint from the test rows.
+    """Draw a split of MedVLM-R1's shape at random from ``ds``: ``n_train_mri`` MRI training rows and
+    ``n_test_per_modality`` test rows of each of MRI, CT and X-ray, the training rows disjoint from the test
+    rows by image.
 
-    The rows of each modality are permuted by their own Generator, seeded with ``(seed, crc32(modality))``
-    (so adding rows of one modality leaves the others' draw unchanged): the first ``n_test_per_modality``
-    are test rows, and for MRI the next ``n_train_mri`` the training rows. Rows of other modalities are never
-    drawn. Raises :class:`ValueError` naming each modality that has too few rows, its count and the count
-    needed.
+    MedVLM-R1 published its test items: :func:`medvlm_r1_published_split` uses them. This draw is for data
+    without them (the synthetic rehearsal files). The rows of each modality are permuted by their own Generator,
+    seeded with ``(seed, crc32(modality))`` (so adding rows of one modality leaves the others' draw unchanged):
+    the first ``n_test_per_modality`` are test rows, and for MRI the next ``n_train_mri`` rows whose image is
+    no test row's (:func:`image_keys`) the training rows (the skipped ones are counted in the ``split`` entry of
+    the summary). Rows of other modalities are never drawn. Raises :class:`ValueError` naming each modality that
+    has too few rows, its count and the count needed.
     """
     _check_count("n_train_mri", n_train_mri)
     _check_count("n_test_per_modality", n_test_per_modality)
@@ -73,14 +186,98 @@ def medvlm_r1_split(
             f"medvlm_r1_split: too few rows ({'; '.join(short)}) for n_train_mri={n_train_mri},"
             f" n_test_per_modality={n_test_per_modality}{_loader_note(ds)}"
         )
-    train: list[np.ndarray] = []
-    test: list[np.ndarray] = []
-    for m in MODALITIES:
-        drawn = np.random.default_rng([seed, zlib.crc32(m.encode())]).permutation(rows[m])
-        test.append(drawn[:n_test_per_modality])
-        if m == "MRI":
-            train.append(drawn[n_test_per_modality : n_test_per_modality + n_train_mri])
-    return ds.select(np.sort(np.concatenate(train))), ds.select(np.sort(np.concatenate(test)))
+    keys = image_keys(ds)
+    drawn = {m: np.random.default_rng([seed, zlib.crc32(m.encode())]).permutation(rows[m]) for m in MODALITIES}
+    test = np.concatenate([drawn[m][:n_test_per_modality] for m in MODALITIES])
+    test_images = {keys[i] for i in test} - {None}
+    candidates = [int(i) for i in drawn["MRI"][n_test_per_modality:] if keys[i] is None or keys[i] not in test_images]
+    excluded = len(rows["MRI"]) - n_test_per_modality - len(candidates)
+    if len(candidates) < n_train_mri:
+        raise ValueError(
+            f"medvlm_r1_split: {len(candidates)} MRI rows show no test image ({excluded} more do), fewer than"
+            f" n_train_mri={n_train_mri}{_loader_note(ds)}"
+        )
+    train = candidates[:n_train_mri]
+    note = {"name": "medvlm-r1-random", "seed": int(seed), "n_train": n_train_mri, "n_test": len(test),
+            "train_rows_sharing_a_test_image": excluded, **_image_counts(keys, train, test)}
+    return _select(ds, np.sort(train), note), _select(ds, np.sort(test), note)
+
+
+def medvlm_r1_published_split(
+    ds: datasets.Dataset,
+    *,
+    n_train_mri: int = 600,
+    seed: int = 0,
+    test_items: Sequence[Mapping[str, Any]] | None = None,
+) -> tuple[datasets.Dataset, datasets.Dataset]:
+    """MedVLM-R1's split of the HuatuoGPT-Vision evaluation data ``ds``: its published test items and
+    ``n_train_mri`` MRI training rows drawn from the other MRI rows.
+
+    ``test_items`` (default: :func:`medrl_lib.data.medvlm_r1_test_items`, the 900 published items) are dicts
+    with ``image`` (a path) and ``question``, and optionally ``modality`` and ``index``. Each is matched to the
+    row of ``ds`` with the same image (:func:`image_key`: the base name, so ``"images/x.png"`` matches
+    ``"x.png"``) and the same question (runs of whitespace collapsed, ends stripped). Where several rows match,
+    the one whose whole path matches is preferred, then the first in dataset order (the others show the same
+    image, so they are never training rows either). The test rows are returned in the order of ``test_items``.
+    Raises :class:`ValueError` where items are not found (the message says how many, of how many rows, and
+    gives the first few with their index, image and question, and the loader's drop counts: a dropped row
+    cannot be matched), where an item's ``modality`` is not its row's, and where two items name the same row.
+
+    The training rows are the first ``n_train_mri`` of ``numpy.random.default_rng([seed, crc32(b"MRI")])``'s
+    permutation of the MRI rows of ``ds`` that are not test rows and show no test item's image; the rows
+    excluded for sharing an image are counted in the ``split`` entry of the summary. Raises
+    :class:`ValueError` where fewer MRI rows are left than ``n_train_mri``.
+    """
+    _check_count("n_train_mri", n_train_mri)
+    if test_items is None:
+        from medrl_lib.data import medvlm_r1_test_items
+
+        test_items = medvlm_r1_test_items()
+    items = list(test_items)
+    paths = list(ds["image_path"]) if "image_path" in ds.column_names else [""] * len(ds)
+    keys = [image_key(p) for p in paths]
+    index: dict[tuple[str | None, str], list[int]] = {}
+    for i, (key, question) in enumerate(zip(keys, ds["question"])):
+        index.setdefault((key, _question_key(question)), []).append(i)
+    test: list[int] = []
+    missing: list[str] = []
+    for k, item in enumerate(items):
+        path, question = str(item.get("image") or ""), str(item.get("question") or "")
+        found = index.get((image_key(path), _question_key(question)), [])
+        if not found:
+            missing.append(f"item {item.get('index', k)} (image {path!r}, question {question!r})")
+            continue
+        whole = [i for i in found if _path_key(paths[i]) == _path_key(path)]
+        test.append((whole or found)[0])
+    if missing:
+        raise ValueError(
+            f"medvlm_r1_published_split: {len(missing)} of the {len(items)} published test items are not among the"
+            f" {len(ds)} rows of the dataset (matched by image file name and question), e.g. {'; '.join(missing[:3])}"
+            f"{_loader_note(ds)}"
+        )
+    modality = list(ds["modality"])
+    wrong = [f"item {item.get('index', k)} is {item['modality']!r}, its row {ds[i]['id']!r} {modality[i]!r}"
+             for k, (item, i) in enumerate(zip(items, test)) if "modality" in item and item["modality"] != modality[i]]
+    if wrong:
+        raise ValueError(f"medvlm_r1_published_split: {len(wrong)} published test items match a row of another"
+                         f" modality, e.g. {'; '.join(wrong[:3])}")
+    twice = [i for i, n in Counter(test).items() if n > 1]
+    if twice:
+        raise ValueError(f"medvlm_r1_published_split: {len(twice)} rows are named by more than one test item")
+    test_set = set(test)
+    test_images = {keys[i] for i in test} - {None}
+    mri = [i for i, m in enumerate(modality) if m == "MRI" and i not in test_set]
+    eligible = np.asarray([i for i in mri if keys[i] is None or keys[i] not in test_images], dtype=np.int64)
+    excluded = len(mri) - len(eligible)
+    if n_train_mri > len(eligible):
+        raise ValueError(
+            f"medvlm_r1_published_split: {len(eligible)} MRI rows are neither test rows nor show a test image"
+            f" ({excluded} more show one), fewer than n_train_mri={n_train_mri}{_loader_note(ds)}"
+        )
+    train = np.random.default_rng([seed, zlib.crc32(b"MRI")]).permutation(eligible)[:n_train_mri]
+    note = {"name": "medvlm-r1-published", "seed": int(seed), "n_train": n_train_mri, "n_test": len(test),
+            "train_rows_sharing_a_test_image": excluded, **_image_counts(keys, train, test)}
+    return _select(ds, np.sort(train), note), _select(ds, np.asarray(test, dtype=np.int64), note)
 
 
 def write_split_ids(
@@ -126,6 +323,52 @@ def write_split_ids(
     obj.update(extra or {})
     write_json(path, obj)
     return obj
+
+
+def _groups(keys: Sequence[str | None]) -> list[list[int]]:
+    """The row indices of each image, images in order of first appearance; a row without image is alone."""
+    groups: list[list[int]] = []
+    where: dict[str, int] = {}
+    for i, key in enumerate(keys):
+        if key is None:
+            groups.append([i])
+        elif key in where:
+            groups[where[key]].append(i)
+        else:
+            where[key] = len(groups)
+            groups.append([i])
+    return groups
+
+
+def _image_counts(keys: Sequence[str | None], train: Sequence[int], test: Sequence[int]) -> dict[str, int]:
+    """The number of distinct images of the training and of the test rows (a row without image counts as one)."""
+    def count(rows: Sequence[int]) -> int:
+        return len({keys[i] if keys[i] is not None else ("row", int(i)) for i in rows})
+
+    return {"train_images": count(train), "test_images": count(test)}
+
+
+def _select(ds: datasets.Dataset, indices: np.ndarray, note: dict[str, Any]) -> datasets.Dataset:
+    """``ds.select(indices)``, with ``note`` stored as ``split`` in its summary where the description is a loader
+    summary (a JSON object); another description (none, for generated data) is left as it is."""
+    out = ds.select(indices)
+    summary = load_summary(out)
+    if summary:
+        out.info.description = json.dumps({**summary, "split": note}, sort_keys=True)
+    return out
+
+
+def _question_key(question: Any) -> str:
+    """A question compared for matching: runs of whitespace collapsed, ends stripped."""
+    return " ".join(str(question or "").split())
+
+
+def _path_key(path: Any) -> str:
+    """An image path compared whole: slashes, ``./`` and surrounding whitespace normalised."""
+    clean = str(path or "").replace("\\", "/").strip()
+    while clean.startswith("./"):
+        clean = clean[2:]
+    return clean.lstrip("/")
 
 
 def _modality_counts(ds: datasets.Dataset) -> dict[str, int]:

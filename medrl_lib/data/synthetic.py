@@ -154,7 +154,8 @@ class SyntheticConfig:
 
 
 def generate(cfg: SyntheticConfig) -> datasets.Dataset:
-    """Generate ``cfg.n_items`` items as a dataset with :data:`~medrl_lib.data.schema.FEATURES`."""
+    """Generate ``cfg.n_items`` items as a dataset with :data:`~medrl_lib.data.schema.FEATURES` (every item has an
+    image of its own, ``image_path`` ``"<id>.png"``)."""
     rng = np.random.default_rng([cfg.seed, zlib.crc32(cfg.id_prefix.encode())])
     centres = (np.arange(cfg.image_size) + 0.5) / cfg.image_size
     xx, yy = np.meshgrid(centres, centres)
@@ -168,7 +169,8 @@ def generate(cfg: SyntheticConfig) -> datasets.Dataset:
         facts = {"modality": modality, "question_type": qtype, "n_lesions": n_lesions, "lesions": lesions}
         options, answer = _options(qtype, _answer_text(facts), cfg, rng)
         pixels = _render(modality, geometry, lesions, xx, yy, rng)
-        columns["id"].append(f"{cfg.id_prefix}-{cfg.seed}-{index:06d}")
+        row_id = f"{cfg.id_prefix}-{cfg.seed}-{index:06d}"
+        columns["id"].append(row_id)
         columns["image"].append({"bytes": _png(pixels), "path": None})
         columns["question"].append(QUESTIONS[qtype].format(modality=modality))
         columns["options"].append(options)
@@ -176,6 +178,7 @@ def generate(cfg: SyntheticConfig) -> datasets.Dataset:
         columns["modality"].append(modality)
         columns["source"].append("synthetic")
         columns["facts"].append(json.dumps(facts))
+        columns["image_path"].append(f"{row_id}.png")  # one image per item, named after it
     return datasets.Dataset.from_dict(columns, features=FEATURES)
 
 
