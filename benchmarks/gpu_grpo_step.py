@@ -1,4 +1,4 @@
-"""One GRPO step of the full-size Qwen2-VL-2B architecture (random weights, STUDY.md 4b) on one GPU.
+"""One GRPO step of the full-size Qwen2-VL-2B architecture (random weights, medrl_lib.preflight.QWEN2_VL_2B) on one GPU.
 
 Nothing can be downloaded, so the model is built from its published architecture and the inputs are made
 directly (token ids, an image of random pixels as patches): the cost of a step does not depend on the weights.
@@ -25,7 +25,7 @@ BANDWIDTH = {"H100": 3.35e12, "H200": 4.8e12, "A100": 2.0e12}
 
 
 def qwen2vl_2b_config(scale: str):
-    """Qwen2-VL-2B's architecture (STUDY.md 4b), or a tiny one of the same shape for CPU checks."""
+    """Qwen2-VL-2B's published architecture, or a tiny one of the same shape for CPU checks."""
     from transformers import Qwen2VLConfig
 
     if scale == "full":

@@ -401,7 +401,7 @@ def validate(p: Profile, where: str) -> Profile:
         import warnings
 
         warnings.warn(f"{where}: loss_type={p.grpo.loss_type!r} with scale_rewards={p.grpo.scale_rewards!r} "
-                      "mixes GRPO and Dr.GRPO (STUDY.md 6 pairs grpo+group and dr_grpo+none)", stacklevel=3)
+                      "mixes GRPO and Dr.GRPO (Methods, Losses: GRPO pairs grpo+group, Dr.GRPO dr_grpo+none)", stacklevel=3)
     return p
 
 

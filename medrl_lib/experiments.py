@@ -328,7 +328,7 @@ def sft_arm(profile: Profile, experiment: str, arm: str, seed: int, method: str 
             model, processor, log = run_sft(policy, train, lr=s.lora_learning_rate if method == "lora" else
                                             s.learning_rate, lora=s if method == "lora" else None, **common)
         train_s = time.time() - t0
-        # a model tuned on plain letters is asked and scored with the plain prompt (STUDY.md 7)
+        # a model tuned on plain letters is asked and scored with the plain prompt (MedVLM-R1 section 4)
         metrics, records = _evaluate(model, processor, profile, test, "plain" if s.target == "plain" else None)
         metrics["time/train_s"] = train_s
         del model

@@ -1,6 +1,6 @@
 """The GRPO and Dr.GRPO objectives in a few readable lines, and the TRL trainer that uses them.
 
-STUDY.md 6. Per group of G completions of one prompt,
+Shao et al. 2024 (GRPO) and Liu et al. 2025 (Dr.GRPO); the book's Methods page. Per group of G completions of one prompt,
 
 * GRPO (Shao et al. 2024): ``A_i = (r_i - mean(r)) / (std(r) + 1e-4)`` (Bessel-corrected std, as TRL), a
   per-token clipped ratio term plus ``beta`` times the k3 KL estimate to the reference policy, averaged over

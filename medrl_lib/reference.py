@@ -1,4 +1,4 @@
-"""The papers' published numbers (STUDY.md 3), for labelled reference columns beside ours; never outputs.
+"""The papers' published numbers (Zhu et al. 2025 Table 1; Pan et al. 2025 Table 1), for labelled reference columns beside ours; never outputs.
 
 >>> MEDVLM_R1_TABLE1["GRPO-2B"]["MRI"]
 95.33

@@ -2,7 +2,7 @@
 
 The datasets come in the common schema (:mod:`medrl_lib.data.schema`); this module adds TRL's conversational
 ``prompt`` (and, for SFT, ``completion``) columns, checks prompt lengths (never truncating image tokens,
-STUDY.md 9) and runs the trainers. The policy a run starts from is resolved by :func:`ensure_policy`: hub ids on
+a known failure mode of public GRPO code) and runs the trainers. The policy a run starts from is resolved by :func:`ensure_policy`: hub ids on
 the paper profile; on the cpu/smoke profiles, the tiny model and its supervised 'instruct' stand-in, built
 once and cached by the hash of their settings.
 """

@@ -29,7 +29,7 @@ def test_full_config_is_qwen2_vl_2b():
 
     c = qwen2vl_2b_config("full")
     t, v = c.text_config, c.vision_config
-    # STUDY.md 4b
+    # Qwen2-VL-2B as published (medrl_lib.preflight.QWEN2_VL_2B)
     assert (t.hidden_size, t.num_hidden_layers, t.num_attention_heads, t.num_key_value_heads) == (1536, 28, 12, 2)
     assert (t.intermediate_size, t.vocab_size) == (8960, 151936)
     assert (v.depth, v.embed_dim, v.num_heads, v.patch_size, v.spatial_merge_size) == (32, 1280, 16, 14, 2)
