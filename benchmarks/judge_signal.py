@@ -43,8 +43,6 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 CORRUPTIONS = ("swapped-findings", "other-image", "shuffled")
-_OPPOSITE = {"upper left": "lower right", "lower right": "upper left", "upper right": "lower left",
-             "lower left": "upper right"}
 
 
 def swapped_findings(facts: dict[str, Any]) -> dict[str, Any]:
@@ -54,12 +52,12 @@ def swapped_findings(facts: dict[str, Any]) -> dict[str, Any]:
     {'modality': 'X-ray', 'n_lesions': 1, 'lesions': [{'quadrant': 'lower right', 'size': 'large'}]}
     """
     from medrl_lib.data.schema import MODALITIES
+    from medrl_lib.data.synthetic import QUADRANTS  # upper left, upper right, lower left, lower right
 
     modality = MODALITIES[(MODALITIES.index(facts["modality"]) + 1) % len(MODALITIES)]
-    order = {"upper left": 0, "upper right": 1, "lower left": 2, "lower right": 3}
-    lesions = [dict(lesion, quadrant=_OPPOSITE[lesion["quadrant"]], size="large" if lesion["size"] == "small"
-                    else "small") for lesion in facts["lesions"]]
-    lesions.sort(key=lambda lesion: order[lesion["quadrant"]])  # describe() lists lesions in quadrant order
+    lesions = [dict(lesion, quadrant=QUADRANTS[3 - QUADRANTS.index(lesion["quadrant"])],  # the opposite quadrant
+                    size="large" if lesion["size"] == "small" else "small") for lesion in facts["lesions"]]
+    lesions.sort(key=lambda lesion: QUADRANTS.index(lesion["quadrant"]))  # describe() lists them in this order
     return dict(facts, modality=modality, lesions=lesions)
 
 

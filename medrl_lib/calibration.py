@@ -30,7 +30,6 @@ from typing import Sequence
 import numpy as np
 
 from .claims import CLAIMS, difference_interval, item_matrix
-from .metrics import record_well_formed
 
 #: C1's ceiling (accuracy %): the start model's interval must end below it to leave room for fine-tuning.
 CEILING = 90.0
@@ -42,34 +41,12 @@ RESTS_ON: dict[str, tuple[str, ...]] = {"C1": tuple(c.id for c in CLAIMS), "C2":
                                         "C3": tuple(c.id for c in CLAIMS), "C4": ("E1",)}
 
 
-def quantity_matrix(runs: Sequence, quantity: str, modalities: Sequence[str] = (),
-                    ids: Sequence[str] | None = None) -> tuple[np.ndarray, list[str]]:
-    """:func:`medrl_lib.claims.item_matrix`, except that 'format' is 100 for a well-formed completion under the
-    format reward's rule (:func:`medrl_lib.metrics.record_well_formed`), 0 otherwise.
-
-    >>> from types import SimpleNamespace as Run
-    >>> recs = [{"id": "a", "modality": "MRI", "completion": "<think>x</think><answer>B</answer>", "reasoning": "x"},
-    ...         {"id": "b", "modality": "MRI", "completion": "<think>x</think> B", "reasoning": "x"}]
-    >>> quantity_matrix([Run(records=recs)], "format")[0].tolist()  # a think block alone is not the format
-    [[100.0, 0.0]]
-    """
-    if quantity != "format":
-        return item_matrix(runs, quantity, modalities, ids)
-    values = [{r["id"]: 100.0 * record_well_formed(r) for r in run.records
-               if not modalities or r["modality"] in modalities} for run in runs]
-    if ids is None:
-        ids = sorted(set.intersection(*(set(v) for v in values))) if values else []
-    if not ids:
-        raise ValueError(f"the runs share no test items of modalities {list(modalities) or 'all'}")
-    return np.array([[v[i] for i in ids] for v in values]), list(ids)
-
-
 def gain_interval(after: Sequence, start, quantity: str = "accuracy", *, n_boot: int = 2000,
                   seed: int = 0) -> tuple[float, float, float, float, float]:
     """(mean after, mean start, gain, low, high): the trained seeds against the start model on the same items;
-    ``quantity`` as in :func:`quantity_matrix`."""
-    a, ids = quantity_matrix(after, quantity)
-    b, _ = quantity_matrix([start], quantity, ids=ids)
+    ``quantity`` as in :func:`medrl_lib.claims.item_values` ('format': the format reward's rule)."""
+    a, ids = item_matrix(after, quantity)
+    b, _ = item_matrix([start], quantity, ids=ids)
     b = np.repeat(b, len(a), axis=0)                                       # (S, I): the start, once per seed
     diff, low, high = difference_interval(a, b, n_boot=n_boot, seed=seed)
     return float(a.mean()), float(b.mean()), diff, low, high

@@ -23,7 +23,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .metrics import record_well_formed
+from .metrics import record_well_formed, thinking_length
 
 
 @dataclass(frozen=True)
@@ -88,9 +88,9 @@ def item_values(records: Sequence[dict], quantity: str, modalities: Sequence[str
         elif quantity == "format":
             out[r["id"]] = 100.0 * record_well_formed(r)  # the format reward's rule
         elif quantity == "thinking_length":
-            if r.get("reasoning") is None:
-                continue  # no reasoning: no length (not 0), as metrics.thinking_length
-            out[r["id"]] = float(r["reasoning_tokens"])
+            (length,) = thinking_length([r])
+            if length is not None:  # no reasoning: no length (not 0)
+                out[r["id"]] = float(length)
         else:
             raise ValueError(f"unknown quantity {quantity!r}; expected 'accuracy', 'format' or 'thinking_length'")
     return out

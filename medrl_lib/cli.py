@@ -212,11 +212,10 @@ def cmd_launch(args) -> int:
     import shlex
 
     print("launch command:", shlex.join(cmd))
-    from .preflight import _tiny_parameters, disk_estimate, policy_parameters
+    from .preflight import disk_estimate, profile_parameters
 
     try:
-        parameters, source = (policy_parameters(profile.model.instruct) if profile.model.kind == "hub"
-                              else (_tiny_parameters(profile), "the tiny architecture"))
+        parameters, source = profile_parameters(profile)
     except (OSError, ValueError) as exc:
         print(f"disk per GRPO run: unknown ({exc})")
         return 0

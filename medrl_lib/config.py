@@ -246,6 +246,10 @@ class EvalSettings:
     """with the reasoning prompt an item counts as correct only when the completion is well-formed (format
     reward 1) and its answer block holds the gold letter (MedVLM-R1 section 4: "any deviation from this format,
     even if semantically correct, results in a zero score")"""
+    letter_rule: str = "strict"
+    """how the letter is read: 'strict' (MedVLM-R1's evaluation: the regex <answer>\s*([A-Z])\s*</answer> with the
+    reasoning prompt, exact match of the whole output with the plain prompt) or 'lenient' (also "(B)", "B." and a
+    letter inside text)"""
     device: str = "auto"
     """where the policy answers the test items: 'auto' (the first GPU when there is one, else the CPU), 'cpu'
     or a torch device such as 'cuda:0'"""
@@ -351,6 +355,7 @@ _CHOICES = {
     "eval.prompt_mode": ("reasoning", "plain"),
     "sft.target": ("reasoning", "plain"),
     "sft.budget": ("grpo", "steps"),
+    "eval.letter_rule": ("strict", "lenient"),  # medrl_lib.evaluate.LETTER_RULES
 }
 
 

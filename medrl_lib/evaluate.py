@@ -142,7 +142,8 @@ def generate_records(model, processor, ds, *, batch_size: int = 32, max_new_toke
         enc = processor(text=texts, images=images, padding=True, return_tensors="pt").to(device)
         gen_kwargs = dict(max_new_tokens=max_new_tokens, do_sample=not greedy, use_cache=True,
                           pad_token_id=tokenizer.pad_token_id, eos_token_id=eos_token_ids(model, tokenizer),
-                          suppress_tokens=vision_token_ids(model) or None)
+                          suppress_tokens=vision_token_ids(model) or None,
+                          repetition_penalty=1.0)  # not whatever a checkpoint's generation_config carries
         if not greedy:
             gen_kwargs.update(temperature=temperature, top_p=1.0, top_k=0)  # not the hub config's near-greedy top_p/top_k
         out = model.generate(**enc, **gen_kwargs)
@@ -152,12 +153,13 @@ def generate_records(model, processor, ds, *, batch_size: int = 32, max_new_toke
             options, answer = rows["options"][i], rows["answer"][i]
             correct, extracted = score_completion(completion, answer, options, mode, require_format=require_format,
                                                   letter_rule=letter_rule)
-            reasoning = parse_completion(completion).think
+            parsed = parse_completion(completion)
+            reasoning = parsed.think
             n_tok = len(tokenizer(reasoning, add_special_tokens=False)["input_ids"]) if reasoning else 0
             records.append(Record(id=rows["id"][i], modality=rows["modality"][i], prompt=texts[i],
                                   completion=completion, extracted=extracted, answer=answer, correct=correct,
                                   reasoning=reasoning, reasoning_tokens=n_tok, n_options=len(options),
-                                  well_formed=well_formed(completion)))
+                                  well_formed=parsed.well_formed))
     return records
 
 

@@ -45,12 +45,13 @@ def make_splits(profile: Profile):
         train, test = load_pmc_vqa(source, csv="train_2.csv"), load_pmc_vqa(source, csv="test_2.csv")
         return zhu_split_files(train, test, n_train=d.train_size, n_test=d.test_size, seed=d.seed)
     if d.source == "huatuo-eval":
+        from .data import medvlm_r1_test_items
         from .data.huatuo import HUB_ID, load_huatuo_eval
         from .data.splits import medvlm_r1_published_split
 
         ds = load_huatuo_eval(resolve_source(d.huatuo_path) or HUB_ID)
         return medvlm_r1_published_split(ds, n_train_mri=d.train_size, seed=d.seed,
-                                         test_items=published_test_items(d.test_per_modality))
+                                         test_items=medvlm_r1_test_items(d.test_per_modality))
     from .data.synthetic import SyntheticConfig, generate
 
     common = dict(image_size=d.image_size, min_options=d.min_options, max_options=d.max_options,
@@ -63,20 +64,6 @@ def make_splits(profile: Profile):
     if overlap:
         raise RuntimeError(f"train and test share ids: {sorted(overlap)[:3]}")
     return train, test
-
-
-def published_test_items(per_modality: int) -> list[dict]:
-    """The first ``per_modality`` of MedVLM-R1's published test items of each modality, in the published order
-    (all 900 for 300)."""
-    from .data import medvlm_r1_test_items
-
-    counts: dict[str, int] = {}
-    out = []
-    for item in medvlm_r1_test_items():
-        counts[item["modality"]] = counts.get(item["modality"], 0) + 1
-        if counts[item["modality"]] <= per_modality:
-            out.append(item)
-    return out
 
 
 _SCORERS: dict[tuple, object] = {}
@@ -139,7 +126,7 @@ def _evaluate(model, processor, profile: Profile, test, prompt_mode: str | None 
     Metrics land as ``eval/<name>`` (value), ``eval/<name>/low`` and ``/high`` (interval), ``/n`` (items
     scored) and ``/n_missing``; ``eval/accuracy/all`` is the overall accuracy."""
     from .evaluate import generate_records
-    from .metrics import compute_metrics
+    from .metrics import compute_metrics, format_rate
 
     import torch
 
@@ -152,7 +139,7 @@ def _evaluate(model, processor, profile: Profile, test, prompt_mode: str | None 
     records = [dataclasses.asdict(r) for r in generate_records(
         model, processor, test, batch_size=e.batch_size, max_new_tokens=e.max_new_tokens,
         mode=prompt_mode or e.prompt_mode, greedy=e.greedy, temperature=e.temperature,
-        require_format=e.accuracy_requires_format)]
+        require_format=e.accuracy_requires_format, letter_rule=e.letter_rule)]
     t_gen = time.time() - t0
     cols = test.select_columns(["question", "options", "answer", "facts"])
     references = [opts[ord(ans) - 65] for opts, ans in zip(cols["options"], cols["answer"])]
@@ -175,7 +162,7 @@ def _evaluate(model, processor, profile: Profile, test, prompt_mode: str | None 
             if field_name != "value":
                 metrics[f"{key}/{field_name}"] = value
     # well-formed: the format reward's rule (both blocks, in order, nothing outside), not a unique think block
-    metrics["eval/format/all"] = 100.0 * sum(r["well_formed"] for r in records) / max(1, len(records))
+    metrics["eval/format/all"] = format_rate(records)
     metrics["time/generate_s"] = t_gen
     metrics["eval/items_per_s"] = len(records) / max(t_gen, 1e-9)
     metrics["eval/device"] = str(device)

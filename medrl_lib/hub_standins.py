@@ -38,6 +38,8 @@ from typing import Callable
 
 import torch
 
+from .train import reasoning_target
+
 #: File written last into each stand-in folder: its hub id, seed and build version (the folder is complete).
 STANDIN_FILE = "medrl_standin.json"
 #: Version of the stand-in builds; bump it when a stand-in changes, so that cached folders are rebuilt.
@@ -174,26 +176,13 @@ def _corpus(seed: int, n_items: int = 300) -> list[str]:
                                               "Yes No Yes No Answer: Yes Answer: No score 1 2 3 4 5 6 7 8 9 10"]
     for row in ds:
         texts.append(prompt_text(row["question"], row["options"]))
-        texts.append(_reasoning_target(row))
-    try:  # the metric models' own prompts, when those modules import
-        from .metrics import thinking_prompt
-        from .rewards import judge_prompt
+        texts.append(reasoning_target(row))
+    from .metrics import thinking_prompt
+    from .rewards import judge_prompt
 
-        texts += [judge_prompt("Where is the lesion?", "A small lesion in the upper left.", 2000),
-                  thinking_prompt("Where is the lesion?", "upper left", "A small lesion in the upper left.")]
-    except Exception:  # pragma: no cover - a broken sibling module must not stop the build
-        pass
+    texts += [judge_prompt("Where is the lesion?", "A small lesion in the upper left.", 2000),  # the metric models'
+              thinking_prompt("Where is the lesion?", "upper left", "A small lesion in the upper left.")]  # prompts
     return texts
-
-
-def _reasoning_target(row: dict) -> str:
-    """The supervised target of the instruct stand-in (the shape of :func:`medrl_lib.train.reasoning_target`):
-    the image's report, the finding that answers, then the letter."""
-    from .data.synthetic import describe
-
-    answer_text = row["options"][ord(row["answer"]) - 65]
-    report = describe(json.loads(row["facts"]))
-    return f"<think>{report} The answer is {answer_text}.</think><answer>{row['answer']}</answer>"
 
 
 def _byte_alphabet() -> list[str]:
@@ -497,7 +486,7 @@ def _tune_instruct(model, tokenizer, seed: int) -> list[float]:
         batch = order[step * _INSTRUCT_BATCH:(step + 1) * _INSTRUCT_BATCH]
         prompts = [processor.apply_chat_template(chat_messages(rows[i]["question"], rows[i]["options"]),
                                                  add_generation_prompt=True, tokenize=False) for i in batch]
-        full = [p + _reasoning_target(rows[i]) + "<|im_end|>\n" for p, i in zip(prompts, batch)]
+        full = [p + reasoning_target(rows[i]) + "<|im_end|>\n" for p, i in zip(prompts, batch)]
         imgs = [images[i] for i in batch]
         enc = processor(text=full, images=imgs, padding=True, return_tensors="pt")
         prompt_lens = [len(x) for x in processor(text=prompts, images=imgs)["input_ids"]]

@@ -58,6 +58,7 @@ from .rewards import (
     _synthetic_facts,
     _whole_word,
     fit_to_window,
+    model_window,
     well_formed,
 )
 
@@ -785,9 +786,8 @@ class LLMThinkingScorer(_LazyModel):
         """The most prompt tokens: ``max_prompt_tokens``, else the model's positions minus ``max_new_tokens``."""
         if self.max_prompt_tokens is not None:
             return self.max_prompt_tokens
-        config = self._model.config
-        positions = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
-        return max(1, int(positions) - self.max_new_tokens) if positions else None
+        positions = model_window(self._model.config)
+        return max(1, positions - self.max_new_tokens) if positions else None
 
     def _load(self) -> None:
         import torch

@@ -292,14 +292,14 @@ def make_processor(tokenizer, image_size: int):
     return _processor_class()(image_processor=image_processor, tokenizer=tokenizer, chat_template=CHAT_TEMPLATE)
 
 
-def build_tiny_model(cfg: TinyModelConfig, tokenizer):
-    """A randomly initialised tiny ``Qwen2VLForConditionalGeneration`` for ``tokenizer`` (deterministic in cfg.seed)."""
-    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
+def tiny_config(cfg: TinyModelConfig, vocab_size: int, ids: dict[str, int]):
+    """The ``Qwen2VLConfig`` of the tiny model: ``cfg``'s architecture, ``vocab_size`` tokens and the ids of
+    :data:`SPECIAL_TOKENS` (``ids``)."""
+    from transformers import Qwen2VLConfig
 
-    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
-    config = Qwen2VLConfig(
+    return Qwen2VLConfig(
         text_config=dict(
-            vocab_size=len(tokenizer),
+            vocab_size=vocab_size,
             hidden_size=cfg.hidden_size,
             intermediate_size=cfg.intermediate_size,
             num_hidden_layers=cfg.num_hidden_layers,
@@ -329,6 +329,14 @@ def build_tiny_model(cfg: TinyModelConfig, tokenizer):
         vision_end_token_id=ids["<|vision_end|>"],
         tie_word_embeddings=True,
     )
+
+
+def build_tiny_model(cfg: TinyModelConfig, tokenizer):
+    """A randomly initialised tiny ``Qwen2VLForConditionalGeneration`` for ``tokenizer`` (deterministic in cfg.seed)."""
+    from transformers import Qwen2VLForConditionalGeneration
+
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
+    config = tiny_config(cfg, len(tokenizer), ids)
     torch.manual_seed(cfg.seed)
     model = Qwen2VLForConditionalGeneration(config)
     model.generation_config.eos_token_id = ids["<|im_end|>"]
@@ -449,6 +457,8 @@ def tokenizer_corpus(spec: TinyModelSpec) -> list[str]:
 
     ds = generate(SyntheticConfig(n_items=spec.corpus_items, modalities=MODALITIES, seed=spec.corpus_seed,
                                   image_size=28, id_prefix="tok"))
+    if spec.corpus_layout != "medvlm-r1":
+        raise ValueError(f"corpus_layout must be 'medvlm-r1' (the prompts' layout), got {spec.corpus_layout!r}")
     texts = list(PROMPT_TEMPLATES.values())
     for row in ds.remove_columns("image"):
         facts = json.loads(row["facts"])

@@ -181,7 +181,7 @@ def study_datasets(profile_name: str, overrides: dict | None = None) -> list[tup
         p = study.arm_profile(profile_name, "grpo-instruct" if experiment == "zhu" else "ood-grpo", overrides)
         d = p.data
         if d.source == "pmc-vqa":
-            out["PMC-VQA"] = (d.pmc_vqa_path or pmc_vqa.HUB_ID, ("train_2.csv", "images_2.zip"))
+            out["PMC-VQA"] = (d.pmc_vqa_path or pmc_vqa.HUB_ID, ("train_2.csv", "test_2.csv", "images_2.zip"))
         elif d.source == "huatuo-eval":
             out["HuatuoGPT-Vision eval"] = (d.huatuo_path or huatuo.HUB_ID, (huatuo.JSON_FILE, huatuo.IMAGE_ARCHIVE))
     return [(name, src, files) for name, (src, files) in out.items()]
@@ -196,51 +196,42 @@ def _hub_error(exc: Exception) -> str:
     return f"hub unreachable ({name}: {str(exc).splitlines()[0][:80]})"
 
 
+def _hub_check(what: str, needs: str, repo: str, files: tuple[str, ...], repo_type: str = "model") -> Check:
+    """A hub repository whose ``files`` are cached, or that is reachable and, if gated, accessible."""
+    from huggingface_hub import auth_check, try_to_load_from_cache
+
+    if all(isinstance(try_to_load_from_cache(repo, f, repo_type=repo_type), str) for f in files):
+        return Check(what, needs, "in the hub cache", "ok")
+    if os.environ.get("HF_HUB_OFFLINE", "0").upper() in ("1", "ON", "YES", "TRUE"):
+        return Check(what, needs, "not cached, and HF_HUB_OFFLINE is set", "FAIL")
+    try:
+        auth_check(repo, repo_type=repo_type)
+    except Exception as exc:  # noqa: BLE001 - every failure is reported on its line
+        return Check(what, needs, _hub_error(exc), "FAIL")
+    return Check(what, needs, "reachable on the hub (downloaded at first use)", "ok")
+
+
 def check_model(role: str, model_id: str) -> Check:
     """A local model folder holds ``config.json``; a hub id is cached or reachable and, if gated, accessible."""
-    if is_local(model_id):
-        path = Path(resolve_source(model_id))
-        ok = (path / "config.json").is_file()
-        return Check(f"model {model_id}", role, f"local folder{'' if ok else ' without config.json' if path.is_dir() else ' missing'}",
-                     "ok" if ok else "FAIL")
-    from huggingface_hub import try_to_load_from_cache
-
-    if isinstance(try_to_load_from_cache(model_id, "config.json"), str):
-        return Check(f"model {model_id}", role, "in the hub cache", "ok")
-    if os.environ.get("HF_HUB_OFFLINE", "0").upper() in ("1", "ON", "YES", "TRUE"):
-        return Check(f"model {model_id}", role, "not cached, and HF_HUB_OFFLINE is set", "FAIL")
-    from huggingface_hub import auth_check
-
-    try:
-        auth_check(model_id)
-    except Exception as exc:  # noqa: BLE001 - every failure is reported on its line
-        return Check(f"model {model_id}", role, _hub_error(exc), "FAIL")
-    return Check(f"model {model_id}", role, "reachable on the hub (downloaded at first use)", "ok")
+    if not is_local(model_id):
+        return _hub_check(f"model {model_id}", role, model_id, ("config.json",))
+    path = Path(resolve_source(model_id))
+    ok = (path / "config.json").is_file()
+    found = "local folder" if ok else "local folder without config.json" if path.is_dir() else "local folder missing"
+    return Check(f"model {model_id}", role, found, "ok" if ok else "FAIL")
 
 
 def check_dataset(name: str, source: str, files: tuple[str, ...]) -> Check:
     """A local dataset folder (or file) holds its files; a hub dataset has them cached or is reachable."""
-    if is_local(source):
-        path = Path(resolve_source(source))
-        if path.is_file():
-            return Check(f"data {name}", source, "local file", "ok")
-        missing = [f for f in files if not (path / f).exists() and not (path / Path(f).stem).exists()]
-        found = "local folder" if path.is_dir() and not missing else (
-            f"local folder without {', '.join(missing)}" if path.is_dir() else "local path missing")
-        return Check(f"data {name}", source, found, "ok" if found == "local folder" else "FAIL")
-    from huggingface_hub import try_to_load_from_cache
-
-    if all(isinstance(try_to_load_from_cache(source, f, repo_type="dataset"), str) for f in files):
-        return Check(f"data {name}", source, "in the hub cache", "ok")
-    if os.environ.get("HF_HUB_OFFLINE", "0").upper() in ("1", "ON", "YES", "TRUE"):
-        return Check(f"data {name}", source, "not cached, and HF_HUB_OFFLINE is set", "FAIL")
-    from huggingface_hub import auth_check
-
-    try:
-        auth_check(source, repo_type="dataset")
-    except Exception as exc:  # noqa: BLE001
-        return Check(f"data {name}", source, _hub_error(exc), "FAIL")
-    return Check(f"data {name}", source, "reachable on the hub (downloaded at first use)", "ok")
+    if not is_local(source):
+        return _hub_check(f"data {name}", source, source, files, repo_type="dataset")
+    path = Path(resolve_source(source))
+    if path.is_file():
+        return Check(f"data {name}", source, "local file", "ok")
+    missing = [f for f in files if not (path / f).exists() and not (path / Path(f).stem).exists()]
+    found = "local folder" if path.is_dir() and not missing else (
+        f"local folder without {', '.join(missing)}" if path.is_dir() else "local path missing")
+    return Check(f"data {name}", source, found, "ok" if found == "local folder" else "FAIL")
 
 
 def gpus() -> list[tuple[str, int]]:
@@ -310,8 +301,7 @@ def run_checks(profile_name: str, overrides: dict | None = None, *, found_gpus=N
     checks = [check_model(role, mid) for role, mid in models]
     checks += [check_dataset(name, src, files) for name, src, files in study_datasets(profile_name, overrides)]
     try:
-        parameters, _ = (policy_parameters(profile.model.instruct) if profile.model.kind == "hub"
-                         else (_tiny_parameters(profile), "tiny"))
+        parameters, _ = profile_parameters(profile)
     except (OSError, ValueError):
         parameters = None
     checks.append(check_gpus(profile, parameters, gpus() if found_gpus is None else found_gpus))
@@ -320,18 +310,16 @@ def run_checks(profile_name: str, overrides: dict | None = None, *, found_gpus=N
     return checks
 
 
-def _tiny_parameters(profile: Profile) -> int:
-    """Parameters of the tiny Qwen2-VL of the cpu/smoke profiles, counted from its architecture settings."""
-    from transformers import Qwen2VLConfig
+def profile_parameters(profile: Profile) -> tuple[int, str]:
+    """``(parameters, where the count comes from)`` of the profile's policy: :func:`policy_parameters` for hub
+    models; for the tiny model, its architecture settings counted on the meta device (the vocabulary at its target
+    size)."""
+    if profile.model.kind == "hub":
+        return policy_parameters(profile.model.instruct)
+    from .models import SPECIAL_TOKENS, tiny_config
 
-    t = profile.model.tiny
-    return count_parameters(Qwen2VLConfig(
-        text_config=dict(vocab_size=t.vocab_size, hidden_size=t.hidden_size, intermediate_size=t.intermediate_size,
-                         num_hidden_layers=t.num_hidden_layers, num_attention_heads=t.num_attention_heads,
-                         num_key_value_heads=t.num_key_value_heads, tie_word_embeddings=True,
-                         rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": t.mrope_section}),
-        vision_config=dict(depth=t.vision_depth, embed_dim=t.vision_embed_dim, hidden_size=t.hidden_size,
-                           num_heads=t.vision_num_heads), tie_word_embeddings=True))
+    ids = {t: i for i, t in enumerate(SPECIAL_TOKENS)}
+    return count_parameters(tiny_config(profile.model.tiny, profile.model.tiny.vocab_size, ids)), "model.tiny"
 
 
 def format_table(checks: list[Check]) -> str:

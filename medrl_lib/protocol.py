@@ -88,6 +88,22 @@ SETTINGS = ("data", "train_items", "test_items", "num_processes", "prompts_per_s
             "sft_budget", "start")
 
 
+#: The settings compared with the papers for each kind of arm (a supervised arm has no rollouts, a zero-shot row
+#: no training).
+_COMMON = ("data", "test_items", "max_pixels", "dtype", "eval_prompt_mode", "scoring", "start")
+SHOWN = {
+    "grpo": tuple(s for s in SETTINGS if s != "sft_budget"),
+    "sft": _COMMON + ("train_items", "num_processes", "seeds", "sft_budget"),
+    "zero-shot": _COMMON,
+}
+SHOWN["lora"] = SHOWN["dpo"] = SHOWN["sft"]
+
+#: The columns of :func:`arms_frame`, in order.
+ARM_COLUMNS = ("experiment", "method", "start", "data", "train_items", "test_items", "num_processes",
+               "prompts_per_step", "num_generations", "completions_per_step", "max_steps", "epochs",
+               "max_completion_length", "learning_rate", "eval_prompt_mode", "scoring", "seeds")
+
+
 def _data_name(p: Profile) -> str:
     d = p.data
     if d.source == "pmc-vqa":
@@ -192,16 +208,7 @@ def protocol_table(profile_name: str, overrides: dict | None = None):
         for setting in SETTINGS:
             if setting not in PAPER[group]:
                 continue
-            if method == "zero-shot" and setting not in ("data", "test_items", "max_pixels", "dtype", "scoring",
-                                                         "eval_prompt_mode", "start"):
-                continue
-            if method in ("sft", "lora", "dpo") and setting not in ("data", "train_items", "test_items", "num_processes",
-                                                                  "max_pixels", "dtype", "eval_prompt_mode", "scoring",
-                                                                  "seeds", "sft_budget", "epochs", "start"):
-                continue
-            if method == "grpo" and setting == "sft_budget":
-                continue
-            if setting == "judge" and entry.get("judge") is None and method == "grpo":
+            if setting not in SHOWN[method] or (setting == "judge" and entry.get("judge") is None):
                 continue
             baseline = method != "grpo" and setting in ("eval_prompt_mode", "scoring")
             paper, source = PAPER[group][f"baseline_{setting.replace('eval_', '')}" if baseline else setting]
@@ -216,6 +223,26 @@ def protocol_table(profile_name: str, overrides: dict | None = None):
                          "setting": setting, "ours": _show(ours), "paper": _show(paper), "source": source,
                          "same": "same" if same else "differs", "reason": reason})
     return pd.DataFrame(rows)
+
+
+def arms_frame(profile_name: str, overrides: dict | None = None):
+    """:func:`protocol` as a table, one row per arm, the columns of :data:`ARM_COLUMNS`."""
+    import pandas as pd
+
+    return pd.DataFrame(protocol(profile_name, overrides)).set_index("arm")[list(ARM_COLUMNS)]
+
+
+def differences_summary(table) -> str:
+    """One sentence counting the settings of :func:`protocol_table` as in the paper, differing, and undocumented.
+
+    >>> import pandas as pd
+    >>> differences_summary(pd.DataFrame({"same": ["same", "differs"], "reason": ["", "a choice"]}))
+    '2 settings compared: 1 as in the paper, 1 differ (0 without a documented reason).'
+    """
+    n_diff = int((table.same == "differs").sum())
+    n_undoc = int((table.reason == "UNDOCUMENTED").sum())
+    return (f"{len(table)} settings compared: {len(table) - n_diff} as in the paper, {n_diff} differ "
+            f"({n_undoc} without a documented reason).")
 
 
 def _show(v: Any) -> str:

@@ -91,10 +91,10 @@ def _build_atomic(folder: Path, which: str) -> None:
     if which == "pmc":
         fixtures.write_pmc_vqa(tmp, n_per_modality=PMC_VQA_PER_MODALITY, seed=0)
     else:
-        from .experiments import published_test_items
+        from .data import medvlm_r1_test_items
 
         # the published test items' identifiers (the first of each modality) with stand-in images and options
-        fixtures.write_huatuo_eval(tmp, seed=0, published=published_test_items(HUATUO_SIZES["n_test_per_modality"]),
+        fixtures.write_huatuo_eval(tmp, seed=0, published=medvlm_r1_test_items(HUATUO_SIZES["n_test_per_modality"]),
                                    **HUATUO_SIZES)
     try:
         tmp.rename(folder)

@@ -397,10 +397,7 @@ class AccuracyReward:
     __name__ = "accuracy_reward"
 
     def __init__(self, *, require_format: bool = ACCURACY_REQUIRES_FORMAT) -> None:
-        if not isinstance(require_format, bool):
-            raise ValueError(f"require_format must be a bool, got {require_format!r}")
-        self.require_format = require_format
-        self.__name__ = "accuracy_reward"
+        self.require_format = _bool("require_format", require_format)
 
     def __repr__(self) -> str:
         return f"AccuracyReward(require_format={self.require_format})"
@@ -525,6 +522,13 @@ def _defang(text: str) -> str:
         text = cleaned
 
 
+def _bool(name: str, value: object) -> bool:
+    """``value`` if it is a bool, else ``ValueError``."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be a bool, got {value!r}")
+    return value
+
+
 def _positive_int(name: str, value: object) -> int:
     """``value`` if it is an int >= 1 (bools excluded), else ``ValueError``."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -544,6 +548,13 @@ def _fence(reasoning: object, max_reasoning_chars: int | None) -> str:
     if max_reasoning_chars is not None:
         text = text[:max_reasoning_chars]
     return _defang(text).strip()
+
+
+def model_window(config: Any) -> int | None:
+    """The most positions a causal LM's ``config`` allows (``max_position_embeddings``, or GPT-style
+    ``n_positions``), or None when it names none."""
+    positions = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+    return int(positions) if positions else None
 
 
 def fit_to_window(
@@ -868,8 +879,7 @@ class LLMJudge:
         model.to(device).eval()
         window = self.max_prompt_tokens
         if window is None:
-            config = model.config
-            window = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+            window = model_window(model.config)
         self._forward_args = frozenset(inspect.signature(model.forward).parameters)
         self._tokenizer, self._answer_ids, self._model = tokenizer, answer_ids, model
         self._templated, self._window = bool(templated), (int(window) if window else None)
@@ -1174,9 +1184,7 @@ class CorrectnessWeightedLengthReward(_LengthReward):
     def __init__(self, tokenizer: Any = None, *, target_tokens: int = 200, weight: float = 1.0,
                  require_format: bool = ACCURACY_REQUIRES_FORMAT) -> None:
         super().__init__(tokenizer, target_tokens=target_tokens, weight=weight)
-        if not isinstance(require_format, bool):
-            raise ValueError(f"require_format must be a bool, got {require_format!r}")
-        self.require_format = require_format
+        self.require_format = _bool("require_format", require_format)
         self.__name__ = "cwr_reward"
 
     def __call__(
@@ -1187,13 +1195,5 @@ class CorrectnessWeightedLengthReward(_LengthReward):
         **kwargs: Any,
     ) -> list[float]:
         _check_lengths(completions=completions, answer=answer, options=options)
-        rewards: list[float] = []
-        for row, (completion, gold, row_options) in enumerate(zip(completions, answer, options)):
-            parsed = parse_completion(completion_text(completion))
-            content = parsed.answer if parsed.well_formed or not self.require_format else None
-            try:
-                correct = answer_score(content, gold, row_options) == 1.0
-            except ValueError as error:
-                raise ValueError(f"row {row}: {error}") from error
-            rewards.append(self.length_term(completion) if correct else 0.0)
-        return rewards
+        scores = accuracy_reward(completions, answer, options, require_format=self.require_format)
+        return [self.length_term(c) if s == 1.0 else 0.0 for c, s in zip(completions, scores)]  # strictly correct

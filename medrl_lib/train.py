@@ -185,11 +185,7 @@ def load_policy(profile: Profile, path: str, *, device: str | None = None, dtype
     gets the instruct model's, so that base and instruct see the same text (Methods)."""
     from .config import resolve_source
 
-    m = profile.model
-    hub = m.kind == "hub"
-    model, processor = load_model(resolve_source(path), dtype=dtype or m.dtype, attn_implementation=m.attn_implementation,
-                                  max_pixels=m.max_pixels if hub else None, device=device,
-                                  chat_template_from=resolve_source(m.instruct) if hub else None)
+    model, processor = load_model(resolve_source(path), device=device, **load_settings(profile, dtype))
     # Left padding, whatever the tokenizer ships: TRL left-pads the prompt ids but takes Qwen2-VL's
     # mm_token_type_ids from the processor's own padding, so right padding misplaces the image in M-RoPE (a shape
     # mismatch in the loss's forward pass, found by the rehearsal when two prompts of a batch differ in length).
@@ -507,15 +503,21 @@ def supervised_steps(profile: Profile, method: str) -> int:
     return -(-prompts // per_step)
 
 
-def supervised_load(profile: Profile, distributed: bool) -> dict:
-    """How a supervised baseline loads its start model: the profile's dtype (float32 master weights in a single
-    process), attention kernel and pixel limit, as GRPO's policy, and the instruct chat template for a hub base."""
+def load_settings(profile: Profile, dtype: str | None = None) -> dict:
+    """Keyword arguments of :func:`medrl_lib.models.load_model` for the profile's policies: its dtype (or
+    ``dtype``), attention kernel and, for hub models, its pixel limit and the instruct model's chat template."""
     from .config import resolve_source
 
     m = profile.model
     hub = m.kind == "hub"
-    return dict(dtype=training_dtype(profile, distributed), attn_implementation=m.attn_implementation,
+    return dict(dtype=dtype or m.dtype, attn_implementation=m.attn_implementation,
                 max_pixels=m.max_pixels if hub else None, chat_template_from=resolve_source(m.instruct) if hub else None)
+
+
+def supervised_load(profile: Profile, distributed: bool) -> dict:
+    """How a supervised baseline loads its start model: as GRPO's policy (:func:`load_settings`), in the training
+    dtype (float32 master weights in a single process)."""
+    return load_settings(profile, training_dtype(profile, distributed))
 
 
 def last_checkpoint(output_dir: str) -> str | None:

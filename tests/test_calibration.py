@@ -3,9 +3,8 @@
 import numpy as np
 import pytest
 
-from medrl_lib.calibration import (RESTS_ON, calibration_rows, calibration_summary, gain_interval, gap_interval,
-                                   quantity_matrix)
-from medrl_lib.claims import CLAIMS
+from medrl_lib.calibration import RESTS_ON, calibration_rows, calibration_summary, gain_interval, gap_interval
+from medrl_lib.claims import CLAIMS, item_matrix
 from medrl_lib.results import Run
 
 
@@ -116,7 +115,7 @@ def test_start_model_sizes_of_hub_models_names_them_without_loading():
 ])
 def test_format_quantity_is_the_format_reward_rule(record, expected):
     run = Run(path=None, config={}, metrics={}, records=[dict(record, id="i0", modality="MRI")])
-    assert quantity_matrix([run], "format")[0].tolist() == [[expected]]
+    assert item_matrix([run], "format")[0].tolist() == [[expected]]
 
 
 def test_format_gain_counts_well_formed_completions_not_think_blocks():

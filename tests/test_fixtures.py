@@ -3,6 +3,7 @@ draw from what survives."""
 
 import csv
 import json
+import re
 import time
 import zipfile
 from collections import Counter
@@ -12,26 +13,31 @@ import pytest
 from medrl_lib.data import fixtures, huatuo, pmc_vqa
 from medrl_lib.data.huatuo import load_huatuo_eval
 from medrl_lib.data.pmc_vqa import load_pmc_vqa
-from medrl_lib.data.schema import load_summary, validate_rows
-from medrl_lib.data.splits import image_keys, medvlm_r1_split, zhu_split, zhu_split_files
+from medrl_lib.data.schema import MODALITIES, format_drops, load_summary, validate_rows
+from medrl_lib.data.splits import image_keys, medvlm_r1_published_split, zhu_split
 
 N_DROPPED = len(pmc_vqa.DROP_REASONS) - 1  # one row per drop reason; the unknown-modality row is kept as "other"
+N_PER_MODALITY = 12  # good rows per modality of each PMC-VQA file
+# one good row in three is a second question on a figure (see medrl_lib.data.fixtures)
+N_SECOND_QUESTIONS = len(MODALITIES) * (N_PER_MODALITY // 3)
+
+
+def timed_write(tmp_path_factory, name, write, **kwargs):
+    """Write the fixture files with ``write`` into a fresh folder: ``(folder, planted, seconds taken)``."""
+    folder = tmp_path_factory.mktemp(name)
+    start = time.perf_counter()
+    planted = write(folder, **kwargs)
+    return folder, planted, time.perf_counter() - start
 
 
 @pytest.fixture(scope="module")
 def pmc(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("pmc")
-    start = time.perf_counter()
-    planted = fixtures.write_pmc_vqa(folder)
-    return folder, planted, time.perf_counter() - start
+    return timed_write(tmp_path_factory, "pmc", fixtures.write_pmc_vqa, n_per_modality=N_PER_MODALITY)
 
 
 @pytest.fixture(scope="module")
 def hua(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("huatuo")
-    start = time.perf_counter()
-    planted = fixtures.write_huatuo_eval(folder)
-    return folder, planted, time.perf_counter() - start
+    return timed_write(tmp_path_factory, "huatuo", fixtures.write_huatuo_eval)
 
 
 def load_pmc(folder, csv_name):
@@ -46,13 +52,15 @@ def test_pmc_vqa_files_in_the_published_layout(pmc):
     with open(folder / "train_2.csv", newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
     assert list(rows[0]) == list(fixtures.PMC_HEADER)
-    assert len(rows) == planted["rows"]["train_2.csv"] == 3 * (12 + 1) + len(pmc_vqa.DROP_REASONS)
-    # test_2.csv asks the modality question on 2 figures per modality of train_2.csv too
-    assert planted["rows"]["test_2.csv"] == planted["rows"]["train_2.csv"] + 3 * fixtures.PMC_SHARED_FIGURES
+    n_shared = len(MODALITIES) * fixtures.PMC_SHARED_FIGURES
+    assert len(rows) == planted["rows"]["train_2.csv"] == (
+        len(MODALITIES) * N_PER_MODALITY + len(fixtures.PMC_KEPT_QUIRKS) + len(pmc_vqa.DROP_REASONS))
+    # test_2.csv asks the modality question on PMC_SHARED_FIGURES figures per modality of train_2.csv too
+    assert planted["rows"]["test_2.csv"] == planted["rows"]["train_2.csv"] + n_shared
     with open(folder / "test_2.csv", newline="", encoding="utf-8") as fh:
         test_figures = {r["Figure_path"] for r in csv.DictReader(fh)}
     shared = {r["Figure_path"] for r in rows} & test_figures - {""}
-    assert sorted(shared) == planted["shared_figures"] and len(shared) == 3 * fixtures.PMC_SHARED_FIGURES
+    assert sorted(shared) == planted["shared_figures"] and len(shared) == n_shared
     good = [r for r in rows if r["Choice A"].startswith("A:") and r["Answer_label"] in "ABCD" and r["Figure_path"]]
     assert good and all(r["Figure_path"].startswith("PMC") and r["Figure_path"].endswith(".jpg") for r in good)
     with zipfile.ZipFile(folder / "images_2.zip") as zf:
@@ -61,9 +69,9 @@ def test_pmc_vqa_files_in_the_published_layout(pmc):
     assert first[:3] == b"\xff\xd8\xff"  # a real JPEG file
     assert len([n for n in names if not n.endswith("/")]) == planted["figures"]
     assert all(n.startswith("images_2/") for n in names)
-    # several questions on the same figure: 12 good rows on 8 figures per modality
+    # several questions on the same figure: every second question shares its figure with a first one
     per_figure = Counter(r["Figure_path"] for r in rows if r["Figure_path"])
-    assert max(per_figure.values()) == 2 and sum(v == 2 for v in per_figure.values()) == 3 * 4
+    assert max(per_figure.values()) == 2 and sum(v == 2 for v in per_figure.values()) == N_SECOND_QUESTIONS
 
 
 @pytest.mark.parametrize("csv_name", ["train_2.csv", "test_2.csv"])
@@ -78,7 +86,7 @@ def test_pmc_vqa_loader_drops_exactly_what_was_planted(pmc, csv_name):
     assert {m: counts[m] for m in planted["good_rows"][csv_name]} == planted["good_rows"][csv_name]
     assert {int(i.rsplit("-", 1)[-1]): m for i, m in zip(ds["id"], ds["modality"])} == planted["modalities"][csv_name]
     # every row whose question names no modality is kept, as "other": the modality questions, the histology row
-    assert counts["other"] == len(planted["other_rows"][csv_name]) >= 3 * 4 + 1
+    assert counts["other"] == len(planted["other_rows"][csv_name]) >= N_SECOND_QUESTIONS + 1
     assert summary["rows_read"] == planted["rows"][csv_name] and summary["rows_kept"] == len(ds)
     # the kept quirks are kept, normalised
     kept = {int(i.rsplit("-", 1)[-1]): row for i, row in zip(ds["id"], ds.select_columns(["options", "answer"]))}
@@ -100,7 +108,7 @@ def test_pmc_vqa_answers_are_right_for_the_images(pmc):
     first = {r["image_path"]: r["modality"] if r["modality"] != "other" else gold(r)
              for r in rows if r["question"] != fixtures._SECOND_QUESTION}
     second = [r for r in rows if r["question"] == fixtures._SECOND_QUESTION]
-    assert len(second) == 3 * 4 and {r["modality"] for r in second} == {"other"}
+    assert len(second) == N_SECOND_QUESTIONS and {r["modality"] for r in second} == {"other"}
     assert all(gold(r) == first[r["image_path"]] for r in second)
 
 
@@ -115,11 +123,11 @@ def test_pmc_vqa_unknown_modality_drop_drops_the_other_rows(pmc):
 
 def test_pmc_vqa_is_deterministic(tmp_path, pmc):
     folder, planted, _ = pmc
-    again = fixtures.write_pmc_vqa(tmp_path)
+    again = fixtures.write_pmc_vqa(tmp_path, n_per_modality=N_PER_MODALITY)
     assert {k: v for k, v in again.items() if k != "files"} == {k: v for k, v in planted.items() if k != "files"}
     for name in ("train_2.csv", "test_2.csv", "images_2.zip"):
         assert (tmp_path / name).read_bytes() == (folder / name).read_bytes()
-    other = fixtures.write_pmc_vqa(tmp_path / "other", seed=1)
+    other = fixtures.write_pmc_vqa(tmp_path / "other", n_per_modality=N_PER_MODALITY, seed=1)
     assert (tmp_path / "other" / "train_2.csv").read_bytes() != (folder / "train_2.csv").read_bytes()
     assert other["malformed"] == planted["malformed"]
 
@@ -139,20 +147,6 @@ def test_zhu_split_draws_from_the_surviving_pmc_rows(pmc):
         zhu_split(ds, n_train=n - 9, n_test=10)
 
 
-def test_zhu_split_files_on_the_published_files(pmc):
-    folder, planted, _ = pmc
-    train_ds, test_ds = load_pmc(folder, "train_2.csv"), load_pmc(folder, "test_2.csv")
-    # the whole test file as test rows: every shared figure's training rows are excluded
-    n_test = len(test_ds)
-    shared_rows = sum(1 for p in train_ds["image_path"] if p in set(planted["shared_figures"]))
-    assert shared_rows >= len(planted["shared_figures"])
-    train, test = zhu_split_files(train_ds, test_ds, n_train=len(train_ds) - shared_rows, n_test=n_test, seed=0)
-    assert set(train["id"]) <= set(train_ds["id"]) and set(test["id"]) == set(test_ds["id"])
-    assert set(image_keys(train)).isdisjoint(image_keys(test))
-    assert load_summary(train)["split"]["train_rows_sharing_a_test_image"] == shared_rows
-    assert (load_summary(train)["file"], load_summary(test)["file"]) == ("train_2.csv", "test_2.csv")
-
-
 def test_huatuo_files_in_the_published_layout(hua):
     folder, planted, seconds = hua
     assert seconds < 5
@@ -161,7 +155,8 @@ def test_huatuo_files_in_the_published_layout(hua):
     good = [o for o in objs if isinstance(o, dict) and o.get("dataset") == "OmniMedVQA" and o.get("subset")]
     assert {o["subset"] for o in good} >= {"MR (Mag-netic Resonance Imaging)", "CT(Computed Tomography)", "X-Ray"}
     assert all(o["image"][0].startswith("images/") for o in good if o.get("image"))
-    assert sum(1 for o in objs if isinstance(o, dict) and "subset" not in o) == 3  # other benchmarks
+    other_benchmarks = sum(1 for o in objs if isinstance(o, dict) and "subset" not in o)
+    assert other_benchmarks == planted["malformed"][huatuo.MISSING_SUBSET]
     with zipfile.ZipFile(folder / "images.zip") as zf:
         assert zf.read(good[0]["image"][0])[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -174,19 +169,29 @@ def test_huatuo_loader_drops_exactly_what_was_planted(hua):
     summary = load_summary(ds)
     assert summary["dropped"] == planted["malformed"]
     assert {d["row"]: d["reason"] for d in summary["dropped_rows"]} == planted["planted_rows"]
-    assert dict(Counter(ds["modality"])) == planted["good_rows"] == {"MRI": 14, "CT": 6, "X-ray": 6}
+    assert dict(Counter(ds["modality"])) == planted["good_rows"]
     assert set(ds["source"]) == {"huatuo/omnimedvqa"}
 
 
-def test_medvlm_r1_split_draws_from_the_surviving_huatuo_rows(hua):
-    folder, _, _ = hua
+N_TEST_PER_MODALITY = 4  # test items per modality drawn from the fixture's rows
+
+
+def test_medvlm_r1_published_split_draws_from_the_surviving_huatuo_rows(hua):
+    folder, planted, _ = hua
     with pytest.warns(UserWarning):
         ds = load_huatuo_eval(str(folder))
-    train, test = medvlm_r1_split(ds, n_train_mri=8, n_test_per_modality=4, seed=0)
-    assert len(train) == 8 and set(train["modality"]) == {"MRI"}
-    assert Counter(test["modality"]) == {"MRI": 4, "CT": 4, "X-ray": 4}
+    rows = ds.select_columns(["image_path", "question", "modality"]).to_list()
+    first = {m: [r for r in rows if r["modality"] == m][:N_TEST_PER_MODALITY] for m in MODALITIES}
+    items = [{"image": r["image_path"], "question": r["question"], "modality": m} for m in MODALITIES for r in first[m]]
+    n_train = planted["good_rows"]["MRI"] - N_TEST_PER_MODALITY  # every MRI row outside the test items
+    train, test = medvlm_r1_published_split(ds, n_train_mri=n_train, seed=0, test_items=items)
+    assert len(train) == n_train and set(train["modality"]) == {"MRI"}
+    assert Counter(test["modality"]) == dict.fromkeys(MODALITIES, N_TEST_PER_MODALITY)
     assert set(train["id"]).isdisjoint(test["id"])
-    with pytest.raises(ValueError, match=r"'MRI' has 14 rows, needs 15; 'CT' has 6 rows, needs 7; 'X-ray' has 6 rows,"
-                                         r" needs 7\) for n_train_mri=8, n_test_per_modality=7 \(the loader kept 26 of"
-                                         r" 44 rows of medical_multimodel_evaluation_data\.json; dropped: missing_subset 3,"):
-        medvlm_r1_split(ds, n_train_mri=8, n_test_per_modality=7)
+    # one training row more than are left: the message names the loader's counts and drops, as planted
+    kept = sum(planted["good_rows"].values())
+    message = (rf"{n_train} MRI rows are neither test rows nor show a test image \(0 more show one\), fewer than"
+               rf" n_train_mri={n_train + 1} \(the loader kept {kept} of {planted['rows']} rows of"
+               rf" {re.escape(huatuo.JSON_FILE)}; dropped: {format_drops(planted['malformed'])}\)$")
+    with pytest.raises(ValueError, match=message):
+        medvlm_r1_published_split(ds, n_train_mri=n_train + 1, test_items=items)

@@ -12,9 +12,10 @@ from medrl_lib.hub_standins import (BASE, BIOGPT, CROSS_ENCODER, HUB_IDS, INSTRU
                                     STANDIN_FILE, build_hub_standins, is_complete)
 from medrl_lib.models import (QWEN2_VL_CHAT_TEMPLATE, TINY_MARKER, _processor_class, check_pixel_limit,
                               eos_token_ids, load_model)
+from medrl_lib.config import load_profile
 from medrl_lib.prompts import chat_messages
 
-MAX_PIXELS = 401408  # the paper profile's model.max_pixels
+MAX_PIXELS = load_profile("paper").model.max_pixels
 
 
 @pytest.fixture(scope="module")
@@ -284,6 +285,7 @@ def test_instruct_standin_writes_the_reasoning_format(instruct, items):
     records = generate_records(model, processor, items, batch_size=10, max_new_tokens=96)
     rate = sum(format_reward([r.completion for r in records])) / len(records)
     assert rate > 0, [r.completion for r in records[:3]]  # the rehearsal reaches the metric models
+    assert [r.well_formed for r in records] == [bool(x) for x in format_reward([r.completion for r in records])]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -5,16 +5,17 @@ import io
 import json
 import warnings
 import zipfile
+from collections import Counter
 
 import datasets
 import pytest
 from PIL import Image
 
-from medrl_lib.data import huatuo, pmc_vqa
+from medrl_lib.data import huatuo, pmc_vqa, schema
 from medrl_lib.data.huatuo import load_huatuo_eval
 from medrl_lib.data.pmc_vqa import infer_modality, load_pmc_vqa
 from medrl_lib.data.schema import FEATURES, DataError, load_summary, validate_rows
-from medrl_lib.data.splits import medvlm_r1_split, write_split_ids, zhu_split
+from medrl_lib.data.splits import medvlm_r1_published_split, write_split_ids, zhu_split
 from medrl_lib.results import read_json
 
 PMC_HEADER = ["Figure_path", "Question", "Answer", "Choice A", "Choice B", "Choice C", "Choice D", "Answer_label"]
@@ -292,7 +293,7 @@ def test_pmc_vqa_whole_file_errors(tmp_path):
 
 
 def test_pmc_vqa_dropped_rows_are_capped(tmp_path, monkeypatch):
-    monkeypatch.setattr(pmc_vqa, "MAX_DROPPED_ROWS", 2)
+    monkeypatch.setattr(schema, "MAX_DROPPED_ROWS", 2)
     bad = [(f"gone{i}.jpg", CT_ROW[1], "Liver", "A:Liver", "B:Spleen", "", "", "A") for i in range(3)]
     write_csv(tmp_path / "train_2.csv", PMC_HEADER, [*bad, GOOD_ROWS[0], (*CT_ROW, "x", "A:x", "", "", "", "A")])
     write_zip(tmp_path / "images_2.zip", [GOOD_ROWS[0][0]])
@@ -512,19 +513,6 @@ def test_zhu_split_sizes_disjoint_deterministic():
         zhu_split(ds, n_train=10, n_test=6)
 
 
-def test_medvlm_r1_split_sizes_disjoint_deterministic():
-    ds = tiny_dataset(["MRI"] * 6 + ["CT"] * 3 + ["X-ray"] * 2)
-    train, test = medvlm_r1_split(ds, n_train_mri=3, n_test_per_modality=2, seed=1)
-    assert len(train) == 3 and set(train["modality"]) == {"MRI"}
-    assert sorted(test["modality"]) == ["CT", "CT", "MRI", "MRI", "X-ray", "X-ray"]
-    assert set(train["id"]).isdisjoint(test["id"])
-    again = medvlm_r1_split(ds, n_train_mri=3, n_test_per_modality=2, seed=1)
-    assert (list(again[0]["id"]), list(again[1]["id"])) == (list(train["id"]), list(test["id"]))
-    # too few: MRI needs 2 + 5 rows and X-ray 3; both are named with their counts
-    with pytest.raises(ValueError, match=r"'MRI' has 6 rows, needs 8; 'X-ray' has 2 rows, needs 3"):
-        medvlm_r1_split(ds, n_train_mri=5, n_test_per_modality=3)
-
-
 def test_splits_keep_the_loader_summary_and_name_the_drops(pmc_folder, tmp_path):
     ds = load_quiet(str(pmc_folder), unknown_modality="drop")  # 3 of 5 rows kept
     train, test = zhu_split(ds, n_train=2, n_test=1)
@@ -540,10 +528,12 @@ def test_splits_keep_the_loader_summary_and_name_the_drops(pmc_folder, tmp_path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ds = load_huatuo_eval(str(tmp_path))
-    with pytest.raises(ValueError, match=r"\('MRI' has 1 rows, needs 2\) for n_train_mri=1, n_test_per_modality=1 \(the"
-                                         r" loader kept 3 of 5 rows of medical_multimodel_evaluation_data\.json;"
-                                         r" dropped: dataset_filter 1, other_subset 1\)$"):
-        medvlm_r1_split(ds, n_train_mri=1, n_test_per_modality=1)
+    ct_item = {"image": "images/bench/1.png", "question": "Question 1?"}  # the CT row: 1 MRI row is left
+    with pytest.raises(ValueError, match=r"1 MRI rows are neither test rows nor show a test image \(0 more show one\),"
+                                         r" fewer than n_train_mri=2 \(the loader kept 3 of 5 rows of"
+                                         r" medical_multimodel_evaluation_data\.json; dropped: dataset_filter 1,"
+                                         r" other_subset 1\)$"):
+        medvlm_r1_published_split(ds, n_train_mri=2, test_items=[ct_item])
     # a dataset without a loader summary: the message has no note
     with pytest.raises(ValueError, match=r"= 16$"):
         zhu_split(tiny_dataset(["CT"] * 15), n_train=10, n_test=6)
@@ -551,14 +541,16 @@ def test_splits_keep_the_loader_summary_and_name_the_drops(pmc_folder, tmp_path)
 
 def test_write_split_ids(tmp_path):
     ds = tiny_dataset(["MRI"] * 6 + ["CT"] * 3 + ["X-ray"] * 2)
-    train, test = medvlm_r1_split(ds, n_train_mri=3, n_test_per_modality=2, seed=1)
-    path = tmp_path / "splits" / "medvlm-r1.json"
-    write_split_ids(path, train, test, seed=1, split="medvlm-r1", extra={"source": "huatuo"})
+    train, test = zhu_split(ds, n_train=3, n_test=6, seed=1)
+    path = tmp_path / "splits" / "zhu.json"
+    write_split_ids(path, train, test, seed=1, split="zhu", extra={"source": "pmc-vqa"})
     saved = read_json(path)
     assert saved["train"] == list(train["id"]) and saved["test"] == list(test["id"])
-    assert (saved["seed"], saved["split"], saved["n_train"], saved["n_test"]) == (1, "medvlm-r1", 3, 6)
-    assert saved["modalities"] == {"train": {"MRI": 3}, "test": {"CT": 2, "MRI": 2, "X-ray": 2}}
-    assert saved["source"] == "huatuo"
+    assert (saved["seed"], saved["split"], saved["n_train"], saved["n_test"]) == (1, "zhu", 3, 6)
+    counts = {name: dict(sorted(Counter(part["modality"]).items()))
+              for name, part in (("train", train), ("test", test))}
+    assert saved["modalities"] == counts and sum(counts["test"].values()) == 6
+    assert saved["source"] == "pmc-vqa"
     with pytest.raises(ValueError, match="share 3 id"):
         write_split_ids(path, train, train, seed=1)
 
@@ -579,7 +571,9 @@ def test_paper_profile_splits_read_local_files_in_the_published_formats(tmp_path
     assert (len(train), len(test)) == (8, 6)
     assert set(image_keys(train)).isdisjoint(image_keys(test))  # no figure in both
     assert all(i.startswith("pmc-test_2-") for i in test["id"]) and all(i.startswith("pmc-train_2-") for i in train["id"])
-    published = experiments.published_test_items(1)
+    from medrl_lib.data import medvlm_r1_test_items
+
+    published = medvlm_r1_test_items(1)
     fixtures.write_huatuo_eval(tmp_path / "huatuo", n_train_mri=3, n_test_per_modality=1, published=published)
     p = load_profile("paper", overrides={"data.source": "huatuo-eval", "data.huatuo_path": str(tmp_path / "huatuo"),
                                          "data.train_size": 2, "data.test_per_modality": 1})

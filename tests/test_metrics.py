@@ -765,7 +765,7 @@ def test_llm_thinking_scorer_counts_failures(tiny_scorer_dirs: dict[str, str], m
 @pytest.mark.parametrize(
     ("kwargs", "whole"),
     [
-        pytest.param({}, True, id="default-whole"),  # no truncation: the window (4096 - 8) holds it
+        pytest.param({}, True, id="default-whole"),  # no truncation: the window (the fixture's positions minus max_new_tokens) holds it
         pytest.param({"max_reasoning_chars": 2000}, False, id="explicit-chars"),  # the optional character cut
         pytest.param({"max_prompt_tokens": "frame+60"}, False, id="window"),  # cut by tokens to fit
     ],

@@ -62,12 +62,14 @@ def test_the_label_is_never_read_for_the_modality(tmp_path):
         ds = load_pmc_vqa(str(tmp_path))
     validate_rows(ds, "train_2.csv")  # "other" is a valid modality
     assert len(ds) == len(rows)
+    # per case, one modality whatever the gold position
+    per_case: dict[int, set[str]] = {}
+    for (c, _, _), modality in zip(expected, ds["modality"]):
+        per_case.setdefault(c, set()).add(modality)
+    assert {c: len(ms) for c, ms in per_case.items()} == dict.fromkeys(range(len(MODALITY_CASES)), 1)
     got = [(c, "ABCD".index(answer), modality)
            for (c, _, _), answer, modality in zip(expected, ds["answer"], ds["modality"])]
     assert got == expected
-    # per case, one modality whatever the gold
-    per_case = {c: {m for cc, _, m in got if cc == c} for c in range(len(MODALITY_CASES))}
-    assert per_case == {c: {m} for c, (_, _, m) in enumerate(MODALITY_CASES)}
 
 
 @pytest.mark.parametrize(
@@ -115,16 +117,29 @@ def test_rows_without_modality_are_kept(pmc, csv_name):
     assert len(ds) == planted["rows"][csv_name] - len(planted["planted_rows"][csv_name])
 
 
+def rows_on_shared_figures(planted, ds):
+    """The number of rows of ``ds`` whose figure is one of the figures both fixture files ask about."""
+    shared = set(planted["shared_figures"])
+    return sum(1 for p in ds["image_path"] if p in shared)
+
+
 @pytest.mark.parametrize(
-    "n_train, n_test, seed",
+    "draw, seed",
     [
-        (30, 40, 0),  # nearly all the test file: most shared figures are drawn, their training rows excluded
-        (20, 10, 1),  # a small draw
-        (25, 46, 2),  # the whole test file
+        ("nearly all", 0),  # nearly all the test file: most shared figures are drawn, their training rows excluded
+        ("small", 1),  # a small draw
+        ("all", 2),  # the whole test file
     ],
 )
-def test_zhu_split_files_train_from_train_test_from_test_disjoint_by_image(pmc, n_train, n_test, seed):
+def test_zhu_split_files_train_from_train_test_from_test_disjoint_by_image(pmc, draw, seed):
     planted, train_ds, test_ds = pmc
+    # the most training rows any test draw leaves: those not on a shared figure
+    n_left = len(train_ds) - rows_on_shared_figures(planted, train_ds)
+    n_train, n_test = {
+        "nearly all": (n_left, len(test_ds) - len(planted["shared_figures"])),
+        "small": (len(train_ds) // 2, len(test_ds) // 4),
+        "all": (n_left, len(test_ds)),
+    }[draw]
     train, test = zhu_split_files(train_ds, test_ds, n_train=n_train, n_test=n_test, seed=seed)
     assert (len(train), len(test)) == (n_train, n_test)
     assert all(i.startswith("pmc-train_2-") for i in train["id"])  # from the training file
@@ -146,8 +161,8 @@ def test_zhu_split_files_excludes_the_shared_figures(pmc):
     planted, train_ds, test_ds = pmc
     # with the whole test file drawn, every shared figure's training rows are excluded
     shared = set(planted["shared_figures"])
-    n_shared_rows = sum(1 for p in train_ds["image_path"] if p in shared)
-    assert n_shared_rows >= 6
+    n_shared_rows = rows_on_shared_figures(planted, train_ds)
+    assert n_shared_rows >= len(planted["shared_figures"])
     train, _ = zhu_split_files(train_ds, test_ds, n_train=len(train_ds) - n_shared_rows, n_test=len(test_ds))
     assert load_summary(train)["split"]["train_rows_sharing_a_test_image"] == n_shared_rows
     assert shared.isdisjoint(train["image_path"])
@@ -274,8 +289,9 @@ def test_medvlm_r1_published_split_on_fixtures(hua, items, seed):
     assert set(train["id"]).isdisjoint(test["id"])
     assert set(image_keys(train)).isdisjoint(image_keys(test))
     twins = {f"huatuo-{i:06d}" for i in planted["published_image_twins"]}
-    assert len(twins) == 2 and twins.isdisjoint(train["id"])
-    assert load_summary(train)["split"]["train_rows_sharing_a_test_image"] == 2
+    assert twins and twins.isdisjoint(train["id"])
+    note = load_summary(train)["split"]
+    assert (note["train_rows_sharing_a_test_image"], note["ambiguous_test_items"]) == (len(twins), 0)
     # the seed alone decides the training draw
     again = medvlm_r1_published_split(ds, n_train_mri=8, seed=seed, test_items=items)
     assert list(again[0]["id"]) == list(train["id"])
@@ -301,13 +317,15 @@ def test_medvlm_r1_published_split_seeds_differ(hua):
         ([{**PUBLISHED[0], "modality": "MRI"}], 8, r"item 0 is 'MRI', its row 'huatuo-\d+' 'CT'"),
         # the same item twice
         ([PUBLISHED[0], PUBLISHED[0]], 8, r"1 rows are named by more than one test item"),
-        # more MRI training rows than are left once the test rows and their images are set aside
-        (PUBLISHED, 100, r"MRI rows are neither test rows nor show a test image \(2 more show one\), fewer than"
-                         r" n_train_mri=100"),
+        # more MRI training rows than are left once the test rows and their images are set aside ({twins}: the
+        # planted second questions on the published MRI images)
+        (PUBLISHED, 100, r"MRI rows are neither test rows nor show a test image \({twins} more show one\), fewer"
+                         r" than n_train_mri=100"),
     ],
 )
 def test_medvlm_r1_published_split_errors(hua, items, n_train_mri, match):
-    _, ds = hua
+    planted, ds = hua
+    match = match.replace("{twins}", str(len(planted["published_image_twins"])))
     with pytest.raises(ValueError, match=match):
         medvlm_r1_published_split(ds, n_train_mri=n_train_mri, test_items=items)
 
@@ -318,3 +336,53 @@ def test_medvlm_r1_published_split_names_the_real_items_missing_from_fixtures(hu
     with pytest.raises(ValueError, match=r"900 of the 900 published test items are not among .* e\.g\. item 0 \(image"
                                          r" 'images/brain002206\.png'"):
         medvlm_r1_published_split(ds)
+
+
+def rows_with_answers(rows):
+    """A dataset with a loader summary, one row per ``(image_path, question, options, answer, modality)``."""
+    n = len(rows)
+    ds = datasets.Dataset.from_dict(
+        {"id": [f"r-{i:02d}" for i in range(n)], "image": [{"bytes": b"x", "path": None}] * n,
+         "question": [r[1] for r in rows], "options": [r[2] for r in rows], "answer": [r[3] for r in rows],
+         "modality": [r[4] for r in rows], "source": ["t"] * n, "facts": ["{}"] * n,
+         "image_path": [r[0] for r in rows]},
+        features=datasets.Features({**FEATURES, "image": datasets.Image(decode=False)}),
+    )
+    ds.info.description = '{"file": "hand-made.json", "rows_read": %d, "rows_kept": %d}' % (n, n)
+    return ds
+
+
+ITEM = {"index": 7, "image": "images/pub.png", "question": "What is shown?", "modality": "CT"}
+TRAINING_ROWS = [(f"images/mri_{i}.png", "Which organ?", ["Brain", "Liver"], "A", "MRI") for i in range(3)]
+
+
+def test_medvlm_r1_published_split_takes_the_first_of_identical_copies():
+    # the published item's row is in the data twice, the same question on the same image with the same options
+    # and answer: the first copy is the test row, and the item is counted
+    copy = ("images/pub.png", "What is shown?", ["CT", "MRI"], "A", "CT")
+    ds = rows_with_answers([*TRAINING_ROWS, copy, copy])
+    train, test = medvlm_r1_published_split(ds, n_train_mri=len(TRAINING_ROWS), test_items=[ITEM])
+    assert list(test["id"]) == ["r-03"]
+    note = load_summary(test)["split"]
+    assert note["ambiguous_test_items"] == 1 and note == load_summary(train)["split"]
+    # the copy under the item's whole path wins over the other: no ambiguity
+    ds = rows_with_answers([*TRAINING_ROWS, ("other/pub.png", *copy[1:]), copy])
+    _, test = medvlm_r1_published_split(ds, n_train_mri=len(TRAINING_ROWS), test_items=[ITEM])
+    assert list(test["id"]) == ["r-04"] and load_summary(test)["split"]["ambiguous_test_items"] == 0
+
+
+@pytest.mark.parametrize(
+    "options, answer",
+    [
+        (["CT", "MRI"], "B"),  # another answer
+        (["CT", "MRI", "X-ray"], "A"),  # other options
+    ],
+)
+def test_medvlm_r1_published_split_rejects_differing_candidates(options, answer):
+    # two rows match the item (same image, same question) but differ: which one was published cannot be told
+    rows = [("pub.png", "What is shown?", ["CT", "MRI"], "A", "CT"),
+            ("pub.png", " What is shown? ", options, answer, "CT")]
+    ds = rows_with_answers([*TRAINING_ROWS, *rows])
+    with pytest.raises(DataError, match=r"item 7 \(image 'images/pub\.png', question 'What is shown\?'\) matches 2 rows"
+                                        r" that differ in options or answer \(r-03, r-04\)"):
+        medvlm_r1_published_split(ds, n_train_mri=1, test_items=[ITEM])

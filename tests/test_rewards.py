@@ -394,21 +394,22 @@ def test_extract_choice_total(text: str, n_options: int) -> None:
 
 
 @pytest.mark.parametrize(
-    ("completion", "expected_format", "expected_accuracy"),
+    ("completion", "expected_format", "expected_accuracy", "expected_letter"),
     [
-        pytest.param("<think>" * 150_000 + "<answer>B</answer>", 0.0, 0.0, id="repeated-think-tags"),  # 150k repeated tags
-        pytest.param("<think>x</think><answer>" + "B " * 500_000 + "</answer>", 1.0, 0.5, id="letter-spam"),  # gold only
-        pytest.param("<think>x</think><answer>" + "B " * 500_000 + "A</answer>", 1.0, 0.0, id="letter-spam-hedged"),  # one A
-        pytest.param("<answer>" + "B " * 500_000, 0.0, 0.0, id="unclosed-answer"),  # no answer block
-        pytest.param("<think>x</think><answer>" + "(" * 1_000_000 + "B</answer>", 1.0, 0.0, id="paren-spam"),  # regex stress
-        pytest.param(wrap("x" * 1_000_000), 1.0, 0.0, id="long-word"),  # option-text normalisation stress
+        pytest.param("<think>" * 150_000 + "<answer>B</answer>", 0.0, 0.0, "B", id="repeated-think-tags"),  # 150k repeated tags
+        pytest.param("<think>x</think><answer>" + "B " * 500_000 + "</answer>", 1.0, 0.5, None, id="letter-spam"),  # gold only
+        pytest.param("<think>x</think><answer>" + "B " * 500_000 + "A</answer>", 1.0, 0.0, None, id="letter-spam-hedged"),  # one A
+        pytest.param("<answer>" + "B " * 500_000, 0.0, 0.0, None, id="unclosed-answer"),  # no answer block
+        pytest.param("<think>x</think><answer>" + "(" * 1_000_000 + "B</answer>", 1.0, 0.0, None, id="paren-spam"),  # regex stress
+        pytest.param(wrap("x" * 1_000_000), 1.0, 0.0, None, id="long-word"),  # option-text normalisation stress
     ],
 )
-def test_megabyte_completions(completion: str, expected_format: float, expected_accuracy: float) -> None:
+def test_megabyte_completions(completion: str, expected_format: float, expected_accuracy: float,
+                              expected_letter: str | None) -> None:
     assert len(completion) >= 1_000_000
     assert format_reward([completion]) == [expected_format]
     assert accuracy_reward([completion], answer=["B"], options=[OPTIONS]) == [expected_accuracy]
-    answer_letter(completion)  # the evaluation regex is linear too
+    assert answer_letter(completion) == expected_letter  # the evaluation regex is linear too, and reads one letter
 
 
 def test_megabyte_completion_without_format_requirement() -> None:

@@ -428,14 +428,15 @@ def test_llm_judge_with_chat_template(tiny_judge_dirs: tuple[str, str]) -> None:
 
 
 def test_llm_judge_cuts_only_to_its_window(tiny_judge_dirs: tuple[str, str]) -> None:
-    from transformers import AutoTokenizer
+    from transformers import AutoConfig, AutoTokenizer
 
     plain, _ = tiny_judge_dirs
     tokenizer = AutoTokenizer.from_pretrained(plain)
+    positions = AutoConfig.from_pretrained(plain).max_position_embeddings
     long_reasoning = "A bright lesion in the upper left. " * 60  # 2,100 characters: more than 2,000
     whole = LLMJudge(plain, chat_template=False).prompt_texts(["Where?"], [long_reasoning])[0]
-    assert fenced_text(whole) == long_reasoning.strip()  # the default window (4096 positions) holds it all
-    assert len(tokenizer(whole)["input_ids"]) < 4096
+    assert fenced_text(whole) == long_reasoning.strip()  # the default window (the model's positions) holds it all
+    assert len(tokenizer(whole)["input_ids"]) < positions
     window = len(tokenizer(judge_prompt("Where?", ""))["input_ids"]) + 100  # room for 100 reasoning tokens
     cut = LLMJudge(plain, chat_template=False, max_prompt_tokens=window).prompt_texts(["Where?"], [long_reasoning])[0]
     n = len(tokenizer(cut)["input_ids"])

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from medrl_lib.evaluate import LETTER_RULES, Record, score_completion
+from medrl_lib.evaluate import LETTER_RULES, score_completion
 from medrl_lib.prompts import OPTION_FORMAT, format_question, prompt_text
 from medrl_lib.rewards import OracleJudge
 
@@ -79,16 +79,16 @@ def test_plain_prompt_scoring(completion: str, strict: tuple, lenient: tuple) ->
 
 
 def test_scoring_rejects_unknown_settings() -> None:
-    assert LETTER_RULES == ("strict", "lenient")
     with pytest.raises(ValueError, match="letter_rule"):
         score_completion("B", "B", OPTS, "plain", letter_rule="loose")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="prompt mode"):
         score_completion("B", "B", OPTS, "free")
 
 
-def test_record_carries_the_format_rule() -> None:
-    fields = Record.__dataclass_fields__
-    assert "well_formed" in fields and fields["well_formed"].type in (bool, "bool")
+def test_letter_rules_are_the_profile_choices() -> None:
+    from medrl_lib.config import _CHOICES
+
+    assert _CHOICES["eval.letter_rule"] == LETTER_RULES  # the profile setting offers what the scorer knows
 
 
 # ---------------------------------------------------------------------------------------------

@@ -256,19 +256,14 @@ source: Zhu et al. 2025 for E1-E5, Pan et al. 2025 (MedVLM-R1) for E6. *same / d
 gives its reason: a documented choice (Methods) or, on the scale profiles, the profile's scale choice. On the paper
 profile no difference may be undocumented (a test checks it). `medrl protocol --profile P [--json]` prints the same.
 """),
-    ("code", IMPORTS + "import pandas as pd\nfrom medrl_lib.protocol import protocol, protocol_table\n"),
+    ("code", IMPORTS + "import pandas as pd\nfrom medrl_lib.protocol import arms_frame, differences_summary, protocol_table\n"),
     PARAMS,
     ("code", DERIVED),
     ("md", "## Every arm\nOne row per arm: what it trains on, how much, and how it is scored."),
-    ("code", "cols = ['experiment', 'method', 'start', 'data', 'train_items', 'test_items', 'num_processes', 'prompts_per_step',\n"
-             "        'num_generations', 'completions_per_step', 'max_steps', 'epochs', 'max_completion_length',\n"
-             "        'learning_rate', 'eval_prompt_mode', 'scoring', 'seeds']\n"
-             "pd.DataFrame(protocol(profile, overrides)).set_index('arm')[cols]"),
+    ("code", "arms_frame(profile, overrides)"),
     ("md", "## Beside the papers\nOnly the settings that differ from the paper are listed here; the full table follows."),
     ("code", "table = protocol_table(profile, overrides)\n"
-             "n_diff, n_undoc = (table.same == 'differs').sum(), (table.reason == 'UNDOCUMENTED').sum()\n"
-             "display(Markdown(f'{len(table)} settings compared: {len(table) - n_diff} as in the paper, {n_diff} differ '\n"
-             "                 f'({n_undoc} without a documented reason).'))\n"
+             "display(Markdown(differences_summary(table)))\n"
              "with pd.option_context('display.max_rows', None, 'display.max_colwidth', 90):\n"
              "    display(table[table.same == 'differs'].drop(columns='same').set_index(['experiment', 'arm', 'setting']))"),
     ("code", "with pd.option_context('display.max_rows', None, 'display.max_colwidth', 60):\n"

@@ -20,8 +20,9 @@ def _medvlm_r1_test() -> dict[str, Any]:
     return json.loads(text)
 
 
-def medvlm_r1_test_items() -> list[dict[str, Any]]:
-    """The 900 test items of MedVLM-R1 (Pan et al. 2025), as published, in the published order.
+def medvlm_r1_test_items(per_modality: int | None = None) -> list[dict[str, Any]]:
+    """The 900 test items of MedVLM-R1 (Pan et al. 2025), as published, in the published order; with
+    ``per_modality``, the first ``per_modality`` of each modality (the paper profile's 300 keeps all 900).
 
     The source is ``MRI_CT_XRAY_300each_dataset.json`` of the repository ``JZPeterPan/MedVLM-R1`` (commit
     ``2eee4210b25b149dcfa68513eb4682ac63b029d2``; :func:`medvlm_r1_test_source` gives the details): items 0-299
@@ -37,8 +38,19 @@ def medvlm_r1_test_items() -> list[dict[str, Any]]:
     (900, 'MRI', 'CT', 'X-ray')
     >>> sorted(items[0])
     ['image', 'index', 'modality', 'question']
+    >>> [(i["index"], i["modality"]) for i in medvlm_r1_test_items(1)]
+    [(0, 'MRI'), (300, 'CT'), (600, 'X-ray')]
     """
-    return [dict(item) for item in _medvlm_r1_test()["items"]]
+    items = [dict(item) for item in _medvlm_r1_test()["items"]]
+    if per_modality is None:
+        return items
+    counts: dict[str, int] = {}
+    kept = []
+    for item in items:
+        counts[item["modality"]] = counts.get(item["modality"], 0) + 1
+        if counts[item["modality"]] <= per_modality:
+            kept.append(item)
+    return kept
 
 
 def medvlm_r1_test_source() -> dict[str, Any]:

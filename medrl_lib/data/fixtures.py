@@ -74,6 +74,7 @@ from PIL import Image
 from medrl_lib.data import huatuo, pmc_vqa
 from medrl_lib.data.pmc_vqa import infer_modality
 from medrl_lib.data.schema import MODALITIES, OTHER_MODALITY
+from medrl_lib.data.splits import image_key
 from medrl_lib.data.synthetic import OPTION_POOLS, SyntheticConfig, generate
 
 PMC_HEADER: tuple[str, ...] = (
@@ -223,10 +224,10 @@ def write_huatuo_eval(
         if value < 0:
             raise ValueError(f"{name} must be non-negative, got {value}")
     published = list(published or [])
-    for k, item in enumerate(published):
-        if item.get("modality") not in MODALITIES or not item.get("image") or not item.get("question"):
+    bases = [image_key(item.get("image")) for item in published]
+    for k, (item, base) in enumerate(zip(published, bases)):
+        if item.get("modality") not in MODALITIES or base is None or not item.get("question"):
             raise ValueError(f"published item {k} needs an image, a question and a modality of {MODALITIES}: {item!r}")
-    bases = [str(item["image"]).replace("\\", "/").strip().rsplit("/", 1)[-1] for item in published]
     clash = sorted({b for b in bases if bases.count(b) > 1 or b.startswith(("omnimedvqa_", "planted_"))})
     if clash:
         raise ValueError(f"published image names repeat or clash with the fixture's own: {clash}")

@@ -44,7 +44,7 @@ order), counted:
 The summary of a load is stored as JSON in ``info.description`` of the dataset (read it with
 :func:`~medrl_lib.data.schema.load_summary`): ``file``, ``rows_read``, ``rows_kept``, ``dropped`` (every
 reason and its count, 0 included), ``dropped_rows`` (the first
-:data:`~medrl_lib.data.pmc_vqa.MAX_DROPPED_ROWS` drops in row order, each ``{"row", "id", "reason",
+:data:`~medrl_lib.data.schema.MAX_DROPPED_ROWS` drops in row order, each ``{"row", "id", "reason",
 "detail"}``), ``dropped_rows_truncated`` and ``datasets_filter`` (the setting). A load that drops objects
 warns once (:class:`UserWarning`) with the counts by reason, naming the file; as most of the published file
 is other benchmarks and subsets, the default load always warns.
@@ -64,18 +64,19 @@ from typing import Any
 import datasets
 from huggingface_hub import snapshot_download
 
-from medrl_lib.data.pmc_vqa import (
+from medrl_lib.data.pmc_vqa import ImageStore, Record, clean_text, looks_like_hub_id, records_to_dataset
+from medrl_lib.data.schema import (
+    EMPTY_IMAGE,
+    EMPTY_QUESTION,
+    LETTERS,
+    MIN_OPTIONS,
     MISSING_IMAGE,
+    DataError,
     DropLog,
-    ImageStore,
-    Record,
-    clean_text,
-    looks_like_hub_id,
-    records_to_dataset,
+    letter_of,
 )
-from medrl_lib.data.schema import LETTERS, MIN_OPTIONS, DataError, letter_of, load_summary
 
-__all__ = ["DROP_REASONS", "SUBSET_MODALITIES", "load_huatuo_eval", "load_summary"]
+__all__ = ["DROP_REASONS", "SUBSET_MODALITIES", "load_huatuo_eval"]
 
 HUB_ID = "FreedomIntelligence/Medical_Multimodal_Evaluation_Data"
 """The hub dataset that holds the HuatuoGPT-Vision evaluation data."""
@@ -98,12 +99,10 @@ MISSING_SUBSET = "missing_subset"
 OTHER_SUBSET = "other_subset"
 MISSING_DATASET = "missing_dataset"
 DATASET_FILTER = "dataset_filter"
-EMPTY_QUESTION = "empty_question"
 OPEN_QUESTION = "open_question"
 EMPTY_OPTIONS = "empty_options"
 BAD_OPTIONS = "bad_options"
 UNKNOWN_ANSWER = "unknown_answer"
-EMPTY_IMAGE = "empty_image"
 
 DROP_REASONS: tuple[str, ...] = (
     NOT_AN_OBJECT,

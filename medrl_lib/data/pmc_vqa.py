@@ -62,8 +62,9 @@ Malformed rows are skipped, not fatal: each is dropped with the first of these r
 The summary of a load is stored as JSON in ``info.description`` of the dataset (read it with
 :func:`~medrl_lib.data.schema.load_summary`): ``file``, ``rows_read``, ``rows_kept``, ``dropped`` (every
 reason of :data:`DROP_REASONS` and its count, 0 included), ``dropped_rows`` (the first
-:data:`MAX_DROPPED_ROWS` drops in row order, each ``{"row": index, "id": row id, "reason": ..., "detail":
-short text}``), ``dropped_rows_truncated`` (whether there were more) and ``unknown_modality`` (the setting).
+:data:`~medrl_lib.data.schema.MAX_DROPPED_ROWS` drops in row order, each ``{"row": index, "id": row id,
+"reason": ..., "detail": short text}``), ``dropped_rows_truncated`` (whether there were more) and
+``unknown_modality`` (the setting).
 A load that drops rows warns once (:class:`UserWarning`) with the counts by reason, naming the file.
 
 Errors are whole-file errors: :class:`~medrl_lib.data.schema.DataError` naming the file for a required column
@@ -71,7 +72,9 @@ missing from the header (the message lists the missing columns) and for a file o
 message gives the drop counts); :class:`FileNotFoundError` for a missing file.
 
 :class:`ImageStore`, :class:`Record` and :func:`records_to_dataset` are shared with
-:mod:`medrl_lib.data.huatuo`.
+:mod:`medrl_lib.data.huatuo`; so are the skip-and-count machinery (:class:`~medrl_lib.data.schema.DropLog`) and
+the reasons both loaders use (``empty_question``, ``empty_image``, ``missing_image``), which live in
+:mod:`medrl_lib.data.schema`.
 """
 
 from __future__ import annotations
@@ -91,25 +94,28 @@ import datasets
 from huggingface_hub import hf_hub_download
 
 from medrl_lib.data.schema import (
+    EMPTY_IMAGE,
+    EMPTY_QUESTION,
     FEATURES,
     MIN_OPTIONS,
+    MISSING_IMAGE,
     MODALITIES,
     OTHER_MODALITY,
     DataError,
+    DropLog,
     describe_drops,
+    format_drops,
     letter_of,
-    load_summary,
+    normalise_path,
 )
 
 __all__ = [
     "DROP_REASONS",
-    "DropLog",
     "ImageStore",
     "Record",
     "clean_text",
     "infer_modality",
     "load_pmc_vqa",
-    "load_summary",
     "records_to_dataset",
 ]
 
@@ -152,15 +158,12 @@ MODALITY_KEYWORDS: dict[str, tuple[str, ...]] = {
 }
 """Regular expressions of the keywords of each modality, matched case-insensitively as whole words."""
 
-EMPTY_QUESTION = "empty_question"
-EMPTY_IMAGE = "empty_image"
 FOREIGN_CHOICE_PREFIX = "foreign_choice_prefix"
 TOO_FEW_OPTIONS = "too_few_options"
 LABEL_NOT_IN_CHOICES = "label_not_in_choices"
 LABEL_CONTRADICTS_ANSWER = "label_contradicts_answer"
 NO_GOLD = "no_gold"
 UNKNOWN_MODALITY_REASON = "unknown_modality"
-MISSING_IMAGE = "missing_image"
 
 DROP_REASONS: tuple[str, ...] = (
     EMPTY_QUESTION,
@@ -175,10 +178,6 @@ DROP_REASONS: tuple[str, ...] = (
 )
 """The reasons a PMC-VQA row is dropped for, in the order they are checked (see the module docstring)."""
 
-MAX_DROPPED_ROWS = 200
-"""The most entries of ``dropped_rows`` kept in a load summary (the counts are always complete)."""
-
-_MAX_DETAIL = 160  # characters of the ``detail`` of a dropped row
 _INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff"), None)
 _PREFIX = re.compile(r"^([A-D])\s*:\s*")
 
@@ -248,17 +247,19 @@ def clean_text(text: str) -> str:
     return " ".join(text.translate(_INVISIBLE).split())
 
 
-def strip_choice_prefix(text: str, letters: str = "ABCD") -> str:
-    """Strip surrounding whitespace and a leading option-letter prefix (one of ``letters`` and a colon).
+def strip_choice_prefix(text: str) -> str:
+    """Strip surrounding whitespace and a leading choice-letter prefix (``A`` to ``D`` and a colon).
 
     >>> strip_choice_prefix("A:Diffuse uptake pattern"), strip_choice_prefix(" B: Focal lesion ")
     ('Diffuse uptake pattern', 'Focal lesion')
     >>> strip_choice_prefix("C : x"), strip_choice_prefix("A:")
     ('x', '')
-    >>> strip_choice_prefix("T1: hyperintense"), strip_choice_prefix("B:text", letters="A")
-    ('T1: hyperintense', 'B:text')
+    >>> strip_choice_prefix("T1: hyperintense"), strip_choice_prefix("E:text")
+    ('T1: hyperintense', 'E:text')
     """
-    return re.sub(rf"^\s*[{letters}]\s*:\s*", "", text).strip()
+    text = text.strip()
+    prefix = _PREFIX.match(text)
+    return text[prefix.end() :].strip() if prefix else text
 
 
 @dataclass
@@ -342,10 +343,7 @@ class ImageStore:
         """Return the member name (or path relative to the folder) that holds the image ``name``, if any."""
         if self.location is None:
             return None
-        clean = name.replace("\\", "/").strip()
-        while clean.startswith("./"):
-            clean = clean[2:]
-        clean = clean.lstrip("/")
+        clean = normalise_path(name)
         parts = clean.split("/")
         if not clean or ".." in parts:
             return None
@@ -385,40 +383,6 @@ class ImageStore:
                 yield f if rel == "." else f"{rel}/{f}"
 
 
-class DropLog:
-    """The rows a load drops: a count per reason and, per row, its index, id, reason and a short detail."""
-
-    def __init__(self, file_name: str, reasons: Sequence[str]) -> None:
-        """Start an empty log of the file ``file_name`` whose rows may be dropped for ``reasons``."""
-        self.file = file_name
-        self.counts: dict[str, int] = dict.fromkeys(reasons, 0)
-        self._rows: list[dict[str, Any]] = []
-
-    def drop(self, row: int, row_id: str, reason: str, detail: str) -> None:
-        """Count the row ``row`` (id ``row_id``) as dropped for ``reason`` (one of the log's reasons)."""
-        if reason not in self.counts:
-            raise KeyError(f"{reason!r} is not a drop reason of {self.file} ({list(self.counts)})")
-        self.counts[reason] += 1
-        if len(detail) > _MAX_DETAIL:
-            detail = detail[: _MAX_DETAIL - 3] + "..."
-        self._rows.append({"row": row, "id": row_id, "reason": reason, "detail": detail})
-
-    @property
-    def total(self) -> int:
-        """The number of rows dropped so far."""
-        return sum(self.counts.values())
-
-    def summary(self) -> dict[str, Any]:
-        """The keys ``dropped``, ``dropped_rows`` (in row order, at most :data:`MAX_DROPPED_ROWS`) and
-        ``dropped_rows_truncated`` of a load summary."""
-        rows = sorted(self._rows, key=lambda r: r["row"])
-        return {
-            "dropped": dict(self.counts),
-            "dropped_rows": rows[:MAX_DROPPED_ROWS],
-            "dropped_rows_truncated": len(rows) > MAX_DROPPED_ROWS,
-        }
-
-
 def records_to_dataset(
     records: Sequence[Record], store: ImageStore, drops: DropLog, summary: dict[str, Any]
 ) -> datasets.Dataset:
@@ -427,8 +391,8 @@ def records_to_dataset(
     Images are read :data:`_CHUNK_ROWS` rows at a time and turned into Arrow data chunk by chunk, so the
     bytes are not held twice. A record whose image is not found (or is an empty file) is dropped into
     ``drops`` with the reason ``missing_image``. ``summary`` (the keys ``file``, ``rows_read`` and the
-    loader's settings), completed with ``rows_kept`` and :meth:`DropLog.summary`, is stored as JSON in
-    ``info.description`` of the result. Where rows were dropped a :class:`UserWarning` gives the counts by
+    loader's settings), completed with ``rows_kept`` and :meth:`~medrl_lib.data.schema.DropLog.summary`, is
+    stored as JSON in ``info.description`` of the result. Where rows were dropped a :class:`UserWarning` gives the counts by
     reason (attributed to the loader's caller); where no row is kept, :class:`DataError` does.
     """
     parts: list[datasets.Dataset] = []
@@ -465,9 +429,8 @@ def records_to_dataset(
 
 def _drop_message(summary: dict[str, Any]) -> str:
     """The text of the drop warning, e.g. ``dropped 2 of 5 rows (no_gold 1, unknown_modality 1)``."""
-    dropped = {reason: n for reason, n in summary["dropped"].items() if n}
-    ranked = ", ".join(f"{r} {n}" for r, n in sorted(dropped.items(), key=lambda item: (-item[1], item[0])))
-    return f"dropped {sum(dropped.values())} of {summary['rows_read']} rows ({ranked})"
+    dropped = summary["dropped"]
+    return f"dropped {sum(dropped.values())} of {summary['rows_read']} rows ({format_drops(dropped)})"
 
 
 def load_pmc_vqa(

@@ -19,16 +19,19 @@ Every loader (synthetic items, PMC-VQA, the HuatuoGPT-Vision evaluation data) pr
 
 :func:`validate_rows` checks a dataset against the rules of this schema without decoding images.
 
-The real-data loaders store a JSON summary of what they read and dropped in ``info.description`` of the
-dataset they return (see :mod:`medrl_lib.data.pmc_vqa` and :mod:`medrl_lib.data.huatuo`);
-:func:`load_summary` reads it back (``Dataset.select``, used by the splits, keeps it) and
-:func:`describe_drops` words it for messages.
+The real-data loaders skip malformed rows and count them by reason in a :class:`DropLog` (the reasons both
+loaders share, :data:`EMPTY_QUESTION`, :data:`EMPTY_IMAGE` and :data:`MISSING_IMAGE`, are defined here), and store
+a JSON summary of what they read and dropped in ``info.description`` of the dataset they return (see
+:mod:`medrl_lib.data.pmc_vqa` and :mod:`medrl_lib.data.huatuo`); :func:`load_summary` reads it back
+(``Dataset.select``, used by the splits, keeps it), :func:`describe_drops` words it for messages and
+:func:`format_drops` words its drop counts. :func:`normalise_path` cleans an image path up for lookups and
+comparisons.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import datasets
@@ -69,6 +72,21 @@ FEATURES = datasets.Features(
 
 class DataError(ValueError):
     """A row breaks the schema; the message names the dataset, the row id and the field."""
+
+
+EMPTY_QUESTION = "empty_question"
+"""The drop reason of a row whose question is empty (both loaders)."""
+
+EMPTY_IMAGE = "empty_image"
+"""The drop reason of a row that names no image (both loaders)."""
+
+MISSING_IMAGE = "missing_image"
+"""The drop reason of a row whose image file is not found, or is empty (both loaders)."""
+
+MAX_DROPPED_ROWS = 200
+"""The most entries of ``dropped_rows`` kept in a load summary (the counts are always complete)."""
+
+_MAX_DETAIL = 160  # characters of the ``detail`` of a dropped row
 
 
 def letter_of(i: int) -> str:
@@ -176,8 +194,71 @@ def describe_drops(summary: Mapping[str, Any]) -> str:
     if "rows_read" not in summary or "rows_kept" not in summary:
         return ""
     text = f"the loader kept {summary['rows_kept']} of {summary['rows_read']} rows of {summary.get('file', '?')}"
-    dropped = {reason: n for reason, n in dict(summary.get("dropped") or {}).items() if n}
-    if dropped:
-        ranked = sorted(dropped.items(), key=lambda item: (-item[1], item[0]))
-        text += "; dropped: " + ", ".join(f"{reason} {n}" for reason, n in ranked)
-    return text
+    dropped = format_drops(summary.get("dropped") or {})
+    return f"{text}; dropped: {dropped}" if dropped else text
+
+
+def format_drops(dropped: Mapping[str, int]) -> str:
+    """Word the drop counts ``dropped`` (reason -> count, as in a loader summary): the non-zero counts, the most
+    frequent reason first (ties by name); ``""`` where nothing was dropped.
+
+    >>> format_drops({"missing_image": 1, "no_gold": 2, "empty_question": 0})
+    'no_gold 2, missing_image 1'
+    >>> format_drops({"no_gold": 0})
+    ''
+    """
+    ranked = sorted(((reason, n) for reason, n in dict(dropped).items() if n), key=lambda item: (-item[1], item[0]))
+    return ", ".join(f"{reason} {n}" for reason, n in ranked)
+
+
+class DropLog:
+    """The rows a load drops: a count per reason and, per row, its index, id, reason and a short detail."""
+
+    def __init__(self, file_name: str, reasons: Sequence[str]) -> None:
+        """Start an empty log of the file ``file_name`` whose rows may be dropped for ``reasons``."""
+        self.file = file_name
+        self.counts: dict[str, int] = dict.fromkeys(reasons, 0)
+        self._rows: list[dict[str, Any]] = []
+
+    def drop(self, row: int, row_id: str, reason: str, detail: str) -> None:
+        """Count the row ``row`` (id ``row_id``) as dropped for ``reason`` (one of the log's reasons)."""
+        if reason not in self.counts:
+            raise KeyError(f"{reason!r} is not a drop reason of {self.file} ({list(self.counts)})")
+        self.counts[reason] += 1
+        if len(detail) > _MAX_DETAIL:
+            detail = detail[: _MAX_DETAIL - 3] + "..."
+        self._rows.append({"row": row, "id": row_id, "reason": reason, "detail": detail})
+
+    @property
+    def total(self) -> int:
+        """The number of rows dropped so far."""
+        return sum(self.counts.values())
+
+    def summary(self) -> dict[str, Any]:
+        """The keys ``dropped``, ``dropped_rows`` (in row order, at most :data:`MAX_DROPPED_ROWS`) and
+        ``dropped_rows_truncated`` of a load summary.
+
+        >>> log = DropLog("train_2.csv", (EMPTY_QUESTION, MISSING_IMAGE))
+        >>> log.drop(3, "pmc-train_2-000003", MISSING_IMAGE, "image 'x.jpg' not found")
+        >>> log.summary()["dropped"], log.total
+        ({'empty_question': 0, 'missing_image': 1}, 1)
+        """
+        rows = sorted(self._rows, key=lambda r: r["row"])
+        return {
+            "dropped": dict(self.counts),
+            "dropped_rows": rows[:MAX_DROPPED_ROWS],
+            "dropped_rows_truncated": len(rows) > MAX_DROPPED_ROWS,
+        }
+
+
+def normalise_path(name: Any) -> str:
+    r"""An image path cleaned up for lookups and comparisons: backslashes read as slashes, surrounding whitespace,
+    leading ``./`` and leading slashes removed (``None`` gives ``""``).
+
+    >>> normalise_path(" ./images\\x.png "), normalise_path("/images/x.png"), normalise_path(None)
+    ('images/x.png', 'images/x.png', '')
+    """
+    clean = str(name or "").replace("\\", "/").strip()
+    while clean.startswith("./"):
+        clean = clean[2:]
+    return clean.lstrip("/")

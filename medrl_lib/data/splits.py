@@ -1,14 +1,15 @@
-"""The train/test splits of the two papers, drawn with a fixed seed, and the publication of their id lists.
+"""The train/test splits of the two papers, drawn with a fixed seed, and a writer of their id lists.
 
 Zhu et al. name a 10K/7K subset of PMC-VQA without releasing it. PMC-VQA publishes a training file
 (``train_2.csv``) and a test file (``test_2.csv``), so :func:`zhu_split_files` draws the training rows from the
 training file and the test rows from the test file; :func:`zhu_split` draws both from one file. MedVLM-R1
 published its 900 test items (:func:`medrl_lib.data.medvlm_r1_test_items`): :func:`medvlm_r1_published_split`
-finds them in the HuatuoGPT-Vision evaluation data and draws the 600 MRI training items from the other MRI rows;
-:func:`medvlm_r1_split` draws a split of the same shape at random (for data without the published items, such
-as the synthetic rehearsal files). Every draw is a ``numpy`` Generator permutation, so a split depends only on
-the seed and on the rows of the datasets in their order (a different loader setting, such as PMC-VQA's
-``unknown_modality``, gives a different split). Every run publishes its id lists with :func:`write_split_ids`.
+finds them in the HuatuoGPT-Vision evaluation data and draws the 600 MRI training items from the other MRI rows.
+Every draw is a ``numpy`` Generator permutation, so a split depends only on the seed and on the rows of the
+datasets in their order (a different loader setting, such as PMC-VQA's ``unknown_modality``, gives a different
+split). A run stores the ids it trained and tested on as ``train_ids.json`` and ``test_ids.json`` in its run
+folder (:func:`medrl_lib.results.cached_run`); :func:`write_split_ids` writes the id lists of a split, with
+their seed and modality counts, as one JSON file.
 
 **Disjoint by image.** PMC-VQA asks about 1.5 questions per figure (about 227K questions on 149K figures), and
 its training and test files share figures; OmniMedVQA asks several questions on one image too. A split by row
@@ -38,7 +39,8 @@ from typing import Any
 import datasets
 import numpy as np
 
-from medrl_lib.data.schema import MODALITIES, describe_drops, load_summary
+from medrl_lib.data.pmc_vqa import clean_text
+from medrl_lib.data.schema import DataError, describe_drops, load_summary, normalise_path
 from medrl_lib.results import write_json
 
 
@@ -62,9 +64,7 @@ def image_key(path: str | None) -> str | None:
     >>> image_key("images/brain002206.png"), image_key("  brain002206.png"), image_key(""), image_key(None)
     ('brain002206.png', 'brain002206.png', None, None)
     """
-    if not path:
-        return None
-    base = str(path).replace("\\", "/").strip().rsplit("/", 1)[-1].strip()
+    base = normalise_path(path).rsplit("/", 1)[-1].strip()
     return base or None
 
 
@@ -107,7 +107,8 @@ def zhu_split(
         )
     train = rest[:n_train]
     note = {"name": "zhu", "seed": int(seed), "n_train": n_train, "n_test": n_test,
-            "train_rows_sharing_a_test_image": excluded, **_image_counts(keys, train, test)}
+            "train_rows_sharing_a_test_image": excluded,
+            "train_images": _image_count(keys, train), "test_images": _image_count(keys, test)}
     return _select(ds, np.sort(train), note), _select(ds, np.sort(test), note)
 
 
@@ -156,51 +157,8 @@ def zhu_split_files(
     note = {"name": "zhu-files", "seed": int(seed), "n_train": n_train, "n_test": n_test,
             "train_file": load_summary(train_ds).get("file"), "test_file": load_summary(test_ds).get("file"),
             "train_rows_sharing_a_test_image": excluded,
-            "train_images": len({train_keys[i] for i in train} - {None}), "test_images": len(test_images)}
+            "train_images": _image_count(train_keys, train), "test_images": _image_count(test_keys, test)}
     return _select(train_ds, np.sort(train), note), _select(test_ds, np.sort(test), note)
-
-
-def medvlm_r1_split(
-    ds: datasets.Dataset, *, n_train_mri: int = 600, n_test_per_modality: int = 300, seed: int = 0
-) -> tuple[datasets.Dataset, datasets.Dataset]:
-    """Draw a split of MedVLM-R1's shape at random from ``ds``: ``n_train_mri`` MRI training rows and
-    ``n_test_per_modality`` test rows of each of MRI, CT and X-ray, the training rows disjoint from the test
-    rows by image.
-
-    MedVLM-R1 published its test items: :func:`medvlm_r1_published_split` uses them. This draw is for data
-    without them (the synthetic rehearsal files). The rows of each modality are permuted by their own Generator,
-    seeded with ``(seed, crc32(modality))`` (so adding rows of one modality leaves the others' draw unchanged):
-    the first ``n_test_per_modality`` are test rows, and for MRI the next ``n_train_mri`` rows whose image is
-    no test row's (:func:`image_keys`) the training rows (the skipped ones are counted in the ``split`` entry of
-    the summary). Rows of other modalities are never drawn. Raises :class:`ValueError` naming each modality that
-    has too few rows, its count and the count needed.
-    """
-    _check_count("n_train_mri", n_train_mri)
-    _check_count("n_test_per_modality", n_test_per_modality)
-    modality = np.asarray(list(ds["modality"]), dtype=object)
-    rows = {m: np.flatnonzero(modality == m) for m in MODALITIES}
-    need = {m: n_test_per_modality + (n_train_mri if m == "MRI" else 0) for m in MODALITIES}
-    short = [f"{m!r} has {len(rows[m])} rows, needs {need[m]}" for m in MODALITIES if len(rows[m]) < need[m]]
-    if short:
-        raise ValueError(
-            f"medvlm_r1_split: too few rows ({'; '.join(short)}) for n_train_mri={n_train_mri},"
-            f" n_test_per_modality={n_test_per_modality}{_loader_note(ds)}"
-        )
-    keys = image_keys(ds)
-    drawn = {m: np.random.default_rng([seed, zlib.crc32(m.encode())]).permutation(rows[m]) for m in MODALITIES}
-    test = np.concatenate([drawn[m][:n_test_per_modality] for m in MODALITIES])
-    test_images = {keys[i] for i in test} - {None}
-    candidates = [int(i) for i in drawn["MRI"][n_test_per_modality:] if keys[i] is None or keys[i] not in test_images]
-    excluded = len(rows["MRI"]) - n_test_per_modality - len(candidates)
-    if len(candidates) < n_train_mri:
-        raise ValueError(
-            f"medvlm_r1_split: {len(candidates)} MRI rows show no test image ({excluded} more do), fewer than"
-            f" n_train_mri={n_train_mri}{_loader_note(ds)}"
-        )
-    train = candidates[:n_train_mri]
-    note = {"name": "medvlm-r1-random", "seed": int(seed), "n_train": n_train_mri, "n_test": len(test),
-            "train_rows_sharing_a_test_image": excluded, **_image_counts(keys, train, test)}
-    return _select(ds, np.sort(train), note), _select(ds, np.sort(test), note)
 
 
 def medvlm_r1_published_split(
@@ -216,12 +174,18 @@ def medvlm_r1_published_split(
     ``test_items`` (default: :func:`medrl_lib.data.medvlm_r1_test_items`, the 900 published items) are dicts
     with ``image`` (a path) and ``question``, and optionally ``modality`` and ``index``. Each is matched to the
     row of ``ds`` with the same image (:func:`image_key`: the base name, so ``"images/x.png"`` matches
-    ``"x.png"``) and the same question (runs of whitespace collapsed, ends stripped). Where several rows match,
-    the one whose whole path matches is preferred, then the first in dataset order (the others show the same
-    image, so they are never training rows either). The test rows are returned in the order of ``test_items``.
-    Raises :class:`ValueError` where items are not found (the message says how many, of how many rows, and
-    gives the first few with their index, image and question, and the loader's drop counts: a dropped row
-    cannot be matched), where an item's ``modality`` is not its row's, and where two items name the same row.
+    ``"x.png"``) and the same question (compared after :func:`~medrl_lib.data.pmc_vqa.clean_text`: runs of
+    whitespace collapsed, zero-width characters removed, ends stripped). Where several rows match, those whose
+    whole path (:func:`~medrl_lib.data.schema.normalise_path`) matches the item's are preferred; where several
+    candidates are left, they must be copies of one row (the same ``options`` and ``answer``): the first in
+    dataset order is taken and the item is counted as ``ambiguous_test_items`` in the ``split`` entry of the
+    summary (the other copies show the same image, so they are never training rows either). The test rows are
+    returned in the order of ``test_items``. Raises :class:`~medrl_lib.data.schema.DataError` (a
+    :class:`ValueError`) where an item's candidates differ in ``options`` or ``answer`` (the message names the
+    item's index, image and question and the number of candidates), and :class:`ValueError` where items are not
+    found (the message says how many, of how many rows, and gives the first few with their index, image and
+    question, and the loader's drop counts: a dropped row cannot be matched), where an item's ``modality`` is
+    not its row's, and where two items name the same row.
 
     The training rows are the first ``n_train_mri`` of ``numpy.random.default_rng([seed, crc32(b"MRI")])``'s
     permutation of the MRI rows of ``ds`` that are not test rows and show no test item's image; the rows
@@ -238,17 +202,30 @@ def medvlm_r1_published_split(
     keys = [image_key(p) for p in paths]
     index: dict[tuple[str | None, str], list[int]] = {}
     for i, (key, question) in enumerate(zip(keys, ds["question"])):
-        index.setdefault((key, _question_key(question)), []).append(i)
+        index.setdefault((key, clean_text(question or "")), []).append(i)
+    ids = list(ds["id"])
+    answers: datasets.Dataset | None = None  # the options and answers, read where an item has several candidates
     test: list[int] = []
     missing: list[str] = []
+    ambiguous = 0
     for k, item in enumerate(items):
         path, question = str(item.get("image") or ""), str(item.get("question") or "")
-        found = index.get((image_key(path), _question_key(question)), [])
+        found = index.get((image_key(path), clean_text(question)), [])
         if not found:
             missing.append(f"item {item.get('index', k)} (image {path!r}, question {question!r})")
             continue
-        whole = [i for i in found if _path_key(paths[i]) == _path_key(path)]
-        test.append((whole or found)[0])
+        candidates = [i for i in found if normalise_path(paths[i]) == normalise_path(path)] or found
+        if len(candidates) > 1:
+            if answers is None:
+                answers = ds.select_columns(["options", "answer"])
+            if len({json.dumps([answers[i]["options"], answers[i]["answer"]]) for i in candidates}) > 1:
+                raise DataError(
+                    f"medvlm_r1_published_split: item {item.get('index', k)} (image {path!r}, question {question!r})"
+                    f" matches {len(candidates)} rows that differ in options or answer"
+                    f" ({', '.join(ids[i] for i in candidates[:5])}): which one was published cannot be told"
+                )
+            ambiguous += 1
+        test.append(candidates[0])
     if missing:
         raise ValueError(
             f"medvlm_r1_published_split: {len(missing)} of the {len(items)} published test items are not among the"
@@ -256,7 +233,7 @@ def medvlm_r1_published_split(
             f"{_loader_note(ds)}"
         )
     modality = list(ds["modality"])
-    wrong = [f"item {item.get('index', k)} is {item['modality']!r}, its row {ds[i]['id']!r} {modality[i]!r}"
+    wrong = [f"item {item.get('index', k)} is {item['modality']!r}, its row {ids[i]!r} {modality[i]!r}"
              for k, (item, i) in enumerate(zip(items, test)) if "modality" in item and item["modality"] != modality[i]]
     if wrong:
         raise ValueError(f"medvlm_r1_published_split: {len(wrong)} published test items match a row of another"
@@ -276,7 +253,8 @@ def medvlm_r1_published_split(
         )
     train = np.random.default_rng([seed, zlib.crc32(b"MRI")]).permutation(eligible)[:n_train_mri]
     note = {"name": "medvlm-r1-published", "seed": int(seed), "n_train": n_train_mri, "n_test": len(test),
-            "train_rows_sharing_a_test_image": excluded, **_image_counts(keys, train, test)}
+            "train_rows_sharing_a_test_image": excluded, "ambiguous_test_items": ambiguous,
+            "train_images": _image_count(keys, train), "test_images": _image_count(keys, test)}
     return _select(ds, np.sort(train), note), _select(ds, np.asarray(test, dtype=np.int64), note)
 
 
@@ -340,12 +318,14 @@ def _groups(keys: Sequence[str | None]) -> list[list[int]]:
     return groups
 
 
-def _image_counts(keys: Sequence[str | None], train: Sequence[int], test: Sequence[int]) -> dict[str, int]:
-    """The number of distinct images of the training and of the test rows (a row without image counts as one)."""
-    def count(rows: Sequence[int]) -> int:
-        return len({keys[i] if keys[i] is not None else ("row", int(i)) for i in rows})
+def _image_count(keys: Sequence[str | None], rows: Sequence[int]) -> int:
+    """The number of distinct images of ``rows`` (``keys`` from :func:`image_keys`; a row without image counts as
+    one image of its own).
 
-    return {"train_images": count(train), "test_images": count(test)}
+    >>> _image_count(["a.png", "a.png", None, None, "b.png"], [0, 1, 2, 3])
+    3
+    """
+    return len({keys[i] if keys[i] is not None else ("row", int(i)) for i in rows})
 
 
 def _select(ds: datasets.Dataset, indices: np.ndarray, note: dict[str, Any]) -> datasets.Dataset:
@@ -356,19 +336,6 @@ def _select(ds: datasets.Dataset, indices: np.ndarray, note: dict[str, Any]) -> 
     if summary:
         out.info.description = json.dumps({**summary, "split": note}, sort_keys=True)
     return out
-
-
-def _question_key(question: Any) -> str:
-    """A question compared for matching: runs of whitespace collapsed, ends stripped."""
-    return " ".join(str(question or "").split())
-
-
-def _path_key(path: Any) -> str:
-    """An image path compared whole: slashes, ``./`` and surrounding whitespace normalised."""
-    clean = str(path or "").replace("\\", "/").strip()
-    while clean.startswith("./"):
-        clean = clean[2:]
-    return clean.lstrip("/")
 
 
 def _modality_counts(ds: datasets.Dataset) -> dict[str, int]:
