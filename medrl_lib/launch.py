@@ -41,6 +41,17 @@ def launch_command(profile_path: str, overrides: dict, model_path: str, output_d
     return cmd
 
 
+#: What each rank prints once every rank has passed the last barrier (rank 0's outputs are then written).
+DONE = "[medrl-launch] finished rank"
+
+
+def finished_cleanly(finished: set[str], num_processes: int, output_dir: str) -> bool:
+    """Whether every rank printed :data:`DONE` and rank 0's outputs exist: a later exit code is teardown noise."""
+    out = Path(output_dir)
+    return (len(finished) == num_processes and (out / "launch_info.json").is_file()
+            and (out / "log_history.json").is_file())
+
+
 def launch_training(profile_path: str, overrides: dict, model_path: str, output_dir: str, num_processes: int,
                     bf16: bool, *, method: str = "grpo", dry_run: bool = False, env: dict | None = None) -> dict:
     """Run the launch command, streaming its output line by line; return the rank-0 training log.
@@ -59,14 +70,22 @@ def launch_training(profile_path: str, overrides: dict, model_path: str, output_
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=run_env,
                             cwd=str(repo_root()))
     tail: list[str] = []
+    finished: set[str] = set()
     errors: list[str] = []  # each rank's exception lines: the crashing rank's cause is often not in the tail
     for line in proc.stdout:
         tail = (tail + [line])[-60:]
         if ("Error" in line or "Exception" in line) and "c10d" not in line and "elastic" not in line:
             errors = (errors + [line])[-20:]
-        if line.startswith(("[grpo]", "[sft]", "[lora]", "[dpo]", "[rank", "launch", "Traceback")) or "Error" in line:
+        if line.startswith(DONE):
+            finished.add(line.strip())
+        elif line.startswith(("[grpo]", "[sft]", "[lora]", "[dpo]", "[rank", "launch", "Traceback")) or "Error" in line:
             print(line, end="", flush=True)
-    if proc.wait() != 0:
+    if proc.wait() != 0 and finished_cleanly(finished, num_processes, output_dir):
+        # Every rank passed the last barrier after rank 0 wrote the model: a crash while the interpreter tears
+        # down (seen with gloo: "terminate called without an active exception") loses nothing.
+        print(f"launch: a process exited with {proc.returncode} after every rank finished; its outputs are complete",
+              flush=True)
+    elif proc.returncode != 0:
         raise RuntimeError(f"multi-process {method} failed (exit {proc.returncode}); errors reported:\n"
                            f"{''.join(errors)}\nlast output:\n{''.join(tail)}")
     return json.loads((Path(output_dir) / "log_history.json").read_text())
@@ -116,7 +135,18 @@ def main(argv: list[str] | None = None) -> None:
                 "backend": str(state.backend)}
         (out / "launch_info.json").write_text(json.dumps(info))
         (out / "log_history.json").write_text(json.dumps(log))
+    trainer.accelerator.wait_for_everyone()  # no rank leaves while rank 0 still writes
+    print(f"{DONE} {trainer.accelerator.process_index}", flush=True)
+
+
+def exit_now(code: int = 0) -> None:
+    """Leave without running C++ destructors: communication threads torn down at interpreter exit can abort a
+    finished rank (``terminate called without an active exception``) and fail a run whose outputs are complete."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":
     main()
+    exit_now(0)

@@ -74,3 +74,26 @@ def test_paper_dry_run_prints_every_setting_and_the_launch_command(capsys):
     assert "--num_processes 4" in out and "--mixed_precision bf16" in out and "zero2.json" in out
     assert "'beta': 0.04" in out and "'max_completion_length': 700" in out and "'num_generations': 8" in out
     assert "'loss_type': 'grpo'" in out and "'learning_rate': 1e-06" in out and "Qwen/Qwen2-VL-2B-Instruct" in out
+
+
+@pytest.mark.parametrize("ranks_done, writes, ok", [
+    (2, True, True),     # every rank passed the last barrier, outputs written: an abort at teardown loses nothing
+    (1, True, False),    # rank 1 never finished: the run failed
+    (2, False, False),   # rank 0's outputs missing: the run failed
+])
+def test_a_crash_after_every_rank_finished_is_teardown_noise(monkeypatch, tmp_path, ranks_done, writes, ok):
+    import sys
+
+    from medrl_lib import launch
+
+    script = ["import json, os, pathlib", f"out = pathlib.Path({str(tmp_path)!r})"]
+    if writes:
+        script += ["(out / 'launch_info.json').write_text('{}')", "(out / 'log_history.json').write_text('[]')"]
+    script += [f"print({launch.DONE!r}, {k}, flush=True)" for k in range(ranks_done)]
+    script += ["os.abort()"]  # what "terminate called without an active exception" does to a rank
+    monkeypatch.setattr(launch, "launch_command", lambda *a, **k: [sys.executable, "-c", "\n".join(script)])
+    if ok:
+        assert launch.launch_training("smoke", {}, "m", str(tmp_path), 2, False) == []
+    else:
+        with pytest.raises(RuntimeError, match="multi-process grpo failed"):
+            launch.launch_training("smoke", {}, "m", str(tmp_path), 2, False)
