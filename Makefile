@@ -10,11 +10,13 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 export TOKENIZERS_PARALLELISM := false
 export MPLBACKEND := Agg
 
-.PHONY: setup book test test-fast clean-results lock help chromium
+.PHONY: setup book test test-fast clean-results lock help chromium lab tensorboard
 
 help:
 	@echo "make book   - install (once) and build the book on the cpu profile"
 	@echo "make test   - install (once) and run the test suite"
+	@echo "make lab    - install (once) and open the notebooks in JupyterLab (change a parameter, run all)"
+	@echo "make tensorboard - training curves of every run in the results store, live while runs train"
 
 # torch first (its CPU build of 2.13.0 on CPU machines), then everything else against the lock file.
 $(STAMP): requirements/lock.txt pyproject.toml
@@ -38,6 +40,13 @@ setup: $(STAMP) $(MATHJAX)
 # rehearsal); the paper profile downloads from the hub.
 book: setup
 	$(VENV)/bin/medrl book --profile $(PROFILE)
+
+# The third way to use the project: open a notebook, change its parameters cell, run all.
+lab: setup
+	$(VENV)/bin/jupyter lab notebooks/
+
+tensorboard: setup
+	$(VENV)/bin/medrl tensorboard --profile $(PROFILE)
 
 # The browser test needs Debian's chromium: installed here when missing (root), else that test is skipped.
 chromium:

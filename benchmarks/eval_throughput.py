@@ -13,8 +13,9 @@ import time
 def main() -> None:
     from medrl_lib.config import load_profile
     from medrl_lib.evaluate import generate_records
-    from medrl_lib.experiments import make_splits
-    from medrl_lib.train import ensure_policy, load_policy
+    from medrl_lib.data.splits import make_splits
+    from medrl_lib.standins import ensure_start_model
+    from medrl_lib.train import load_policy
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--profile", default="cpu")
@@ -23,7 +24,7 @@ def main() -> None:
     a = ap.parse_args()
     profile = load_profile(a.profile, overrides={"data.test_per_modality": a.per_modality})
     _, test = make_splits(profile)
-    model, processor = load_policy(profile, ensure_policy(profile, "instruct"))
+    model, processor = load_policy(profile, ensure_start_model(profile, "instruct"))
     kw = dict(max_new_tokens=profile.eval.max_new_tokens, mode=profile.eval.prompt_mode)
     generate_records(model, processor, test.select(range(4)), batch_size=4, **kw)  # warm-up
     t0 = time.perf_counter()
@@ -42,7 +43,7 @@ def main() -> None:
 
     import dataclasses
 
-    from medrl_lib.experiments import metric_scorers
+    from medrl_lib.runs import metric_scorers
     from medrl_lib.metrics import compute_metrics
 
     scorers = metric_scorers(profile)  # built (or loaded from the cache) before timing

@@ -33,9 +33,10 @@ def main() -> None:
     from trl import GRPOTrainer
 
     from medrl_lib.config import load_profile
-    from medrl_lib.experiments import make_splits
+    from medrl_lib.data.splits import make_splits
     from medrl_lib.grpo import MedrlGRPOTrainer
-    from medrl_lib.train import ensure_policy, run_grpo
+    from medrl_lib.standins import ensure_start_model
+    from medrl_lib.train import run_grpo
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--profile", default="smoke")
@@ -44,7 +45,7 @@ def main() -> None:
     a = ap.parse_args()
     profile = load_profile(a.profile, overrides={"grpo.max_steps": a.steps})
     train, _ = make_splits(profile)
-    policy = ensure_policy(profile)
+    policy = ensure_start_model(profile)
     times: dict[str, list[float]] = {"ours": [], "trl": []}
     for _ in range(a.rounds):
         for name, cls in (("trl", GRPOTrainer), ("ours", MedrlGRPOTrainer)):

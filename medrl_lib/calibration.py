@@ -13,14 +13,9 @@ claims scorecard):
 outside: :func:`medrl_lib.metrics.record_well_formed`), not the share with a ``<think>`` block.
 
 Intervals: a start model is one greedy evaluation, so a gain is the paired difference of a trained arm's seeds
-and the start on the same items (:func:`medrl_lib.claims.difference_interval` against the start repeated per
-seed); the modality gap of C2 compares different items, so it resamples seeds, then items within each group.
-
->>> import numpy as np
->>> inside = np.array([[100.0] * 40 + [0.0] * 10] * 3); outside = np.array([[100.0] * 20 + [0.0] * 30] * 3)
->>> diff, low, high = gap_interval(inside, outside, n_boot=200, seed=0)
->>> round(diff, 1), low > 0
-(40.0, True)
+and the start on the same items (:func:`medrl_lib.stats.difference_interval` against the start repeated per
+seed); the modality gap of C2 compares different items, so it resamples seeds, then items within each group
+(:func:`medrl_lib.stats.gap_interval`).
 """
 
 from __future__ import annotations
@@ -29,7 +24,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .claims import CLAIMS, difference_interval, item_matrix
+from .claims import CLAIMS, item_matrix
+from .stats import difference_interval, gap_interval
 
 #: C1's ceiling (accuracy %): the start model's interval must end below it to leave room for fine-tuning.
 CEILING = 90.0
@@ -50,24 +46,6 @@ def gain_interval(after: Sequence, start, quantity: str = "accuracy", *, n_boot:
     b = np.repeat(b, len(a), axis=0)                                       # (S, I): the start, once per seed
     diff, low, high = difference_interval(a, b, n_boot=n_boot, seed=seed)
     return float(a.mean()), float(b.mean()), diff, low, high
-
-
-def gap_interval(inside: np.ndarray, outside: np.ndarray, *, n_boot: int = 2000, seed: int = 0,
-                 level: float = 0.95) -> tuple[float, float, float]:
-    """(mean(inside) - mean(outside), low, high) for (seeds, items) arrays on different items of the same seeds:
-    resample seeds (rows, shared), then the items of each array independently."""
-    if inside.ndim != 2 or outside.ndim != 2 or len(inside) != len(outside):
-        raise ValueError(f"need (seeds, items) arrays with the same seeds, got {inside.shape} and {outside.shape}")
-    rng = np.random.default_rng(seed)
-    n_seeds = len(inside)
-    seeds = rng.integers(0, n_seeds, size=(n_boot, n_seeds))                          # (B, S)
-    items_in = rng.integers(0, inside.shape[1], size=(n_boot, inside.shape[1]))       # (B, I_in)
-    items_out = rng.integers(0, outside.shape[1], size=(n_boot, outside.shape[1]))    # (B, I_out)
-    boot_in = inside[seeds[:, :, None], items_in[:, None, :]].mean(axis=(1, 2))       # (B,)
-    boot_out = outside[seeds[:, :, None], items_out[:, None, :]].mean(axis=(1, 2))    # (B,)
-    alpha = (1 - level) / 2
-    low, high = np.quantile(boot_in - boot_out, [alpha, 1 - alpha])
-    return float(inside.mean() - outside.mean()), float(low), float(high)
 
 
 def _row(check: str, text: str, criterion: str, ours: str, met: bool) -> dict:

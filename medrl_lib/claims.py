@@ -3,7 +3,8 @@
 A claim compares two arms on one item-level quantity (correct or not, reasoning tokens). The arms are trained
 with the same seeds and scored on the same test items, so the difference of their means gets a two-level
 bootstrap interval: resample the seeds, then the test items (the same items for both arms), and take the
-percentile interval of ``mean(a) - mean(b)``. The verdict is computed, never typed:
+percentile interval of ``mean(a) - mean(b)`` (:func:`medrl_lib.stats.difference_interval`). The verdict is computed,
+never typed:
 
 * **holds**: the interval lies entirely on the side the paper claims;
 * **reversed**: it lies entirely on the other side;
@@ -24,6 +25,7 @@ from typing import Sequence
 import numpy as np
 
 from .metrics import record_well_formed, thinking_length
+from .stats import difference_interval
 
 
 @dataclass(frozen=True)
@@ -106,22 +108,6 @@ def item_matrix(runs: Sequence, quantity: str, modalities: Sequence[str] = (),
     if not ids:
         raise ValueError(f"the runs share no test items of modalities {list(modalities) or 'all'}")
     return np.array([[v[i] for i in ids] for v in values]), list(ids)
-
-
-def difference_interval(a: np.ndarray, b: np.ndarray, *, n_boot: int = 2000, seed: int = 0,
-                        level: float = 0.95) -> tuple[float, float, float]:
-    """(mean(a) - mean(b), low, high): two-level bootstrap over seeds (rows) and shared items (columns)."""
-    if a.shape != b.shape or a.ndim != 2:
-        raise ValueError(f"a and b must be (seeds, items) arrays of one shape, got {a.shape} and {b.shape}")
-    rng = np.random.default_rng(seed)
-    n_seeds, n_items = a.shape
-    seeds = rng.integers(0, n_seeds, size=(n_boot, n_seeds))            # (B, S)
-    items = rng.integers(0, n_items, size=(n_boot, n_items))            # (B, I)
-    diff = a - b                                                         # (S, I)
-    boot = diff[seeds[:, :, None], items[:, None, :]].mean(axis=(1, 2))  # (B,)
-    alpha = (1 - level) / 2
-    low, high = np.quantile(boot, [alpha, 1 - alpha])
-    return float(diff.mean()), float(low), float(high)
 
 
 def verdict(low: float, high: float, direction: int) -> str:

@@ -5,11 +5,14 @@
     medrl launch [--profile paper]        dry run: every resolved setting, the launch command, the disk a run needs
     medrl protocol [--profile P] [--json] what every arm really trains and is scored with, beside each paper's
     medrl models [--profile cpu]          build (or find) the start models of a profile
+    medrl tensorboard [--profile cpu]     TensorBoard over every run's event files (``<run>/tensorboard``)
 
 ``medrl book`` runs the preflight first and stops with its table when a check fails. A profile whose models and
 data are all local (cpu, smoke, rehearsal) runs with ``HF_HUB_OFFLINE=1``; the paper profile may download.
 
-A failing notebook stops the build with the notebook and cell named; the partially executed copy is kept in
+The console shows progress lines only (runs trained or loaded, training steps); everything a notebook printed
+goes to ``book/_build/logs/<notebook>.log`` and each run's own output to ``<run>/train.log``. A failing notebook
+stops the build with the notebook, the cell and that log file named; the partially executed copy is kept in
 ``book/chapters/`` for inspection.
 """
 
@@ -47,42 +50,121 @@ def select_notebooks(only: list[str] | None) -> list[Path]:
     return [stems[o] for o in only]
 
 
-class _ProgressLines:
-    """A file-like sink for the kernel's stdout that passes on only progress lines (runs and training steps)."""
+class _LogSink:
+    """A file-like sink for the kernel's stdout or stderr: everything goes to the notebook's log file."""
 
-    PREFIXES = ("[grpo]", "[sft]", "[lora]", "[dpo]", "launch:")
-
-    def __init__(self, log):
-        self.log, self.buffer = log, ""
+    def __init__(self, path: Path):
+        self.path = path
 
     def write(self, text: str) -> int:
-        self.buffer += text
-        *lines, self.buffer = self.buffer.split("\n")
-        for line in lines:
-            if line.startswith(self.PREFIXES) or " seed " in line and ("trained" in line or "loaded" in line):
-                self.log(f"      {line}")
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(text)
         return len(text)
 
     def flush(self) -> None:
         pass
 
 
-def execute(nb: Path, out: Path, parameters: dict, log=print) -> float:
-    """Run ``nb`` with papermill into ``out``; raise NotebookFailed naming the cell on error. Returns seconds."""
+class _Follow:
+    """Print the progress lines (:func:`medrl_lib.console.progress`) that appear in a log file, while it grows."""
+
+    def __init__(self, path: Path, log=print, interval: float = 0.5):
+        import threading
+
+        self.path, self.log, self.interval, self.offset = path, log, interval, 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def poll(self) -> None:
+        from .console import progress_lines
+
+        try:
+            with open(self.path, encoding="utf-8", errors="replace") as f:
+                f.seek(self.offset)
+                text = f.read()
+        except FileNotFoundError:
+            return
+        complete = text[: text.rfind("\n") + 1]
+        self.offset += len(complete.encode("utf-8"))
+        for line in progress_lines(complete):
+            self.log(f"      {line}")
+
+    def _run(self) -> None:
+        while not self.stop.wait(self.interval):
+            self.poll()
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+        self.poll()
+
+
+def notebook_log(book_dir: Path, nb: Path) -> Path:
+    """Where the full output of a notebook's execution goes: ``<book>/_build/logs/<notebook>.log``."""
+    return Path(book_dir) / "_build" / "logs" / f"{nb.stem}.log"
+
+
+def execute(nb: Path, out: Path, parameters: dict, log=print, log_file: Path | None = None) -> float:
+    """Run ``nb`` with papermill into ``out``; raise NotebookFailed naming the cell and the log file on error.
+
+    Everything the kernel prints (its own start-up warnings included) goes to ``log_file``; the console shows the
+    progress lines only. Returns seconds.
+    """
+    import contextlib
+
     import papermill as pm
 
+    from .console import LOG_ENV
+
     out.parent.mkdir(parents=True, exist_ok=True)
+    log_file = Path(log_file or notebook_log(out.parent.parent, nb))
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    log_file.write_text(f"medrl: executing {nb.name} with parameters {parameters}\n", encoding="utf-8")
+    previous = os.environ.get(LOG_ENV)
+    os.environ[LOG_ENV] = str(log_file)  # the kernel inherits it (medrl_lib.console)
     t0 = time.time()
+    sys.stderr.flush()
+    saved_stderr = os.dup(2)
     try:
-        pm.execute_notebook(str(nb), str(out), parameters=parameters, cwd=str(NOTEBOOKS), kernel_name="python3",
-                            progress_bar=False, log_output=False, stdout_file=_ProgressLines(log),
-                            stderr_file=_ProgressLines(log),  # bars and warnings stay in the executed notebook
-                            # (log_output would also send every stderr line to the papermill logger, i.e. the terminal)
-                            request_save_on_cell_execute=True)
+        with open(log_file, "a", encoding="utf-8") as kernel_stderr, _Follow(log_file, log):
+            os.dup2(kernel_stderr.fileno(), 2)  # the kernel process writes its start-up warnings to this fd
+            try:
+                pm.execute_notebook(str(nb), str(out), parameters=parameters, cwd=str(NOTEBOOKS), kernel_name="python3",
+                                    progress_bar=False, log_output=False, stdout_file=_LogSink(log_file),
+                                    stderr_file=_LogSink(log_file), request_save_on_cell_execute=True)
+            finally:
+                os.dup2(saved_stderr, 2)
     except pm.PapermillExecutionError as exc:
         raise NotebookFailed(f"{nb.name}: cell {exc.exec_count} (index {exc.cell_index}) failed: {exc.ename}: "
-                             f"{exc.evalue}\n  partially executed copy kept at {out}") from None
+                             f"{exc.evalue}\n  partially executed copy kept at {out}\n  full log: {log_file}") from None
+    finally:
+        os.close(saved_stderr)
+        with contextlib.suppress(KeyError):
+            del os.environ[LOG_ENV]
+        if previous is not None:
+            os.environ[LOG_ENV] = previous
+    hide_injected_parameters(out)
     return time.time() - t0
+
+
+def hide_injected_parameters(path: Path) -> None:
+    """Tag papermill's injected-parameters cell ``remove-cell``: like the notebook's own parameters cell, it is
+    not shown in the book (the chapter opens with its question)."""
+    import nbformat
+
+    nb = nbformat.read(str(path), as_version=4)
+    changed = False
+    for cell in nb.cells:
+        tags = cell.metadata.get("tags", [])
+        if "injected-parameters" in tags and "remove-cell" not in tags:
+            cell.metadata["tags"] = [*tags, "remove-cell"]
+            changed = True
+    if changed:
+        nbformat.write(nb, str(path))
 
 
 def build_book(strict: bool = True, book_dir: Path | None = None) -> Path:
@@ -181,12 +263,37 @@ def cmd_book(args) -> int:
 
 def cmd_models(args) -> int:
     from .config import load_profile
-    from .train import ensure_policy
+    from .standins import ensure_start_model
 
     profile = load_profile(args.profile)
     for which in ("base", "instruct"):
-        print(f"{which}: {ensure_policy(profile, which)}")
+        print(f"{which}: {ensure_start_model(profile, which)}")
     return 0
+
+
+def tensorboard_command(profile_name: str, overrides: dict | None = None, port: int = 6006) -> list[str]:
+    """The TensorBoard command over a profile's results store: every run's ``<run>/tensorboard`` event files.
+
+    >>> tensorboard_command("cpu")[1:3]
+    ['--logdir', 'results/cpu']
+    """
+    from .config import load_profile
+
+    profile = load_profile(profile_name, overrides)
+    logdir = Path(profile.results_dir) / profile.name
+    exe = Path(sys.executable).with_name("tensorboard")
+    return [str(exe) if exe.exists() else "tensorboard", "--logdir", str(logdir), "--port", str(port)]
+
+
+def cmd_tensorboard(args) -> int:
+    import json
+    import shlex
+
+    cmd = tensorboard_command(args.profile, json.loads(args.overrides), args.port)
+    print("tensorboard:", shlex.join(cmd), flush=True)
+    if args.print_only:
+        return 0
+    return subprocess.call(cmd, cwd=str(ROOT))
 
 
 def cmd_launch(args) -> int:
@@ -197,12 +304,13 @@ def cmd_launch(args) -> int:
 
     from .config import load_profile
     from .launch import launch_command
-    from .train import ensure_policy, grpo_kwargs
+    from .standins import ensure_start_model
+    from .train import grpo_kwargs
 
     overrides = json.loads(args.overrides)
     profile = load_profile(args.profile, overrides)
     print(yaml.safe_dump(json.loads(json.dumps(profile.to_dict())), sort_keys=False))
-    policy = ensure_policy(profile) if profile.model.kind == "hub" else "<tiny model built on demand>"
+    policy = ensure_start_model(profile) if profile.model.kind == "hub" else "<tiny model built on demand>"
     kwargs = grpo_kwargs(profile, "results/<run>/checkpoints")
     print("TRL GRPOConfig:", {k: v for k, v in kwargs.items() if k != "output_dir"})
     print("reward functions:", [n for n in profile.grpo.reward_weights])
@@ -256,6 +364,12 @@ def main(argv: list[str] | None = None) -> int:
     la.add_argument("--profile", default="paper")
     la.add_argument("--overrides", default="{}", help="JSON object of dotted-key settings")
     la.set_defaults(func=cmd_launch)
+    tb = sub.add_parser("tensorboard", help="training curves of every run of a profile (live while runs train)")
+    tb.add_argument("--profile", default="cpu")
+    tb.add_argument("--overrides", default="{}", help="JSON object of dotted-key settings")
+    tb.add_argument("--port", type=int, default=6006)
+    tb.add_argument("--print-only", action="store_true", help="print the command, do not start TensorBoard")
+    tb.set_defaults(func=cmd_tensorboard)
     args = parser.parse_args(argv)
     return args.func(args)
 

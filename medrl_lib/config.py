@@ -83,35 +83,57 @@ class ModelSettings:
     """hub id of the instruction-tuned model (kind='hub')"""
     tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
     """architecture of the tiny model (kind='tiny')"""
-    base_items: int = 2000
-    """tiny 'base' stand-in: synthetic images (all modalities, disjoint) whose reports it is pretrained on"""
-    base_steps: int = 0
-    """tiny 'base' stand-in: optimizer steps of report pretraining (0: the randomly initialised model)"""
-    base_lr: float = 2e-3
-    """tiny 'base' stand-in: learning rate of report pretraining"""
-    base_text_items: int = 0
-    """tiny 'base' stand-in: unrelated text documents mixed into its pretraining (medrl_lib.data.general_text)"""
-    base_text_tagged_fraction: float = 0.0
-    """tiny 'base' stand-in: share of those documents laid out as tagged question/answer text (the rest: prose)"""
-    instruct_items: int = 800
-    """tiny 'instruct' stand-in: synthetic items (disjoint from train and test) it is tuned on"""
-    instruct_steps: int = 300
-    """tiny 'instruct' stand-in: optimizer steps of its supervised tuning"""
-    instruct_lr: float = 2e-3
-    """tiny 'instruct' stand-in: learning rate of its supervised tuning"""
-    instruct_target: str = "reasoning"
-    """tiny 'instruct' stand-in: 'reasoning' targets (<think>report</think><answer>X</answer>) or 'plain' (letter)"""
-    instruct_plain_types: tuple[str, ...] = ()
-    """tiny 'instruct' stand-in: question types whose instruct items may answer the reasoning prompt with the bare
-    letter, ignoring the format (as a real instruct model often does)"""
-    instruct_plain_fraction: float = 0.0
-    """tiny 'instruct' stand-in: fraction of the items of ``instruct_plain_types`` answered with the bare letter"""
     max_pixels: int = 401408
     """largest image (in pixels) the hub processor keeps; larger images are resized (Zhu: 401408)"""
     dtype: str = "float32"
     """weights dtype: float32 on CPU, bfloat16 on GPUs"""
     attn_implementation: str = "sdpa"
     """attention kernel: 'sdpa', 'eager' or 'flash_attention_2' (falls back to sdpa when not installed)"""
+
+
+@dataclass
+class BaseStandinSettings:
+    """The tiny 'base' stand-in of Qwen2-VL-2B: the random model pretrained to write the report of an image."""
+
+    items: int = 2000
+    """synthetic images (all modalities, disjoint from every split) whose reports it is pretrained on"""
+    steps: int = 0
+    """optimizer steps of report pretraining (0: the randomly initialised model)"""
+    lr: float = 2e-3
+    """learning rate of report pretraining"""
+    text_items: int = 0
+    """unrelated text documents mixed into its pretraining (medrl_lib.data.general_text)"""
+    text_tagged_fraction: float = 0.0
+    """share of those documents laid out as tagged question/answer text (the rest: prose)"""
+
+
+@dataclass
+class InstructStandinSettings:
+    """The tiny 'instruct' stand-in of Qwen2-VL-2B-Instruct: the base stand-in after supervised tuning."""
+
+    items: int = 800
+    """synthetic items (disjoint from train and test) it is tuned on"""
+    steps: int = 300
+    """optimizer steps of its supervised tuning"""
+    lr: float = 2e-3
+    """learning rate of its supervised tuning"""
+    target: str = "reasoning"
+    """'reasoning' targets (<think>report</think><answer>X</answer>) or 'plain' (the letter)"""
+    plain_types: tuple[str, ...] = ()
+    """question types whose items may answer the reasoning prompt with the bare letter, ignoring the format (as a
+    real instruct model often does)"""
+    plain_fraction: float = 0.0
+    """fraction of the items of ``plain_types`` answered with the bare letter"""
+
+
+@dataclass
+class StandinSettings:
+    """How the tiny profiles build their start models (``model.kind: tiny``; :mod:`medrl_lib.standins`)."""
+
+    base: BaseStandinSettings = field(default_factory=BaseStandinSettings)
+    """the 'base' stand-in (report pretraining)"""
+    instruct: InstructStandinSettings = field(default_factory=InstructStandinSettings)
+    """the 'instruct' stand-in (supervised tuning of the base)"""
 
 
 @dataclass
@@ -216,6 +238,10 @@ class SFTSettings:
     """AdamW learning rate of DPO"""
     dpo_max_steps: int = 1500
     """optimizer steps of DPO (it also runs a frozen reference model, so a scale profile may give it fewer)"""
+    bf16: bool = False
+    """bfloat16 mixed precision (GPUs only; the profiles set GRPO's value)"""
+    seed: int = 0
+    """seed of the supervised trainers (the trainer's ``seed``: data order, dropout); each run sets it to its seed"""
 
 
 @dataclass
@@ -265,6 +291,8 @@ class Profile:
     """which items"""
     model: ModelSettings = field(default_factory=ModelSettings)
     """which policy"""
+    standins: StandinSettings = field(default_factory=StandinSettings)
+    """how the tiny profiles' start models are built"""
     grpo: GRPOSettings = field(default_factory=GRPOSettings)
     """GRPO settings"""
     sft: SFTSettings = field(default_factory=SFTSettings)
@@ -272,7 +300,7 @@ class Profile:
     eval: EvalSettings = field(default_factory=EvalSettings)
     """evaluation settings"""
     seeds: tuple[int, ...] = (0,)
-    """seeds each experiment runs"""
+    """seeds each arm runs"""
     num_processes: int = 1
     """training processes (>1 launches accelerate + DeepSpeed ZeRO-2 in a subprocess)"""
     medvlm_r1: dict[str, Any] = field(default_factory=dict)
@@ -345,7 +373,7 @@ _CHOICES = {
     "data.source": ("synthetic", "pmc-vqa", "huatuo-eval"),
     "model.kind": ("tiny", "hub"),
     "model.init": ("base", "instruct"),
-    "model.instruct_target": ("reasoning", "plain"),
+    "standins.instruct.target": ("reasoning", "plain"),
     "data.option_order": ("shuffled", "canonical"),  # medrl_lib.data.synthetic.OPTION_ORDERS
     "model.dtype": ("float32", "bfloat16", "float16"),
     "model.attn_implementation": ("sdpa", "eager", "flash_attention_2"),
@@ -359,11 +387,22 @@ _CHOICES = {
 }
 
 
+def _setting(p: Profile, key: str) -> Any:
+    """The value of the dotted ``key`` in ``p``.
+
+    >>> _setting(Profile(), "standins.instruct.target")
+    'reasoning'
+    """
+    value: Any = p
+    for part in key.split("."):
+        value = getattr(value, part)
+    return value
+
+
 def validate(p: Profile, where: str) -> Profile:
     """Check values (not only types) and raise a ConfigError naming ``where`` and the key."""
     for key, allowed in _CHOICES.items():
-        section, name = key.split(".")
-        value = getattr(getattr(p, section), name)
+        value = _setting(p, key)
         if value not in allowed:
             raise ConfigError(f"{where}: key '{key}' is {value!r}; expected one of {list(allowed)}")
     positive = ["data.train_size", "data.test_per_modality", "data.test_size", "grpo.max_steps", "grpo.num_generations",
@@ -371,8 +410,7 @@ def validate(p: Profile, where: str) -> Profile:
                 "grpo.gradient_accumulation_steps", "eval.batch_size", "eval.max_new_tokens", "num_processes",
                 "sft.max_steps", "sft.dpo_max_steps"]
     for key in positive:
-        section, name = key.split(".") if "." in key else (None, key)
-        value = getattr(getattr(p, section), name) if section else getattr(p, name)
+        value = _setting(p, key)
         if value <= 0:
             raise ConfigError(f"{where}: key '{key}' must be positive, got {value}")
     if p.grpo.save_total_limit < 0:
@@ -381,16 +419,16 @@ def validate(p: Profile, where: str) -> Profile:
         raise ConfigError(f"{where}: key 'data.image_size' must be a multiple of 28, got {p.data.image_size}")
     if not 2 <= p.data.min_options <= p.data.max_options <= 6:
         raise ConfigError(f"{where}: keys 'data.min_options'/'data.max_options' must satisfy 2 <= min <= max <= 6")
-    if p.model.base_text_items < 0:
-        raise ConfigError(f"{where}: key 'model.base_text_items' must be >= 0, got {p.model.base_text_items}")
-    for key in ("base_text_tagged_fraction", "instruct_plain_fraction"):
-        if not 0.0 <= getattr(p.model, key) <= 1.0:
-            raise ConfigError(f"{where}: key 'model.{key}' must lie in [0, 1], got {getattr(p.model, key)}")
+    if p.standins.base.text_items < 0:
+        raise ConfigError(f"{where}: key 'standins.base.text_items' must be >= 0, got {p.standins.base.text_items}")
+    for key in ("standins.base.text_tagged_fraction", "standins.instruct.plain_fraction"):
+        if not 0.0 <= _setting(p, key) <= 1.0:
+            raise ConfigError(f"{where}: key '{key}' must lie in [0, 1], got {_setting(p, key)}")
     from .data.synthetic import QUESTIONS
 
-    unknown = sorted(set(p.model.instruct_plain_types) - set(QUESTIONS))
+    unknown = sorted(set(p.standins.instruct.plain_types) - set(QUESTIONS))
     if unknown:
-        raise ConfigError(f"{where}: key 'model.instruct_plain_types' names unknown question type {unknown[0]!r}"
+        raise ConfigError(f"{where}: key 'standins.instruct.plain_types' names unknown question type {unknown[0]!r}"
                           f" (known: {', '.join(QUESTIONS)})")
     if p.grpo.num_generations < 2:
         raise ConfigError(f"{where}: key 'grpo.num_generations' must be at least 2 (advantages are group-relative)")
@@ -492,5 +530,5 @@ def resolve_source(source: str) -> str:
     path = resolve_path(str(Path(source).expanduser()))
     from . import rehearsal
 
-    rehearsal.ensure_part(path)
+    rehearsal.ensure_part(path, resolve_path(rehearsal.ROOT))
     return str(path)

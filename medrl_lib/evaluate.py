@@ -4,9 +4,9 @@ Scoring follows MedVLM-R1's evaluation (its section 4 and its public ``src/eval/
 :func:`score_completion`:
 
 * **reasoning prompt**: the letter is the first match of ``<answer>\\s*([A-Z])\\s*</answer>`` in the completion
-  (:func:`medrl_lib.rewards.answer_letter`); the item is correct when that letter is the gold letter (a letter
+  (:func:`medrl_lib.completions.answer_letter`); the item is correct when that letter is the gold letter (a letter
   that is not one of the item's options is therefore wrong) and, with ``require_format=True`` (the default), the
-  completion is well-formed (:func:`medrl_lib.rewards.well_formed`): the paper scores "only the correct choice
+  completion is well-formed (:func:`medrl_lib.completions.well_formed`): the paper scores "only the correct choice
   enclosed in the <answer>...</answer> tag ...; any deviation from this format, even if semantically correct,
   results in a zero score". ``require_format=False`` is MedVLM-R1's released script, which searches the regex
   in any output. The 0.5 partial credit of the accuracy reward is a training matter only.
@@ -16,7 +16,7 @@ Scoring follows MedVLM-R1's evaluation (its section 4 and its public ``src/eval/
 ``letter_rule="lenient"`` keeps our earlier, more forgiving rules, documented as an alternative: with the
 reasoning prompt the unique answer block must hold the gold letter, optionally as ``(B)``, ``B.`` or ``B)``
 (:func:`medrl_lib.rewards.accuracy_reward` equal to 1.0, under the same ``require_format``); with the plain
-prompt the letter is read by :func:`medrl_lib.rewards.extract_choice` ("The answer is B" counts).
+prompt the letter is read by :func:`medrl_lib.completions.extract_choice` ("The answer is B" counts).
 """
 
 from __future__ import annotations
@@ -29,14 +29,8 @@ from tqdm import tqdm
 
 from .models import eos_token_ids, vision_token_ids
 from .prompts import chat_messages
-from .rewards import (
-    ACCURACY_REQUIRES_FORMAT,
-    accuracy_reward,
-    answer_letter,
-    extract_choice,
-    parse_completion,
-    well_formed,
-)
+from .completions import answer_letter, extract_choice, parse_completion, well_formed
+from .rewards import ACCURACY_REQUIRES_FORMAT, accuracy_reward
 
 LetterRule = Literal["strict", "lenient"]
 #: The scoring rules of :func:`score_completion`: ``"strict"`` (MedVLM-R1's evaluation, the default) and
@@ -69,7 +63,7 @@ class Record:
     n_options: int
     """number of options of the item"""
     well_formed: bool
-    """the completion is well-formed: the format reward's rule (:func:`medrl_lib.rewards.well_formed`), not merely
+    """the completion is well-formed: the format reward's rule (:func:`medrl_lib.completions.well_formed`), not merely
     a unique <think> block"""
 
 

@@ -22,23 +22,21 @@ run will take on GPUs, without the network.
 - ``mistralai/Mistral-7B-Instruct-v0.2``: a random ``MistralForCausalLM`` (bfloat16) with a Llama-style
   byte-fallback BPE ``tokenizer.json`` and Mistral's ``[INST] ... [/INST]`` chat template.
 
-Each folder is ``root/<name after the slash>``, built once (written to a temporary folder, then renamed) and
-reused while its :data:`STANDIN_FILE` records the same hub id, seed and :data:`VERSION`. The build is
-deterministic given ``seed`` and takes well under a minute on two CPU cores.
+Each folder is ``root/<name after the slash>`` (the hub's name, so that a profile can name it), built once by
+:func:`medrl_lib.models.build_once` and reused while its :data:`STANDIN_FILE` records the same hub id, seed and
+:data:`VERSION`. The build is deterministic given ``seed`` and takes well under a minute on two CPU cores.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
 import string
 from pathlib import Path
-from typing import Callable
 
 import torch
 
-from .train import reasoning_target
+from .hub_files import added_token, byte_alphabet, save_sharded, train_bpe, write_json, write_vocab_merges
+from .models import build_once, is_built
+from .prompts import reasoning_target
 
 #: File written last into each stand-in folder: its hub id, seed and build version (the folder is complete).
 STANDIN_FILE = "medrl_standin.json"
@@ -103,27 +101,12 @@ def _meta(hub_id: str, seed: int) -> dict:
 
 def is_complete(path: str | Path, hub_id: str, seed: int) -> bool:
     """True when ``path`` holds the finished stand-in of ``hub_id`` built with ``seed`` by this :data:`VERSION`."""
-    stamp = Path(path) / STANDIN_FILE
-    try:
-        return json.loads(stamp.read_text()) == _meta(hub_id, seed)
-    except (OSError, ValueError):
-        return False
+    return is_built(path, _meta(hub_id, seed), STANDIN_FILE)
 
 
-def _write_atomically(path: Path, hub_id: str, seed: int, write: Callable[[Path], None]) -> Path:
-    """Run ``write(tmp)`` into a temporary sibling folder, stamp it, then rename it to ``path``."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    write(tmp)
-    (tmp / STANDIN_FILE).write_text(json.dumps(_meta(hub_id, seed), indent=2, sort_keys=True))
-    if path.exists():
-        if is_complete(path, hub_id, seed):  # another process finished first
-            shutil.rmtree(tmp, ignore_errors=True)
-            return path
-        shutil.rmtree(path)
-    tmp.rename(path)
-    return path
+def _build(path: Path, hub_id: str, seed: int, write) -> Path:
+    """The stand-in folder ``path`` of ``hub_id``, written once by ``write(folder)`` (:func:`build_once`)."""
+    return build_once(path, write, _meta(hub_id, seed), marker=STANDIN_FILE)
 
 
 def build_hub_standins(root: str | Path, *, seed: int = 0) -> dict[str, Path]:
@@ -140,7 +123,7 @@ def build_hub_standins(root: str | Path, *, seed: int = 0) -> dict[str, Path]:
         for hub_id, build in ((BIOGPT, _write_biogpt), (CROSS_ENCODER, _write_cross_encoder),
                               (MISTRAL, _write_mistral)):
             if not is_complete(out[hub_id], hub_id, seed):
-                _write_atomically(out[hub_id], hub_id, seed, lambda tmp, b=build: b(tmp, seed))
+                _build(out[hub_id], hub_id, seed, lambda tmp, b=build: b(tmp, seed))
     return out
 
 
@@ -159,7 +142,7 @@ class _seeded:
 
 
 # =============================================================================================
-# shared helpers: tokenizer training and hub-style files
+# the stand-in tokenizers' corpus (their BPE training and hub-style files: medrl_lib.hub_files)
 # =============================================================================================
 
 
@@ -177,129 +160,12 @@ def _corpus(seed: int, n_items: int = 300) -> list[str]:
     for row in ds:
         texts.append(prompt_text(row["question"], row["options"]))
         texts.append(reasoning_target(row))
-    from .metrics import thinking_prompt
-    from .rewards import judge_prompt
+    from .judges import judge_prompt
+    from .thinking import thinking_prompt
 
     texts += [judge_prompt("Where is the lesion?", "A small lesion in the upper left.", 2000),  # the metric models'
               thinking_prompt("Where is the lesion?", "upper left", "A small lesion in the upper left.")]  # prompts
     return texts
-
-
-def _byte_alphabet() -> list[str]:
-    """GPT-2's 256 byte-level symbols in its vocabulary order (printable bytes first)."""
-    return [chr(c) for c in _gpt2_codepoints()]
-
-
-def _gpt2_codepoints() -> list[int]:
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs, n = bs[:], 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return cs
-
-
-def _train_bpe(texts: list[str], vocab_size: int, *, pre_tokenizer, normalize: str | None = None,
-               end_of_word_suffix: str | None = None, alphabet: list[str] | None = None
-               ) -> tuple[dict[str, int], list[tuple[str, str]]]:
-    """Learn a BPE (no special tokens) on ``texts`` split by the ``tokenizers`` ``pre_tokenizer`` and return its
-    ``(vocab, merges)``: the alphabet (``alphabet`` in its order, then any other symbol seen, sorted), then each
-    merge's token. ``end_of_word_suffix`` is appended to a word's last symbol (BioGPT's ``</w>``).
-
-    Deterministic, unlike the ``tokenizers`` trainer (whose ties follow hash order): the most frequent pair is
-    merged first, ties going to the smallest pair."""
-    import heapq
-    import unicodedata
-    from collections import Counter, defaultdict
-
-    counts: Counter[str] = Counter()
-    for text in texts:
-        text = unicodedata.normalize(normalize, text) if normalize else text
-        counts.update(piece for piece, _ in pre_tokenizer.pre_tokenize_str(text))
-    words, freq = [], []
-    for word, c in sorted(counts.items()):
-        symbols = list(word)
-        if end_of_word_suffix:
-            symbols[-1] += end_of_word_suffix
-        words.append(symbols)
-        freq.append(c)
-    symbols = list(alphabet or [])
-    symbols += sorted({x for w in words for x in w} - set(symbols))
-    vocab = {t: i for i, t in enumerate(symbols)}
-    pairs: Counter[tuple[str, str]] = Counter()
-    where: dict[tuple[str, str], set[int]] = defaultdict(set)
-    for i, w in enumerate(words):
-        for pair in zip(w, w[1:]):
-            pairs[pair] += freq[i]
-            where[pair].add(i)
-    heap = [(-c, pair) for pair, c in pairs.items()]
-    heapq.heapify(heap)
-    merges: list[tuple[str, str]] = []
-    while len(vocab) < vocab_size and heap:
-        neg, best = heapq.heappop(heap)
-        if pairs.get(best, 0) != -neg or -neg <= 0:
-            continue  # a stale entry
-        merges.append(best)
-        vocab.setdefault(best[0] + best[1], len(vocab))
-        changed = set()
-        for i in sorted(where.pop(best, ())):
-            w, c = words[i], freq[i]
-            for pair in zip(w, w[1:]):
-                pairs[pair] -= c
-                changed.add(pair)
-            merged, j = [], 0
-            while j < len(w):
-                if j + 1 < len(w) and (w[j], w[j + 1]) == best:
-                    merged.append(w[j] + w[j + 1])
-                    j += 2
-                else:
-                    merged.append(w[j])
-                    j += 1
-            words[i] = merged
-            for pair in zip(merged, merged[1:]):
-                pairs[pair] += c
-                where[pair].add(i)
-                changed.add(pair)
-        pairs.pop(best, None)
-        for pair in changed:
-            if pairs.get(pair, 0) > 0:
-                heapq.heappush(heap, (-pairs[pair], pair))
-    return vocab, merges
-
-
-def _write_json(path: Path, obj) -> None:
-    path.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-
-
-def _write_vocab_merges(folder: Path, vocab: dict[str, int], merges: list[tuple], header: str | None) -> None:
-    """``vocab.json`` and ``merges.txt`` in the GPT-2 layout (``header``: its ``#version`` line)."""
-    _write_json(folder / "vocab.json", vocab)
-    lines = ([header] if header else []) + [" ".join(m) for m in merges]
-    (folder / "merges.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
-
-
-def _added(content: str) -> dict:
-    return {"content": content, "lstrip": False, "normalized": False, "rstrip": False, "single_word": False,
-            "special": True}
-
-
-def _save_sharded(state: dict[str, torch.Tensor], folder: Path, n_shards: int, dtype: torch.dtype) -> None:
-    """Save ``state`` as ``model-0000i-of-0000n.safetensors`` shards with ``model.safetensors.index.json``."""
-    from safetensors.torch import save_file
-
-    keys = sorted(state)
-    names = [f"model-{i + 1:05d}-of-{n_shards:05d}.safetensors" for i in range(n_shards)]
-    per = -(-len(keys) // n_shards)
-    weight_map, total = {}, 0
-    for i, name in enumerate(names):
-        part = {k: state[k].detach().to(dtype).contiguous().clone() for k in keys[i * per:(i + 1) * per]}
-        save_file(part, str(folder / name), metadata={"format": "pt"})
-        for k, v in part.items():
-            weight_map[k] = name
-            total += v.numel() * v.element_size()
-    _write_json(folder / "model.safetensors.index.json", {"metadata": {"total_size": total}, "weight_map": weight_map})
 
 
 # =============================================================================================
@@ -318,8 +184,8 @@ def _qwen_tokenizer(seed: int):
         pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated", invert=False),
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
     ])
-    vocab, merges = _train_bpe(_corpus(seed), _QWEN_VOCAB, pre_tokenizer=pre, normalize="NFC",
-                               alphabet=_byte_alphabet())
+    vocab, merges = train_bpe(_corpus(seed), _QWEN_VOCAB, pre_tokenizer=pre, normalize="NFC",
+                               alphabet=byte_alphabet())
     n = len(vocab)
     full = dict(vocab, **{t: n + i for i, t in enumerate(QWEN2_VL_SPECIAL_TOKENS)})
     tokenizer = Qwen2Tokenizer(vocab=dict(full), merges=list(merges), eos_token="<|im_end|>",
@@ -414,17 +280,17 @@ def _write_qwen_folder(folder: Path, model, tokenizer, vocab, merges, *, instruc
     preprocessor config and (instruct only) the chat template."""
     from .models import QWEN2_VL_CHAT_TEMPLATE
 
-    _write_json(folder / "config.json", _qwen_config(tokenizer, instruct=instruct))
-    _write_json(folder / "generation_config.json", _qwen_generation_config(tokenizer, instruct=instruct))
-    _save_sharded(_legacy_qwen_keys(model.state_dict(), tied=True), folder, 2, torch.bfloat16)
+    write_json(folder / "config.json", _qwen_config(tokenizer, instruct=instruct))
+    write_json(folder / "generation_config.json", _qwen_generation_config(tokenizer, instruct=instruct))
+    save_sharded(_legacy_qwen_keys(model.state_dict(), tied=True), folder, 2, torch.bfloat16)
     tokenizer.save_pretrained(str(folder))  # tokenizer.json (its tokenizer_config.json is replaced below)
     for name in ("chat_template.jinja", "special_tokens_map.json"):
         (folder / name).unlink(missing_ok=True)
-    _write_vocab_merges(folder, vocab, merges, "#version: 0.2")
+    write_vocab_merges(folder, vocab, merges, "#version: 0.2")
     n = len(vocab)
     config = {
         "add_prefix_space": False,
-        "added_tokens_decoder": {str(n + i): _added(t) for i, t in enumerate(QWEN2_VL_SPECIAL_TOKENS)},
+        "added_tokens_decoder": {str(n + i): added_token(t) for i, t in enumerate(QWEN2_VL_SPECIAL_TOKENS)},
         "additional_special_tokens": QWEN2_VL_SPECIAL_TOKENS[1:],
         "bos_token": None,
         "clean_up_tokenization_spaces": False,
@@ -438,9 +304,9 @@ def _write_qwen_folder(folder: Path, model, tokenizer, vocab, merges, *, instruc
     }
     if instruct:
         config["chat_template"] = QWEN2_VL_CHAT_TEMPLATE
-        _write_json(folder / "chat_template.json", {"chat_template": QWEN2_VL_CHAT_TEMPLATE})
-    _write_json(folder / "tokenizer_config.json", dict(sorted(config.items())))
-    _write_json(folder / "preprocessor_config.json", QWEN2_VL_PREPROCESSOR)
+        write_json(folder / "chat_template.json", {"chat_template": QWEN2_VL_CHAT_TEMPLATE})
+    write_json(folder / "tokenizer_config.json", dict(sorted(config.items())))
+    write_json(folder / "preprocessor_config.json", QWEN2_VL_PREPROCESSOR)
 
 
 def _qwen_model(tokenizer, seed: int):
@@ -461,14 +327,14 @@ def _tune_instruct(model, tokenizer, seed: int) -> list[float]:
 
     from .data.schema import MODALITIES
     from .data.synthetic import SyntheticConfig, generate
-    from .models import QWEN2_VL_CHAT_TEMPLATE, _processor_class
+    from .models import QWEN2_VL_CHAT_TEMPLATE, processor_class
     from .prompts import chat_messages
 
     image_processor = Qwen2VLImageProcessorPil(**{k: QWEN2_VL_PREPROCESSOR[k] for k in (
         "min_pixels", "max_pixels", "patch_size", "temporal_patch_size", "merge_size", "image_mean", "image_std")})
     tokenizer.chat_template = QWEN2_VL_CHAT_TEMPLATE
-    processor = _processor_class()(image_processor=image_processor, tokenizer=tokenizer,
-                                   chat_template=QWEN2_VL_CHAT_TEMPLATE)
+    processor = processor_class()(image_processor=image_processor, tokenizer=tokenizer,
+                                  chat_template=QWEN2_VL_CHAT_TEMPLATE)
     n = _INSTRUCT_STEPS * _INSTRUCT_BATCH
     ds = generate(SyntheticConfig(n_items=n, modalities=MODALITIES, seed=60_000 + seed, image_size=_IMAGE_SIZE,
                                   id_prefix="standin-instruct"))
@@ -515,19 +381,19 @@ def _build_qwen2_vl(instruct_path: Path, base_path: Path, seed: int) -> None:
     if not is_complete(base_path, BASE, seed):
         base_tok = copy.deepcopy(tokenizer)
         base_tok.eos_token = "<|endoftext|>"
-        _write_atomically(base_path, BASE, seed,
-                          lambda tmp: _write_qwen_folder(tmp, base, base_tok, vocab, merges, instruct=False))
+        _build(base_path, BASE, seed,
+               lambda tmp: _write_qwen_folder(tmp, base, base_tok, vocab, merges, instruct=False))
     if not is_complete(instruct_path, INSTRUCT, seed):
         instruct = copy.deepcopy(base)
         losses = _tune_instruct(instruct, tokenizer, seed)
 
         def write(tmp: Path) -> None:
             _write_qwen_folder(tmp, instruct, tokenizer, vocab, merges, instruct=True)
-            _write_json(tmp / "medrl_standin_training.json",
+            write_json(tmp / "medrl_standin_training.json",
                         {"steps": _INSTRUCT_STEPS, "batch": _INSTRUCT_BATCH, "lr": _INSTRUCT_LR,
                          "first_loss": losses[0], "final_loss": losses[-1]})
 
-        _write_atomically(instruct_path, INSTRUCT, seed, write)
+        _build(instruct_path, INSTRUCT, seed, write)
 
 
 # =============================================================================================
@@ -551,7 +417,7 @@ def _write_biogpt(folder: Path, seed: int) -> None:
     from transformers import BioGptConfig, BioGptForCausalLM
 
     words = _moses_words(_corpus(seed))
-    trained, merges = _train_bpe(words, 600, pre_tokenizer=pre_tokenizers.WhitespaceSplit(),
+    trained, merges = train_bpe(words, 600, pre_tokenizer=pre_tokenizers.WhitespaceSplit(),
                                  end_of_word_suffix="</w>")
     specials = ["<s>", "<pad>", "</s>", "<unk>"]
     tokens = specials + [t for t in trained if t not in specials]
@@ -560,7 +426,7 @@ def _write_biogpt(folder: Path, seed: int) -> None:
     have = set(tokens)
     tokens += [t for c in alphabet for t in (c, c + "</w>") if t not in have]
     vocab = {t: i for i, t in enumerate(tokens)}
-    _write_json(folder / "vocab.json", vocab)
+    write_json(folder / "vocab.json", vocab)
     (folder / "merges.txt").write_text("".join(f"{a} {b} {len(merges) - i}\n" for i, (a, b) in enumerate(merges)),
                                        encoding="utf-8")
     config = BioGptConfig(vocab_size=len(vocab), hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
@@ -586,19 +452,19 @@ def _write_cross_encoder(folder: Path, seed: int) -> None:
     from tokenizers import pre_tokenizers
     from transformers import RobertaConfig, RobertaForSequenceClassification, RobertaTokenizer
 
-    trained, merges = _train_bpe(_corpus(seed), 600, pre_tokenizer=pre_tokenizers.ByteLevel(add_prefix_space=False),
-                                 alphabet=_byte_alphabet())
+    trained, merges = train_bpe(_corpus(seed), 600, pre_tokenizer=pre_tokenizers.ByteLevel(add_prefix_space=False),
+                                 alphabet=byte_alphabet())
     specials = ["<s>", "<pad>", "</s>", "<unk>"]
     tokens = specials + [t for t in trained if t not in specials + ["<mask>"]] + ["<mask>"]
     vocab = {t: i for i, t in enumerate(tokens)}
     tokenizer = RobertaTokenizer(vocab=dict(vocab), merges=list(merges), model_max_length=512)
     tokenizer.save_pretrained(str(folder))
-    _write_vocab_merges(folder, vocab, merges, "#version: 0.2")
-    _write_json(folder / "tokenizer_config.json", {
+    write_vocab_merges(folder, vocab, merges, "#version: 0.2")
+    write_json(folder / "tokenizer_config.json", {
         "bos_token": "<s>", "cls_token": "<s>", "eos_token": "</s>", "errors": "replace", "mask_token": "<mask>",
         "model_max_length": 512, "pad_token": "<pad>", "sep_token": "</s>", "tokenizer_class": "RobertaTokenizer",
         "trim_offsets": True, "unk_token": "<unk>", "add_prefix_space": False})
-    _write_json(folder / "special_tokens_map.json", {
+    write_json(folder / "special_tokens_map.json", {
         "bos_token": "<s>", "cls_token": "<s>", "eos_token": "</s>", "mask_token": "<mask>", "pad_token": "<pad>",
         "sep_token": "</s>", "unk_token": "<unk>"})
     config = RobertaConfig(vocab_size=len(vocab), hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
@@ -623,7 +489,7 @@ def _write_mistral(folder: Path, seed: int) -> None:
     from tokenizers import pre_tokenizers
     from transformers import LlamaTokenizer, MistralConfig, MistralForCausalLM
 
-    trained, merges = _train_bpe(_corpus(seed), 700,
+    trained, merges = train_bpe(_corpus(seed), 700,
                                  pre_tokenizer=pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first"))
     specials = ["<unk>", "<s>", "</s>"] + [f"<0x{b:02X}>" for b in range(256)]
     tokens = specials + [t for t in trained if t not in specials]
@@ -632,10 +498,10 @@ def _write_mistral(folder: Path, seed: int) -> None:
     tokenizer.save_pretrained(str(folder))
     for name in ("chat_template.jinja",):
         (folder / name).unlink(missing_ok=True)
-    _write_json(folder / "tokenizer_config.json", {
+    write_json(folder / "tokenizer_config.json", {
         "add_bos_token": True,
         "add_eos_token": False,
-        "added_tokens_decoder": {str(i): _added(t) for i, t in enumerate(["<unk>", "<s>", "</s>"])},
+        "added_tokens_decoder": {str(i): added_token(t) for i, t in enumerate(["<unk>", "<s>", "</s>"])},
         "additional_special_tokens": [],
         "bos_token": "<s>",
         "chat_template": MISTRAL_CHAT_TEMPLATE,
@@ -650,7 +516,7 @@ def _write_mistral(folder: Path, seed: int) -> None:
         "unk_token": "<unk>",
         "use_default_system_prompt": False,
     })
-    _write_json(folder / "special_tokens_map.json", {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"})
+    write_json(folder / "special_tokens_map.json", {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"})
     config = MistralConfig(vocab_size=len(vocab), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=32768,
                            rope_theta=1000000.0, sliding_window=None, rms_norm_eps=1e-5, tie_word_embeddings=False,

@@ -1,10 +1,11 @@
 """Multi-process training: accelerate + DeepSpeed ZeRO-2 in a subprocess, its output streamed to the caller.
 
-The caller (a notebook, through :func:`medrl_lib.experiments.grpo_arm` or ``sft_arm``) runs
-:func:`launch_training` when the profile asks for more than one process; each process runs this module's
-``main``, which rebuilds the same train split, trains (GRPO with :class:`medrl_lib.grpo.MedrlGRPOTrainer`, or
-full SFT, LoRA, DPO) under DeepSpeed, and rank 0 writes the final model to ``<output>/final`` and the training
-log to ``<output>/log_history.json``. The same launcher runs 2 CPU processes over gloo in the tests.
+The caller (a notebook, through :func:`medrl_lib.runs.grpo_arm` or ``sft_arm``) runs :func:`launch_training` when
+the profile asks for more than one process, handing over the resolved profile as a YAML file. Each process runs
+this module's ``main``, which rebuilds the same train split (:func:`medrl_lib.data.splits.make_splits`), trains
+with :func:`medrl_lib.train.fit` (GRPO, full SFT, LoRA or DPO) under DeepSpeed, and rank 0 writes the final model
+to ``<output>/final`` and the training log to ``<output>/log_history.json``. This module only launches: it
+imports nothing that caches or evaluates runs. The same launcher runs 2 CPU processes over gloo in the tests.
 """
 
 from __future__ import annotations
@@ -18,9 +19,8 @@ import sys
 from pathlib import Path
 
 from .config import load_profile, repo_root
+from .train import METHODS
 
-#: What the launcher trains.
-METHODS = ("grpo", "sft", "lora", "dpo")
 DEEPSPEED_CONFIG = "configs/deepspeed/zero2.json"
 ACCELERATE_CONFIG = "configs/accelerate/zero2.yaml"
 
@@ -92,34 +92,23 @@ def launch_training(profile_path: str, overrides: dict, model_path: str, output_
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description="one process of a multi-process GRPO run (started by accelerate)")
+    ap = argparse.ArgumentParser(description="one process of a multi-process training run (started by accelerate)")
     ap.add_argument("--profile", required=True)
     ap.add_argument("--overrides", default="{}")
     ap.add_argument("--model", required=True)
     ap.add_argument("--output", required=True)
     ap.add_argument("--method", choices=METHODS, default="grpo")
     a = ap.parse_args(argv)
-    from .experiments import make_splits
-    from .train import run_dpo, run_grpo, run_sft, supervised_load, supervised_steps
+    from .data.splits import make_splits
+    from .models import TINY_MARKER
+    from .train import fit
 
     profile = load_profile(a.profile, overrides=json.loads(a.overrides))
     train, _ = make_splits(profile)
     out = Path(a.output)
-    ds_config = str(repo_root() / DEEPSPEED_CONFIG)
-    s = profile.sft
-    common = dict(output_dir=str(out / "checkpoints"), max_steps=supervised_steps(profile, a.method), target=s.target,
-                  batch_size=s.per_device_train_batch_size, seed=profile.grpo.seed, bf16=profile.grpo.bf16,
-                  deepspeed=ds_config, load=supervised_load(profile, distributed=True))
-    if a.method == "grpo":
-        res = run_grpo(profile, a.model, train, str(out / "checkpoints"), deepspeed=ds_config)
-        trainer, model, processor, log = res["trainer"], res["model"], res["processor"], res["log_history"]
-    elif a.method == "dpo":
-        model, processor, log, trainer = run_dpo(a.model, train, lr=s.dpo_learning_rate, beta=s.dpo_beta,
-                                                 return_trainer=True, **common)
-    else:
-        model, processor, log, trainer = run_sft(a.model, train, lora=s if a.method == "lora" else None,
-                                                 lr=s.lora_learning_rate if a.method == "lora" else s.learning_rate,
-                                                 return_trainer=True, **common)
+    res = fit(a.method, profile, a.model, train, str(out / "checkpoints"),
+              deepspeed=str(repo_root() / DEEPSPEED_CONFIG))
+    trainer, model, processor, log = res["trainer"], res["model"], res["processor"], res["log_history"]
     state = trainer.accelerator.state
     if a.method == "grpo":
         trainer.save_model(str(out / "final"))  # every rank takes part (ZeRO); rank 0 writes
@@ -128,7 +117,7 @@ def main(argv: list[str] | None = None) -> None:
             model.save_pretrained(str(out / "final"))  # ZeRO-2 keeps whole weights on every rank
         processor.save_pretrained(str(out / "final"))
         if profile.model.kind == "tiny":
-            (out / "final" / "medrl_tiny.json").write_text("{}")
+            (out / "final" / TINY_MARKER).write_text("{}")
         plugin = state.deepspeed_plugin
         info = {"method": a.method, "deepspeed": trainer.is_deepspeed_enabled,
                 "zero_stage": plugin.zero_stage if plugin else None, "world_size": trainer.accelerator.num_processes,

@@ -3,8 +3,8 @@
 The tiny model is a real ``Qwen2VLForConditionalGeneration`` built from a small config, with a byte-level
 BPE tokenizer trained locally on the synthetic corpus and Qwen2-VL's special tokens and chat template, so that
 every code path (TRL trainers, batched generation, M-RoPE, the vision tower) is the one the 2B model takes.
-Nothing is downloaded: the build is deterministic given its config and corpus, and cached in a folder keyed
-by the hash of both.
+Nothing is downloaded: the build is deterministic given its config and corpus; :mod:`medrl_lib.standins` builds
+it once (:func:`build_once`) in a folder keyed by the hash of both.
 
 >>> cfg = TinyModelConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=1, vision_depth=1)
 >>> cfg.head_dim, sum(cfg.mrope_section) * 2 == cfg.head_dim
@@ -17,7 +17,7 @@ import functools
 import json
 import os
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable
 
@@ -72,7 +72,8 @@ QWEN2_VL_CHAT_TEMPLATE = (
 #: The token that ends a turn of :data:`QWEN2_VL_CHAT_TEMPLATE` (the instruct model's EOS).
 QWEN2_VL_END_OF_TURN = "<|im_end|>"
 
-#: Marker file written beside a tiny model so that :func:`load_model` picks the right processor class.
+#: Marker file of a tiny model folder, written by :func:`build_once` with the settings that built it; a folder
+#: holding it is loaded as a tiny model by :func:`load_model`.
 TINY_MARKER = "medrl_tiny.json"
 
 
@@ -145,7 +146,7 @@ def train_tokenizer(corpus: Iterable[str], vocab_size: int):
 
 
 @functools.lru_cache(maxsize=None)
-def _processor_class():
+def processor_class():
     """Qwen2VLProcessor without a video processor (the stock one needs torchvision, which we never install).
 
     One class for the tiny models and the hub Qwen2-VL models (built once, so ``isinstance`` holds across calls);
@@ -246,7 +247,7 @@ def load_qwen2vl_processor(name_or_path: str | Path, *, max_pixels: int | None =
                           stacklevel=3)
             template = QWEN2_VL_CHAT_TEMPLATE
     tokenizer.chat_template = template
-    processor = _processor_class()(image_processor=image_processor, tokenizer=tokenizer, chat_template=template)
+    processor = processor_class()(image_processor=image_processor, tokenizer=tokenizer, chat_template=template)
     processor.borrowed_chat_template = borrowed
     return processor
 
@@ -289,7 +290,7 @@ def make_processor(tokenizer, image_size: int):
 
     pixels = image_size * image_size
     image_processor = Qwen2VLImageProcessorPil(min_pixels=pixels, max_pixels=pixels)
-    return _processor_class()(image_processor=image_processor, tokenizer=tokenizer, chat_template=CHAT_TEMPLATE)
+    return processor_class()(image_processor=image_processor, tokenizer=tokenizer, chat_template=CHAT_TEMPLATE)
 
 
 def tiny_config(cfg: TinyModelConfig, vocab_size: int, ids: dict[str, int]):
@@ -353,22 +354,49 @@ def config_hash(obj) -> str:
     return config_key(asdict(obj) if hasattr(obj, "__dataclass_fields__") else obj)[:12]
 
 
-def save_model(model, processor, path: str | Path, meta: dict | None = None) -> Path:
-    """Save model + processor to ``path`` atomically (written to a temp folder, then renamed)."""
+def is_built(path: str | Path, meta: dict, marker: str) -> bool:
+    """Whether ``path`` is a folder finished by :func:`build_once` for ``meta``: its ``marker`` file holds every
+    entry of ``meta``."""
+    try:
+        stored = json.loads((Path(path) / marker).read_text())
+    except (OSError, ValueError):
+        return False
+    wanted = json.loads(json.dumps(meta, default=str))  # as stored: tuples are lists
+    return isinstance(stored, dict) and all(stored.get(k) == v for k, v in wanted.items())
+
+
+def build_once(path: str | Path, build, meta: dict, *, marker: str) -> Path:
+    """The folder ``path``, built once: reused when :func:`is_built` for ``meta``, else ``build(tmp)`` writes it
+    into a temporary sibling, which gets the ``marker`` file (``meta`` and the dict ``build`` returns, if any) and
+    is then renamed to ``path`` (replacing an unfinished or stale folder). An interrupted build leaves nothing
+    that could be taken for a finished one; when two processes build the same folder, the first rename wins.
+
+    Every model this package builds goes through here: the tiny models and their stand-ins
+    (:mod:`medrl_lib.standins`, in ``<cache_dir>/<kind>-<hash of their settings>``, :data:`TINY_MARKER`), the
+    reference LM (``meta.json``) and the hub stand-ins of the rehearsal (:mod:`medrl_lib.hub_standins`)."""
+    import shutil
+
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    if tmp.exists():
-        import shutil
-
-        shutil.rmtree(tmp)
-    model.save_pretrained(tmp)
-    processor.save_pretrained(tmp)
-    (tmp / TINY_MARKER).write_text(json.dumps(meta or {}, indent=2, sort_keys=True, default=str))
-    if path.exists():
-        import shutil
-
-        shutil.rmtree(path)
-    tmp.rename(path)
+    if is_built(path, meta, marker):
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        extra = build(tmp) or {}
+        (tmp / marker).write_text(json.dumps({**meta, **extra}, indent=2, sort_keys=True, default=str))
+        if is_built(path, meta, marker):  # another process finished first
+            return path
+        if path.exists():
+            shutil.rmtree(path)
+        tmp.rename(path)
+    except OSError:
+        if is_built(path, meta, marker):  # another process renamed its folder first
+            return path
+        raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return path
 
 
@@ -414,7 +442,7 @@ def load_model(name_or_path: str | Path, *, dtype: str = "float32", attn_impleme
     if local.exists() and not local.is_dir():
         raise FileNotFoundError(f"{local} is a file, not a model folder")
     if local.is_dir() and (local / TINY_MARKER).exists():
-        processor = _processor_class().from_pretrained(local)
+        processor = processor_class().from_pretrained(local)
         model = Qwen2VLForConditionalGeneration.from_pretrained(str(local), **kwargs)
     elif _model_type(name_or_path) == "qwen2_vl":
         processor = load_qwen2vl_processor(name_or_path, max_pixels=max_pixels, chat_template_from=chat_template_from)
@@ -430,54 +458,6 @@ def load_model(name_or_path: str | Path, *, dtype: str = "float32", attn_impleme
     if device:
         model.to(device)
     return model, processor
-
-
-@dataclass
-class TinyModelSpec:
-    """Everything that determines a tiny model folder: architecture, tokenizer corpus seed, image size."""
-
-    arch: TinyModelConfig = field(default_factory=TinyModelConfig)
-    """architecture of the tiny Qwen2-VL"""
-    image_size: int = 56
-    """side of the square images the processor keeps (multiple of 28)"""
-    corpus_items: int = 600
-    """synthetic items whose texts train the tokenizer"""
-    corpus_seed: int = 12345
-    """seed of the tokenizer corpus (disjoint from data seeds)"""
-    corpus_layout: str = "medvlm-r1"
-    """how the corpus lays out options: 'medvlm-r1' (the question, then one "A) text" line per option, as the
-    prompts do)"""
-
-
-def tokenizer_corpus(spec: TinyModelSpec) -> list[str]:
-    """Texts the tokenizer is trained on: synthetic questions, options, reports and the prompt templates."""
-    from .data.synthetic import SyntheticConfig, describe, generate
-    from .data.schema import MODALITIES
-    from .prompts import PROMPT_TEMPLATES, format_question
-
-    ds = generate(SyntheticConfig(n_items=spec.corpus_items, modalities=MODALITIES, seed=spec.corpus_seed,
-                                  image_size=28, id_prefix="tok"))
-    if spec.corpus_layout != "medvlm-r1":
-        raise ValueError(f"corpus_layout must be 'medvlm-r1' (the prompts' layout), got {spec.corpus_layout!r}")
-    texts = list(PROMPT_TEMPLATES.values())
-    for row in ds.remove_columns("image"):
-        facts = json.loads(row["facts"])
-        texts.append(f"{format_question(row['question'], row['options'])} <think>{describe(facts)}</think>"
-                     f"<answer>{row['answer']}</answer>")
-    return texts
-
-
-def ensure_tiny_model(spec: TinyModelSpec, cache_dir: str | Path) -> Path:
-    """Build (once) and return the folder of the tiny model for ``spec``; reused when it already exists."""
-    key = config_hash(spec)
-    path = Path(cache_dir) / f"tiny-qwen2vl-{key}"
-    if (path / TINY_MARKER).exists():
-        return path
-    tokenizer = train_tokenizer(tokenizer_corpus(spec), spec.arch.vocab_size)
-    processor = make_processor(tokenizer, spec.image_size)
-    model = build_tiny_model(spec.arch, tokenizer)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return save_model(model, processor, path, meta={"kind": "tiny-random", "spec": asdict(spec), "hash": key})
 
 
 def parameter_counts(path: str | Path) -> dict[str, int]:

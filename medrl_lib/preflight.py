@@ -177,8 +177,8 @@ def study_datasets(profile_name: str, overrides: dict | None = None) -> list[tup
     from .data import huatuo, pmc_vqa
 
     out = {}
-    for experiment in ("zhu", "ood"):
-        p = study.arm_profile(profile_name, "grpo-instruct" if experiment == "zhu" else "ood-grpo", overrides)
+    for group in ("zhu", "ood"):
+        p = study.arm_profile(profile_name, "grpo-instruct" if group == "zhu" else "ood-grpo", overrides)
         d = p.data
         if d.source == "pmc-vqa":
             out["PMC-VQA"] = (d.pmc_vqa_path or pmc_vqa.HUB_ID, ("train_2.csv", "test_2.csv", "images_2.zip"))

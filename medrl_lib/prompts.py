@@ -1,4 +1,5 @@
-"""Prompts: MedVLM-R1's reasoning prompt (its Fig. 1) and the plain single-letter prompt for baselines.
+"""Prompts: MedVLM-R1's reasoning prompt (its Fig. 1), the plain single-letter prompt for baselines, and the
+answer a synthetic item is tuned towards (:func:`reasoning_target`).
 
 The options follow the question as MedVLM-R1 builds its ``problem`` field (``create_problem_solution`` in
 ``open_r1/grpo.py`` of its public code, and its released evaluation file): the question, a newline, then one
@@ -16,6 +17,7 @@ True
 
 from __future__ import annotations
 
+import json
 from typing import Literal
 
 #: How each option is shown after the question, one per line: MedVLM-R1's ``f"{letter}) {option}"``.
@@ -56,3 +58,21 @@ def conversation(question: str, options: list[str], mode: PromptMode = "reasonin
 def chat_messages(question: str, options: list[str], mode: PromptMode = "reasoning") -> list[dict]:
     """The same user turn with an explicit image part first, for ``processor.apply_chat_template``."""
     return [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt_text(question, options, mode)}]}]
+
+
+def reasoning_target(row: dict) -> str:
+    """The supervised reasoning target (synthetic items): the image's report, the finding that answers the
+    question, then the letter. A documented choice: the chain states the answer's text before its letter, so the
+    letter is read off the options rather than guessed.
+
+    >>> row = {"facts": '{"modality": "CT", "question_type": "side", "n_lesions": 1, "lesions": [{"center": [0.3, 0.3], '
+    ...        '"radius": 0.05, "quadrant": "upper left", "side": "left", "size": "small"}]}',
+    ...        "options": ["right", "left"], "answer": "B"}
+    >>> reasoning_target(row)
+    '<think>CT image showing one hypodense lesion: a small lesion in the upper left. The answer is left.</think><answer>B</answer>'
+    """
+    from .data.synthetic import describe
+
+    answer_text = row["options"][ord(row["answer"]) - 65]
+    report = describe(json.loads(row["facts"]))
+    return f"<think>{report} The answer is {answer_text}.</think><answer>{row['answer']}</answer>"

@@ -14,7 +14,7 @@ from typing import Any
 
 from .config import Profile, load_profile
 
-#: The papers' values: experiment group -> setting -> (value, source). ``None``: the paper does not say.
+#: The papers' values: results group -> setting -> (value, source). ``None``: the paper does not say.
 PAPER: dict[str, dict[str, tuple[Any, str]]] = {
     "zhu": {
         "data": ("PMC-VQA, 10K train / 7K test subset", "Zhu section 4: 'a subset of PMC-VQA with 10K training and 7K test samples'"),
@@ -99,7 +99,7 @@ SHOWN = {
 SHOWN["lora"] = SHOWN["dpo"] = SHOWN["sft"]
 
 #: The columns of :func:`arms_frame`, in order.
-ARM_COLUMNS = ("experiment", "method", "start", "data", "train_items", "test_items", "num_processes",
+ARM_COLUMNS = ("group", "method", "start", "data", "train_items", "test_items", "num_processes",
                "prompts_per_step", "num_generations", "completions_per_step", "max_steps", "epochs",
                "max_completion_length", "learning_rate", "eval_prompt_mode", "scoring", "seeds")
 
@@ -126,13 +126,13 @@ def arm_protocol(profile_name: str, arm: str, overrides: dict | None = None) -> 
     zero_shot = arm.startswith("zero-shot-")
     group = "zhu"
     if zero_shot:
-        p = load_profile(profile_name, {**study.experiment_data(profile_name, "zhu", overrides), **(overrides or {})})
+        p = load_profile(profile_name, {**study.group_overrides(profile_name, "zhu", overrides), **(overrides or {})})
         method = "zero-shot"
     else:
         p = study.arm_profile(profile_name, arm, overrides)
         method, group, _ = study.ARMS[arm]
     g, m = p.grpo, p.model
-    out: dict[str, Any] = {"arm": arm, "experiment": group, "method": method, "data": _data_name(p),
+    out: dict[str, Any] = {"arm": arm, "group": group, "method": method, "data": _data_name(p),
                            "train_items": 0 if zero_shot else p.data.train_size, "test_items": _test_items(p),
                            "max_pixels": m.max_pixels if m.kind == "hub" else p.data.image_size ** 2,
                            "dtype": m.dtype, "seeds": list(p.seeds), "num_processes": p.num_processes,
@@ -203,7 +203,7 @@ def protocol_table(profile_name: str, overrides: dict | None = None):
     p = load_profile(profile_name, overrides)
     rows = []
     for entry in protocol(profile_name, overrides):
-        group = entry["experiment"]
+        group = entry["group"]
         method = entry["method"]
         for setting in SETTINGS:
             if setting not in PAPER[group]:
@@ -219,7 +219,7 @@ def protocol_table(profile_name: str, overrides: dict | None = None):
                 reason = DOCUMENTED.get((group, setting)) or (
                     f"scale choice of the {p.name} profile (configs/{p.name}.yaml)" if p.name != "paper"
                     else "UNDOCUMENTED")
-            rows.append({"experiment": "E1-E5 (Zhu)" if group == "zhu" else "E6 (MedVLM-R1)", "arm": entry["arm"],
+            rows.append({"group": "E1-E5 (Zhu)" if group == "zhu" else "E6 (MedVLM-R1)", "arm": entry["arm"],
                          "setting": setting, "ours": _show(ours), "paper": _show(paper), "source": source,
                          "same": "same" if same else "differs", "reason": reason})
     return pd.DataFrame(rows)

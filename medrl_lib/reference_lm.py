@@ -12,24 +12,21 @@ Text convention (the one :class:`medrl_lib.metrics.Perplexity` scores with): the
 sequence is ``<|im_end|> report <|im_end|>``, so the leading EOS acts as the BOS that the first report
 token is predicted from (the GPT-2 convention of one separator token), and the trailing one ends it.
 
-The build is deterministic given its settings and cached in ``cache_dir/reference-lm-<hash>``, where the
-hash is :func:`~medrl_lib.models.config_hash` of every setting (the training constants included); a
-folder is complete once its ``meta.json`` exists, and it is written to a temporary folder first and
-renamed into place, so an interrupted build leaves nothing that could be mistaken for a model.
+This module holds its recipe (:func:`reference_settings`, :func:`report_corpus`, :func:`train_reference_lm`);
+:func:`medrl_lib.standins.ensure_reference_lm` builds it once, deterministically given its settings, in
+``cache_dir/reference-lm-<hash>``, where the hash is :func:`~medrl_lib.models.config_hash` of every setting (the
+training constants included), marked finished by :data:`META_FILE`.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 META_FILE = "meta.json"
-"""The file that marks a complete reference LM folder: its settings, corpus ids and final loss."""
+"""The file that marks a finished reference LM folder: its settings, hash, corpus ids and final loss."""
 
 _FIXED: dict[str, Any] = {
     "kind": "reference-lm",
@@ -49,7 +46,8 @@ _FIXED: dict[str, Any] = {
 
 def reference_settings(*, n_items: int = 2000, steps: int = 300, seed: int = 0, hidden_size: int = 128,
                        layers: int = 2) -> dict[str, Any]:
-    """All settings of a reference LM build: the arguments of :func:`ensure_reference_lm` plus :data:`_FIXED`.
+    """All settings of a reference LM build: the arguments of :func:`medrl_lib.standins.ensure_reference_lm` plus
+    :data:`_FIXED`.
 
     >>> s = reference_settings(n_items=10)
     >>> s["n_items"], s["batch_size"], s["kind"]
@@ -84,49 +82,15 @@ def report_corpus(n_items: int, seed: int) -> tuple[list[str], list[str]]:
     return list(ds["id"]), [describe(json.loads(facts)) for facts in ds["facts"]]
 
 
-def ensure_reference_lm(cache_dir: str | Path, *, n_items: int = 2000, steps: int = 300, seed: int = 0,
-                        hidden_size: int = 128, layers: int = 2) -> Path:
-    """Build (once) and return the folder of the reference LM for these settings.
-
-    Trains a ``Qwen2ForCausalLM`` (``hidden_size`` wide, ``layers`` decoder layers, 4 attention heads, 2
+def train_reference_lm(settings: dict[str, Any], out: Path) -> dict[str, Any]:
+    """Train the reference LM described by ``settings`` (:func:`reference_settings`) and save it (model, tokenizer)
+    into ``out``: a ``Qwen2ForCausalLM`` (``hidden_size`` wide, ``layers`` decoder layers, 4 attention heads, 2
     key/value heads, MLP 3 × wide, tied embeddings) with a byte-level BPE tokenizer
-    (:func:`~medrl_lib.models.train_tokenizer`, vocabulary target 512) on :func:`report_corpus`: ``steps``
-    AdamW steps (lr 3e-3, linear warm-up over 20 steps then constant, weight decay 0.01) on batches of 32
-    reports drawn as seeded random permutations of the corpus, each ``<|im_end|> report <|im_end|>``
-    right-padded, with the causal LM loss on every non-pad token after the first. The folder holds the
-    model and tokenizer (``save_pretrained``) and :data:`META_FILE` (settings, hash, corpus ids, final
-    loss = mean training loss of the last 10 steps, build seconds). An existing complete folder is
-    returned untouched; a build with the defaults takes about 20 s on one CPU thread.
-    """
-    settings = reference_settings(n_items=n_items, steps=steps, seed=seed, hidden_size=hidden_size, layers=layers)
-    from .models import config_hash
-
-    key = config_hash(settings)
-    path = Path(cache_dir) / f"reference-lm-{key}"
-    if (path / META_FILE).exists():
-        return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
-        meta = _train(settings, tmp)
-        (tmp / META_FILE).write_text(json.dumps({**meta, "hash": key}, indent=2, sort_keys=True))
-        if (path / META_FILE).exists():  # another process finished the same build meanwhile: keep its folder
-            return path
-        if path.exists():  # an incomplete folder (no meta.json) left by an interrupted writer
-            shutil.rmtree(path)
-        os.rename(tmp, path)
-    except OSError:
-        if (path / META_FILE).exists():  # another process finished the same build first: use its folder
-            return path
-        raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
-    return path
-
-
-def _train(settings: dict[str, Any], out: Path) -> dict[str, Any]:
-    """Train the reference LM described by ``settings`` and save it (model, tokenizer) into ``out``."""
+    (:func:`~medrl_lib.models.train_tokenizer`, vocabulary target 512) on :func:`report_corpus`: ``steps`` AdamW
+    steps (lr 3e-3, linear warm-up over 20 steps then constant, weight decay 0.01) on batches of 32 reports drawn
+    as seeded random permutations of the corpus, each ``<|im_end|> report <|im_end|>`` right-padded, with the
+    causal LM loss on every non-pad token after the first. Returns what :data:`META_FILE` records beside the
+    settings: corpus ids, final loss (mean training loss of the last 10 steps), first loss, build seconds."""
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 

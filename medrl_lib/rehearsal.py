@@ -12,8 +12,8 @@ for every arm of the study). Its parts go down the same code branches as the hub
 - data (:mod:`medrl_lib.data.fixtures`): PMC-VQA's ``train_2.csv``, ``test_2.csv`` and ``images_2.zip``, and the
   HuatuoGPT-Vision evaluation JSON with ``images.zip``, each with malformed rows of every kind the loaders skip.
 
-They are built on first use (:func:`ensure_part`, called when a profile's local path is resolved), once,
-deterministically, under :data:`ROOT`.
+They are built on first use (:func:`ensure_part`, called by :func:`medrl_lib.config.resolve_source` when a
+profile's local path is resolved), once, deterministically, under :data:`ROOT`.
 """
 
 from __future__ import annotations
@@ -51,18 +51,10 @@ PMC_VQA_PER_MODALITY = 12
 HUATUO_SIZES = dict(n_train_mri=8, n_test_per_modality=4, spare=2)
 
 
-def root() -> Path:
-    """The absolute folder of the rehearsal's parts."""
-    from .config import resolve_path
-
-    return resolve_path(ROOT)
-
-
-def ensure_part(path: str | Path) -> None:
-    """Build the rehearsal part that ``path`` names (a model folder or a data folder under :func:`root`) if it is
-    missing; any other path is left alone."""
-    path = Path(path)
-    base = root()
+def ensure_part(path: str | Path, root: str | Path) -> None:
+    """Build the rehearsal part that ``path`` names (a model folder or a data folder under ``root``, the absolute
+    :data:`ROOT`) if it is missing; any other path is left alone."""
+    path, base = Path(path), Path(root)
     try:
         rel = path.resolve().relative_to(base.resolve())
     except ValueError:
@@ -102,11 +94,12 @@ def _build_atomic(folder: Path, which: str) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def ensure_parts() -> dict[str, Path]:
-    """Build every part of the rehearsal (models and both data folders); return their folders."""
-    base = root()
+def ensure_parts(root: str | Path) -> dict[str, Path]:
+    """Build every part of the rehearsal under ``root`` (the absolute :data:`ROOT`: models and both data folders);
+    return their folders."""
+    base = Path(root)
     for rel in ("models/Qwen2-VL-2B-Instruct", "data/pmc-vqa", "data/huatuo"):
-        ensure_part(base / rel)
+        ensure_part(base / rel, base)
     return {"models": base / "models", "pmc-vqa": base / "data" / "pmc-vqa", "huatuo": base / "data" / "huatuo"}
 
 

@@ -1,8 +1,9 @@
 """Results store: one folder per run, keyed by the hash of its resolved config, written atomically.
 
-Layout: ``<results_dir>/<profile>/<experiment>/<arm>/seed<k>/`` holding ``config.json`` (the resolved config
+Layout: ``<results_dir>/<profile>/<group>/<arm>/seed<k>/`` (group: ``zhu`` for E1-E5, ``ood`` for E6) holding ``config.json`` (the resolved config
 and its hash), ``provenance.json`` (git commit, package versions, host), ``train_ids.json`` / ``test_ids.json``,
-``records.jsonl`` (one line per test item), ``training_log.jsonl`` and, last, ``metrics.json``. A run is
+``records.jsonl`` (one line per test item), ``training_log.jsonl``, ``train.log`` (everything the run printed) and,
+last, ``metrics.json``. A run is
 complete only when ``metrics.json`` exists and names the same config hash as ``config.json``; anything else
 (an interrupted run, a changed config) is trained again. Every file is written to a temporary name in the same
 folder and renamed, so a reader never sees half a file.
@@ -27,6 +28,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
+
+from .console import captured
 
 
 def _atomic_write(path: Path, data: str) -> None:
@@ -133,9 +136,9 @@ class Run:
     """loaded from the store instead of being computed in this call"""
 
 
-def run_dir(results_dir: str | Path, profile: str, experiment: str, arm: str, seed: int) -> Path:
-    """``<results_dir>/<profile>/<experiment>/<arm>/seed<seed>``."""
-    return Path(results_dir) / profile / experiment / arm / f"seed{seed}"
+def run_dir(results_dir: str | Path, profile: str, group: str, arm: str, seed: int) -> Path:
+    """``<results_dir>/<profile>/<group>/<arm>/seed<seed>``."""
+    return Path(results_dir) / profile / group / arm / f"seed{seed}"
 
 
 def load_run(path: str | Path, key: str | None = None) -> Run | None:
@@ -182,7 +185,8 @@ def cached_run(path: str | Path, config: dict, work: Callable[[Path], dict], *, 
     write_json(path / "config.json", {"key": key, "config": config})
     write_json(path / "provenance.json", provenance())
     t0 = time.time()
-    out = work(path)
+    with captured(path / "train.log"):  # step logs, library warnings and bars: the run's file, not the book
+        out = work(path)
     wall = time.time() - t0
     for name in ("train_ids", "test_ids"):
         if name in out:
@@ -196,17 +200,17 @@ def cached_run(path: str | Path, config: dict, work: Callable[[Path], dict], *, 
                records=out.get("records", []), reused=False)
 
 
-def runs_frame(results_dir: str | Path, profile: str, experiment: str | None = None):
-    """All complete runs under ``results_dir/profile[/experiment]`` as a tidy DataFrame of their metrics."""
+def runs_frame(results_dir: str | Path, profile: str, group: str | None = None):
+    """All complete runs under ``results_dir/profile[/group]`` as a tidy DataFrame of their metrics."""
     import pandas as pd
 
     root = Path(results_dir) / profile
     rows = []
-    pattern = f"{experiment}/*/seed*" if experiment else "*/*/seed*"
+    pattern = f"{group}/*/seed*" if group else "*/*/seed*"
     for p in sorted(root.glob(pattern)):
         run = load_run(p)
         if run is None:
             continue
-        exp, arm, seed = p.parts[-3], p.parts[-2], int(p.parts[-1][4:])
-        rows.append({"experiment": exp, "arm": arm, "seed": seed, **run.metrics})
+        grp, arm, seed = p.parts[-3], p.parts[-2], int(p.parts[-1][4:])
+        rows.append({"group": grp, "arm": arm, "seed": seed, **run.metrics})
     return pd.DataFrame(rows)

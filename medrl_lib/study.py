@@ -1,8 +1,9 @@
 """The study: every arm of the six experiments as profile overrides, run (or loaded) by one function.
 
-Zhu et al.'s experiments (E1-E5) train on all modalities (PMC-VQA is mixed); MedVLM-R1's (E6) trains on MRI
-only and tests on MRI, CT and X-ray. Arms are shared between notebooks: E1's instruct arm is the GRPO
-baseline of E2, E4 and E5, so it trains once and every notebook reads the same stored runs.
+Zhu et al.'s experiments (E1-E5) train on all modalities (PMC-VQA is mixed): results group 'zhu'; MedVLM-R1's
+(E6) trains on MRI only and tests on MRI, CT and X-ray: results group 'ood'. Arms are shared between notebooks:
+E1's instruct arm is the GRPO baseline of E2, E4 and E5, so it trains once and every notebook reads the same
+stored runs.
 
 >>> sorted(ARMS)[:3]
 ['dpo', 'dr-grpo', 'grpo-base']
@@ -15,7 +16,9 @@ from __future__ import annotations
 from typing import Any
 
 from .config import Profile, load_profile
-from .experiments import grpo_arm, make_splits, sft_arm, zero_shot_arm
+from .console import progress
+from .data.splits import make_splits
+from .runs import grpo_arm, sft_arm, zero_shot_arm
 from .results import Run
 
 #: Zhu's data: all modalities in training (the profile's default trains on MRI only, as MedVLM-R1).
@@ -24,8 +27,8 @@ ZHU_DATA: dict[str, Any] = {"data.train_modalities": ["MRI", "CT", "X-ray"]}
 _RULES = {"format_reward": 1.0, "accuracy_reward": 1.0}
 _SA = {**_RULES, "semantic_reward": 1.0}
 
-#: arm -> (trainer, results-store experiment, profile overrides); the experiment's data comes from
-#: :func:`experiment_data`.
+#: arm -> (method, results group, profile overrides); the group's data and protocol come from
+#: :func:`group_overrides`.
 ARMS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "grpo-base": ("grpo", "zhu", {"model.init": "base"}),
     "grpo-instruct": ("grpo", "zhu", {}),
@@ -64,72 +67,72 @@ def arm_overrides(arm: str) -> dict[str, Any]:
 
 
 
-def experiment_data(profile: str, experiment: str, overrides: dict | None = None) -> dict[str, Any]:
-    """Protocol overrides of ``experiment`` ('zhu' or 'ood') for ``profile``: on synthetic data Zhu's experiments
-    train on every modality; E6 runs the profile's ``medvlm_r1`` section (on the paper profile MedVLM-R1's data
-    and settings: the HuatuoGPT-Vision evaluation data, 2 processes, 300 steps, G = 6 ...)."""
+def group_overrides(profile: str, group: str, overrides: dict | None = None) -> dict[str, Any]:
+    """Protocol overrides of the results ``group`` ('zhu' or 'ood') for ``profile``: on synthetic data Zhu's
+    experiments train on every modality; E6 runs the profile's ``medvlm_r1`` section (on the paper profile
+    MedVLM-R1's data and settings: the HuatuoGPT-Vision evaluation data, 2 processes, 300 steps, G = 6 ...)."""
     p = load_profile(profile, overrides)
     synthetic = p.data.source == "synthetic"
-    if experiment == "zhu":
+    if group == "zhu":
         return dict(ZHU_DATA) if synthetic else {}
     return dict(p.medvlm_r1)
 
 
 def arm_profile(profile: str, arm: str, overrides: dict | None = None) -> Profile:
-    """The resolved profile of ``arm``: the named profile, the experiment's data, the arm's overrides, then the
+    """The resolved profile of ``arm``: the named profile, its group's protocol, the arm's overrides, then the
     caller's."""
     arm_only = arm_overrides(arm)  # raises on an unknown arm
-    data = experiment_data(profile, ARMS[arm][1], overrides)
+    data = group_overrides(profile, ARMS[arm][1], overrides)
     return load_profile(profile, {**data, **arm_only, **(overrides or {})})
 
 
 def run_arm(profile: str, arm: str, seed: int, overrides: dict | None = None, force: bool = False) -> Run:
     """Train and evaluate ``arm`` with ``seed`` (or load it from the results store)."""
     p = arm_profile(profile, arm, overrides)
-    trainer, experiment, _ = ARMS[arm]
-    if trainer == "grpo":
-        return grpo_arm(p, experiment, arm, seed, force=force)
-    return sft_arm(p, experiment, arm, seed, trainer, force=force)
+    method, group, _ = ARMS[arm]
+    if method == "grpo":
+        return grpo_arm(p, group, arm, seed, force=force)
+    return sft_arm(p, group, arm, seed, method, force=force)
 
 
 def run_arms(profile: str, arms: list[str], seeds: list[int], overrides: dict | None = None,
              force: bool = False) -> dict[str, list[Run]]:
-    """``{arm: [run per seed]}``, printing one line per run (trained or loaded)."""
+    """``{arm: [run per seed]}``, reporting one progress line per run (trained or loaded; see
+    :func:`medrl_lib.console.progress`)."""
     out: dict[str, list[Run]] = {}
     for arm in arms:
         out[arm] = []
         for seed in seeds:
             run = run_arm(profile, arm, seed, overrides, force)
             how = "loaded" if run.reused else f"trained in {run.metrics.get('time/wall_s', 0):.0f} s"
-            print(f"{LABELS.get(arm, arm)} seed {seed}: {how}, accuracy {run.metrics['eval/accuracy/all']:.1f}%",
-                  flush=True)
+            progress(f"{LABELS.get(arm, arm)} seed {seed}: {how}, accuracy {run.metrics['eval/accuracy/all']:.1f}%")
             out[arm].append(run)
     return out
 
 
-def zero_shot(profile: str, which: str = "instruct", experiment: str = "zhu", overrides: dict | None = None,
+def zero_shot(profile: str, which: str = "instruct", group: str = "zhu", overrides: dict | None = None,
               force: bool = False) -> Run:
     """The start model ``which`` evaluated without training with the reasoning prompt and strict scoring, on
-    ``experiment``'s test items: the reference for "GRPO raises accuracy and format" (arm ``<which>-zero-shot``).
+    ``group``'s test items: the reference for "GRPO raises accuracy and format" (arm ``<which>-zero-shot``).
     The papers' zero-shot rows are :func:`baseline`."""
-    p = load_profile(profile, {**experiment_data(profile, experiment, overrides), **(overrides or {})})
-    return zero_shot_arm(p, experiment, f"{which}-zero-shot", which, prompt_mode="reasoning", force=force)
+    p = load_profile(profile, {**group_overrides(profile, group, overrides), **(overrides or {})})
+    return zero_shot_arm(p, group, f"{which}-zero-shot", which, prompt_mode="reasoning", force=force)
 
 
-def baseline(profile: str, which: str = "instruct", experiment: str = "zhu", overrides: dict | None = None,
+def baseline(profile: str, which: str = "instruct", group: str = "zhu", overrides: dict | None = None,
              force: bool = False) -> Run:
     """The papers' zero-shot row: the start model ``which`` asked with the plain prompt ("{Question} Your task:
     provide the correct single-letter choice") and scored by exact match (MedVLM-R1 section 4; Zhu's 47.29 row),
     arm ``zero-shot-<which>``."""
-    p = load_profile(profile, {**experiment_data(profile, experiment, overrides), **(overrides or {})})
-    return zero_shot_arm(p, experiment, f"zero-shot-{which}", which, prompt_mode="plain", force=force)
+    p = load_profile(profile, {**group_overrides(profile, group, overrides), **(overrides or {})})
+    return zero_shot_arm(p, group, f"zero-shot-{which}", which, prompt_mode="plain", force=force)
 
 
-def splits(profile: str, experiment: str = "zhu", overrides: dict | None = None):
-    """The (train, test) items of ``experiment`` ('zhu' or 'ood'), the same for every arm of it."""
-    return make_splits(load_profile(profile, {**experiment_data(profile, experiment, overrides), **(overrides or {})}))
+def splits(profile: str, group: str = "zhu", overrides: dict | None = None):
+    """The (train, test) items of the results ``group`` ('zhu' or 'ood'), the same for every arm of it."""
+    return make_splits(load_profile(profile, {**group_overrides(profile, group, overrides), **(overrides or {})}))
 
 
-def test_split(profile: str, experiment: str = "zhu", overrides: dict | None = None):
-    """The test items of ``experiment`` (the same for every arm of it)."""
-    return splits(profile, experiment, overrides)[1]
+def test_split(profile: str, group: str = "zhu", overrides: dict | None = None):
+    """The test items of the results ``group`` (the same for every arm of it)."""
+    return splits(profile, group, overrides)[1]

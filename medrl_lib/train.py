@@ -1,30 +1,31 @@
-"""Training: GRPO and SFT through TRL, every paper setting taken explicitly from the profile.
+"""Training: GRPO, full SFT, LoRA and DPO through TRL, every paper setting taken explicitly from the profile.
 
 The datasets come in the common schema (:mod:`medrl_lib.data.schema`); this module adds TRL's conversational
 ``prompt`` (and, for SFT, ``completion``) columns, checks prompt lengths (never truncating image tokens,
-a known failure mode of public GRPO code) and runs the trainers. The policy a run starts from is resolved by :func:`ensure_policy`: hub ids on
-the paper profile; on the cpu/smoke profiles, the tiny model and its supervised 'instruct' stand-in, built
-once and cached by the hash of their settings.
+a known failure mode of public GRPO code) and runs the trainers. :func:`fit` is the one switch between the
+methods, called in the notebook's process by :mod:`medrl_lib.runs` and in each process of a multi-process run by
+:mod:`medrl_lib.launch`. The model a run starts from comes from :func:`medrl_lib.standins.ensure_start_model`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import torch
 from transformers import TrainerCallback
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-from . import rewards as R
-from .config import Profile, SFTSettings, resolve_path
+from .config import Profile, SFTSettings
 from .data.schema import validate_rows
-from .models import TinyModelSpec, config_hash, ensure_tiny_model, load_model, save_model
-from .prompts import conversation
+from .models import load_model
+from .prompts import conversation, reasoning_target
+from .rewards import build_reward_funcs
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
@@ -62,57 +63,6 @@ PROGRESS_KEYS = {
     "sft": {"loss": "loss", "mean_token_accuracy": "token-acc"},
     "dpo": {"loss": "loss", "rewards/accuracies": "pref-acc", "rewards/margins": "margin"},
 }
-
-#: Reward names usable in ``grpo.reward_weights``.
-REWARD_NAMES = ("format_reward", "accuracy_reward", "semantic_reward", "ecr_reward", "cwr_reward")
-
-
-def build_reward_funcs(profile: Profile, tokenizer=None) -> list[Callable]:
-    """The reward functions named in ``grpo.reward_weights``, in that order, configured from the profile.
-
-    The length rewards carry weight 1 here: their weight in the total is ``grpo.reward_weights`` (TRL's
-    ``reward_weights``), so that each component is logged unweighted as ``rewards/<name>/mean``.
-    """
-    g = profile.grpo
-    unknown = [n for n in g.reward_weights if n not in REWARD_NAMES]
-    if unknown:
-        raise ValueError(f"grpo.reward_weights names unknown reward {unknown[0]!r}; known: {list(REWARD_NAMES)}")
-    funcs = []
-    for name in g.reward_weights:
-        if name == "format_reward":
-            funcs.append(R.format_reward)
-        elif name == "accuracy_reward":
-            funcs.append(R.AccuracyReward(require_format=g.accuracy_requires_format))
-        elif name == "semantic_reward":
-            from .config import resolve_source
-
-            judge = R.OracleJudge() if g.semantic_judge == "oracle" else R.LLMJudge(resolve_source(g.semantic_judge))
-            funcs.append(R.SemanticAlignmentReward(judge))
-        elif name == "ecr_reward":
-            funcs.append(R.ExtendedChainReward(tokenizer, target_tokens=g.length_target_tokens, weight=1.0))
-        else:
-            funcs.append(R.CorrectnessWeightedLengthReward(tokenizer, target_tokens=g.length_target_tokens, weight=1.0,
-                                                           require_format=g.accuracy_requires_format))
-    return funcs
-
-
-def reasoning_target(row: dict) -> str:
-    """The supervised reasoning target (synthetic items): the image's report, the finding that answers the
-    question, then the letter. A documented choice: the chain states the answer's text before its letter, so the
-    letter is read off the options rather than guessed.
-
-    >>> row = {"facts": '{"modality": "CT", "question_type": "side", "n_lesions": 1, "lesions": [{"center": [0.3, 0.3], '
-    ...        '"radius": 0.05, "quadrant": "upper left", "side": "left", "size": "small"}]}',
-    ...        "options": ["right", "left"], "answer": "B"}
-    >>> reasoning_target(row)
-    '<think>CT image showing one hypodense lesion: a small lesion in the upper left. The answer is left.</think><answer>B</answer>'
-    """
-    from .data.synthetic import describe
-
-    answer_text = row["options"][ord(row["answer"]) - 65]
-    report = describe(json.loads(row["facts"]))
-    return f"<think>{report} The answer is {answer_text}.</think><answer>{row['answer']}</answer>"
-
 
 def with_prompts(ds, mode: str = "reasoning", target: str | None = None):
     """Add TRL's conversational ``prompt`` (and ``completion`` when ``target`` is 'reasoning', 'plain' or
@@ -168,7 +118,7 @@ def training_dtype(profile: Profile, distributed: bool) -> str:
     """The dtype the weights are loaded in for training. DeepSpeed (``distributed``) keeps fp32 master weights
     of bf16 models in its optimizer; a single process has no master copy, and AdamW steps on bf16 weights round
     updates of lr 1e-6 away, so a single process loads float32 weights and computes in bf16 under autocast
-    (``grpo.bf16``).
+    (``grpo.bf16``, ``sft.bf16``).
 
     >>> from medrl_lib.config import load_profile
     >>> p = load_profile("paper")
@@ -198,73 +148,30 @@ def attention_kernel(model) -> str | None:
     return getattr(getattr(model, "config", None), "_attn_implementation", None)
 
 
-def ensure_policy(profile: Profile, which: str | None = None) -> str:
-    """A loadable path or hub id of the start policy ('base' or 'instruct'; default: ``profile.model.init``)."""
-    which = which or profile.model.init
-    m = profile.model
-    if m.kind == "hub":
-        from .config import resolve_source
-
-        return resolve_source(m.base if which == "base" else m.instruct)
-    cache = resolve_path(profile.cache_dir)
-    spec = TinyModelSpec(arch=m.tiny, image_size=profile.data.image_size)
-    base = _ensure_base(profile, ensure_tiny_model(spec, cache), cache)
-    if which == "base":
-        return str(base)
-    settings = {"base": base.name, "items": m.instruct_items, "steps": m.instruct_steps, "lr": m.instruct_lr,
-                "target": m.instruct_target, "image_size": profile.data.image_size,
-                "options": [profile.data.min_options, profile.data.max_options]}
-    if profile.data.option_order != "shuffled":  # keeps the cache keys of shuffled-option models
-        settings["option_order"] = profile.data.option_order
-    if m.instruct_plain_fraction and m.instruct_plain_types:
-        settings["plain"] = [sorted(m.instruct_plain_types), m.instruct_plain_fraction]
-    from .data.schema import MODALITIES
-    from .data.synthetic import SyntheticConfig, generate
-
-    def items():  # disjoint from every train/test split: its own id prefix and seed
-        ds = generate(SyntheticConfig(n_items=m.instruct_items, modalities=MODALITIES,
-                                      seed=10_000 + profile.data.seed, image_size=profile.data.image_size,
-                                      min_options=profile.data.min_options, max_options=profile.data.max_options,
-                                      option_order=profile.data.option_order, id_prefix="instruct"))
-        return mark_plain_answers(ds, m.instruct_plain_types, m.instruct_plain_fraction, seed=profile.data.seed)
-
-    return str(_tuned_stage(cache / f"tiny-instruct-{config_hash(settings)}", "tiny-instruct", settings, items,
-                            base, lr=m.instruct_lr, steps=m.instruct_steps, target=m.instruct_target,
-                            seed=profile.data.seed))
+def report_to() -> str:
+    """Where trainers log their curves: ``tensorboard`` (event files in ``<run>/tensorboard``, see
+    ``medrl tensorboard``), or what the ``MEDRL_REPORT_TO`` environment variable names (``none``, ``wandb``...)."""
+    return os.environ.get("MEDRL_REPORT_TO", "tensorboard")
 
 
-def start_model_sizes(profile: Profile):
-    """Parameters (vision, language, total) of the profile's base and instruct start models, built on demand; for
-    hub models, their ids (counting 2B parameters would load both)."""
-    import pandas as pd
-
-    from .models import parameter_counts
-
-    if profile.model.kind == "hub":
-        return pd.DataFrame({"base": {"hub id": profile.model.base}, "instruct": {"hub id": profile.model.instruct}})
-    return pd.DataFrame({which: parameter_counts(ensure_policy(profile, which)) for which in ("base", "instruct")})
-
-
-def mark_plain_answers(ds, question_types, fraction: float, seed: int = 0):
-    """Add the boolean column ``plain_answer``: True for a seeded ``fraction`` of the items of ``question_types``,
-    whose supervised target is then the bare letter although the prompt asks for the reasoning format.
-
-    >>> from medrl_lib.data.synthetic import SyntheticConfig, generate
-    >>> ds = mark_plain_answers(generate(SyntheticConfig(n_items=10)), ["count"], 1.0)
-    >>> sum(ds["plain_answer"]), [json.loads(f)["question_type"] for f, p in zip(ds["facts"], ds["plain_answer"]) if p]
-    (2, ['count', 'count'])
+@contextlib.contextmanager
+def logging_dir(output_dir: str):
+    """Trainers built inside write their TensorBoard events next to the checkpoints: ``<run>/tensorboard`` when
+    ``output_dir`` is ``<run>/checkpoints`` (transformers reads ``TENSORBOARD_LOGGING_DIR`` when a trainer is made).
     """
-    import numpy as np
-
-    rng = np.random.default_rng([seed, 4242])
-    draws = rng.random(len(ds))
-    types = [json.loads(f)["question_type"] for f in ds["facts"]]
-    flags = [bool(t in question_types and u < fraction) for t, u in zip(types, draws)]
-    return ds.add_column("plain_answer", flags)
+    previous = os.environ.get("TENSORBOARD_LOGGING_DIR")
+    os.environ["TENSORBOARD_LOGGING_DIR"] = str(Path(output_dir).parent / "tensorboard")
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("TENSORBOARD_LOGGING_DIR", None)
+        else:
+            os.environ["TENSORBOARD_LOGGING_DIR"] = previous
 
 
 def _common_args(output_dir: str, *, lr: float, max_steps: int, batch_size: int, seed: int, bf16: bool,
-                 report_to: str = "none", deepspeed: str | None = None) -> dict:
+                 deepspeed: str | None = None) -> dict:
     """Trainer arguments shared by the supervised trainers, each set explicitly (TRL's defaults drift)."""
     return dict(
         output_dir=output_dir,
@@ -276,7 +183,7 @@ def _common_args(output_dir: str, *, lr: float, max_steps: int, batch_size: int,
         warmup_steps=max(1, max_steps // 20),
         logging_steps=max(1, max_steps // 20),
         save_strategy="no",
-        report_to=report_to,
+        report_to=report_to(),
         seed=seed,
         bf16=bf16,  # TRL's default is True
         gradient_checkpointing=False,  # TRL's default is True
@@ -296,61 +203,14 @@ def lora_config(s: SFTSettings):
                       task_type="CAUSAL_LM", bias="none")
 
 
-def _ensure_base(profile: Profile, random_init: Path, cache: Path) -> Path:
-    """The tiny 'base' stand-in: the random model pretrained to write the report of an image (all modalities,
-    items disjoint from every split), never shown a question; the random model itself when base_steps is 0."""
-    m = profile.model
-    if m.base_steps == 0:
-        return random_init
-    settings = {"init": random_init.name, "items": m.base_items, "steps": m.base_steps, "lr": m.base_lr,
-                "image_size": profile.data.image_size}
-    if m.base_text_items:  # keeps the cache keys of report-only base models
-        settings["text"] = [m.base_text_items, m.base_text_tagged_fraction]
-    from .data.schema import MODALITIES
-    from .data.synthetic import SyntheticConfig, generate
-
-    from .data.general_text import general_documents
-
-    def items():
-        return generate(SyntheticConfig(n_items=m.base_items, modalities=MODALITIES, seed=30_000 + profile.data.seed,
-                                        image_size=profile.data.image_size, id_prefix="base"))
-
-    def text():
-        return general_documents(m.base_text_items, seed=profile.data.seed,
-                                 tagged_fraction=m.base_text_tagged_fraction, image_size=profile.data.image_size)
-
-    return _tuned_stage(cache / f"tiny-base-{config_hash(settings)}", "tiny-base", settings, items, random_init,
-                        lr=m.base_lr, steps=m.base_steps, target="report", seed=profile.data.seed, extra=text)
-
-
-def _tuned_stage(path: Path, kind: str, settings: dict, items, start: Path, *, lr: float, steps: int, target: str,
-                 seed: int, extra=None) -> Path:
-    """The model at ``path`` (keyed by ``settings``), made once by supervised tuning of ``start`` on ``items()``
-    with ``target`` (plus the conversational rows ``extra()``); the settings and the ids of the items and rows
-    that made it are saved beside it."""
-    if (path / "medrl_tiny.json").exists():
-        return path
-    import shutil
-
-    ds, rows = items(), (extra() if extra else [])
-    work = str(path) + ".work"
-    model, processor, _ = run_sft(str(start), ds, output_dir=work, lr=lr, max_steps=steps, target=target, seed=seed,
-                                  extra_rows=rows)
-    save_model(model, processor, path, meta={"kind": kind, "settings": settings,
-                                             "train_ids": list(ds["id"]) + [r["id"] for r in rows]})
-    shutil.rmtree(work, ignore_errors=True)
-    return path
-
-
 def run_sft(model_path: str, ds, *, output_dir: str, lr: float, max_steps: int, target: str = "reasoning",
             batch_size: int = 16, seed: int = 0, lora: SFTSettings | None = None, bf16: bool = False,
-            deepspeed: str | None = None, return_trainer: bool = False, extra_rows: Sequence[dict] = (),
-            load: dict | None = None):
+            deepspeed: str | None = None, extra_rows: Sequence[dict] = (), load: dict | None = None) -> dict:
     """Supervised fine-tuning with TRL's ``SFTTrainer`` (loss on completion tokens only); LoRA when ``lora``
     gives the adapter settings (merged into the weights at the end). ``extra_rows`` are conversational rows
     (``prompt``, ``completion``, ``image``) mixed into the items, e.g. the base model's unrelated text. ``load``:
     keyword arguments of :func:`medrl_lib.models.load_model` (:func:`supervised_load`; default: float32, no pixel
-    limit, as the tiny start models are built). Returns ``(model, processor, log_history)``."""
+    limit, as the tiny start models are built). Returns ``{"model", "processor", "log_history", "trainer"}``."""
     import datasets
     from trl import SFTConfig, SFTTrainer
 
@@ -367,14 +227,13 @@ def run_sft(model_path: str, ds, *, output_dir: str, lr: float, max_steps: int, 
                      completion_only_loss=True,
                      max_length=None,  # never truncate: image tokens must stay whole
                      packing=False)
-    trainer = SFTTrainer(model=model, args=args, train_dataset=data, processing_class=processor,
-                         peft_config=lora_config(lora) if lora else None)
+    with logging_dir(output_dir):
+        trainer = SFTTrainer(model=model, args=args, train_dataset=data, processing_class=processor,
+                             peft_config=lora_config(lora) if lora else None)
     ConciseProgress("lora" if lora else "sft", PROGRESS_KEYS["sft"]).install(trainer)
     trainer.train()
     model = trainer.model.merge_and_unload() if lora else trainer.model
-    if return_trainer:
-        return model, processor, trainer.state.log_history, trainer
-    return model, processor, trainer.state.log_history
+    return {"model": model, "processor": processor, "log_history": trainer.state.log_history, "trainer": trainer}
 
 
 def preference_pairs(ds, target: str = "reasoning", seed: int = 0):
@@ -399,9 +258,9 @@ def preference_pairs(ds, target: str = "reasoning", seed: int = 0):
 
 def run_dpo(model_path: str, ds, *, output_dir: str, lr: float, max_steps: int, beta: float,
             target: str = "reasoning", batch_size: int = 8, seed: int = 0, bf16: bool = False,
-            deepspeed: str | None = None, return_trainer: bool = False, load: dict | None = None):
+            deepspeed: str | None = None, load: dict | None = None) -> dict:
     """Direct preference optimisation with TRL's ``DPOTrainer`` on :func:`preference_pairs`.
-    Returns ``(model, processor, log_history)``."""
+    Returns ``{"model", "processor", "log_history", "trainer"}``."""
     from trl import DPOConfig, DPOTrainer
 
     validate_rows(ds, "dpo train set")
@@ -412,13 +271,13 @@ def run_dpo(model_path: str, ds, *, output_dir: str, lr: float, max_steps: int, 
                      beta=beta, loss_type=["sigmoid"], label_smoothing=0.0,  # Rafailov et al.'s DPO loss
                      max_length=None, padding_free=False,
                      precompute_ref_log_probs=False)
-    trainer = DPOTrainer(model=model, ref_model=ref, args=args, train_dataset=preference_pairs(ds, target, seed),
-                         processing_class=processor)
+    with logging_dir(output_dir):
+        trainer = DPOTrainer(model=model, ref_model=ref, args=args,
+                             train_dataset=preference_pairs(ds, target, seed), processing_class=processor)
     ConciseProgress("dpo", PROGRESS_KEYS["dpo"]).install(trainer)
     trainer.train()
-    if return_trainer:
-        return trainer.model, processor, trainer.state.log_history, trainer
-    return trainer.model, processor, trainer.state.log_history
+    return {"model": trainer.model, "processor": processor, "log_history": trainer.state.log_history,
+            "trainer": trainer}
 
 
 def grpo_args(profile: Profile, output_dir: str, tokenizer=None, **extra):
@@ -467,7 +326,7 @@ def grpo_kwargs(profile: Profile, output_dir: str, **extra) -> dict:
         warmup_steps=g.warmup_steps,
         weight_decay=g.weight_decay,
         max_grad_norm=g.max_grad_norm,
-        report_to="none",
+        report_to=report_to(),
         use_cpu=not torch.cuda.is_available(),
         dataloader_num_workers=0,
         disable_tqdm=True,
@@ -549,8 +408,9 @@ def run_grpo(profile: Profile, model_path: str, train_ds, output_dir: str, *, ca
     if profile.grpo.beta > 0 and not getattr(model.config, "_name_or_path", ""):
         model.config._name_or_path = model_path  # TRL rebuilds the reference model from this path
     cls = trainer_cls or MedrlGRPOTrainer
-    trainer = cls(model=model, reward_funcs=reward_funcs, args=args, train_dataset=data,
-                  processing_class=processor, callbacks=list(callbacks))
+    with logging_dir(output_dir):
+        trainer = cls(model=model, reward_funcs=reward_funcs, args=args, train_dataset=data,
+                      processing_class=processor, callbacks=list(callbacks))
     ConciseProgress("grpo", PROGRESS_KEYS["grpo"]).install(trainer)
     last = last_checkpoint(output_dir)
     if last and profile.grpo.save_only_model:
@@ -562,3 +422,37 @@ def run_grpo(profile: Profile, model_path: str, train_ds, output_dir: str, *, ca
     trainer.train(resume_from_checkpoint=last)
     return {"log_history": trainer.state.log_history, "model": trainer.model, "processor": processor,
             "trainer": trainer, "args": asdict(profile.grpo)}
+
+
+#: What :func:`fit` trains: GRPO and the supervised baselines of Zhu section 4 (full SFT, LoRA, DPO).
+METHODS = ("grpo", "sft", "lora", "dpo")
+#: The supervised baselines among :data:`METHODS`.
+SUPERVISED_METHODS = METHODS[1:]
+
+
+def trains_in_bf16(profile: Profile, method: str) -> bool:
+    """Whether ``method`` trains in bfloat16 mixed precision: ``grpo.bf16`` for GRPO, ``sft.bf16`` for the
+    supervised baselines."""
+    return profile.grpo.bf16 if method == "grpo" else profile.sft.bf16
+
+
+def fit(method: str, profile: Profile, model_path: str, train, output_dir: str, *,
+        deepspeed: str | None = None) -> dict:
+    """Train ``method`` (one of :data:`METHODS`) from ``model_path`` on the items ``train``, checkpoints under
+    ``output_dir``: GRPO with the ``grpo`` settings (:func:`run_grpo`, resuming from a checkpoint there); full SFT,
+    LoRA or DPO with the ``sft`` settings, its seed and precision included, for :func:`supervised_steps` steps.
+    ``deepspeed``: the DeepSpeed config when this is one process of a multi-process run
+    (:mod:`medrl_lib.launch`). Returns ``{"model", "processor", "log_history", "trainer"}``."""
+    if method == "grpo":
+        return run_grpo(profile, model_path, train, output_dir, **({"deepspeed": deepspeed} if deepspeed else {}))
+    if method not in SUPERVISED_METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    s = profile.sft
+    common = dict(output_dir=output_dir, max_steps=supervised_steps(profile, method), target=s.target,
+                  batch_size=s.per_device_train_batch_size, seed=s.seed, bf16=s.bf16, deepspeed=deepspeed,
+                  load=supervised_load(profile, distributed=bool(deepspeed)))
+    if method == "dpo":
+        return run_dpo(model_path, train, lr=s.dpo_learning_rate, beta=s.dpo_beta, **common)
+    lora = method == "lora"
+    return run_sft(model_path, train, lr=s.lora_learning_rate if lora else s.learning_rate, lora=s if lora else None,
+                   **common)

@@ -96,3 +96,45 @@ def test_math_renders_offline(server, tmp_path):
     assert "cdn.jsdelivr.net" not in page  # the local copy, not a CDN
     dom = _chromium(tmp_path, "--dump-dom", urljoin(base, "methods.html"))
     assert "mjx-container" in dom  # MathJax ran and typeset the formulas
+
+
+#: What a report must never show: library warnings, progress bars, logger lines and paths of the machine that built it.
+NOISE = {
+    "a Python warning": re.compile(r"\b[A-Z][A-Za-z]*Warning\b|\bwarnings\.warn\("),
+    "a progress bar": re.compile(r"\d+%\|[^|\n]*\||\bit/s\]|\bexamples/s\]"),
+    "a logger line": re.compile(r"\[(?:WARNING|INFO|ERROR)\]"),
+    "a build-machine path": re.compile("|".join(re.escape(s) for s in (str(ROOT), "site-packages", "/tmp/pytest-of"))),
+}
+
+
+def noise_in(text: str) -> list[str]:
+    """What of :data:`NOISE` a page's visible text shows, with a few characters of context."""
+    found = []
+    for what, pattern in NOISE.items():
+        m = pattern.search(text)
+        if m:
+            found.append(f"{what}: ...{text[max(0, m.start() - 60):m.end() + 60]!r}...")
+    return found
+
+
+@pytest.mark.parametrize("text, clean", [
+    ("Accuracy rose from 41.7% to 60.0%.", True),                        # a report's sentence
+    ("/x/transformers/training_args.py:1541: FutureWarning: `gr`", False),  # a library warning
+    ("Loading weights: 100%|██████████| 81/81 [00:00<00:00, 2.0it/s]", False),  # a progress bar
+    ("[2026-11-21 23:36:57] [WARNING] [real_accelerator.py:213]", False),  # DeepSpeed's logger
+    (f"kept at {ROOT}/book/chapters/x.ipynb", False),                    # this machine's path
+])
+def test_noise_detector(text, clean):
+    assert (noise_in(text) == []) == clean
+
+
+def test_no_page_shows_a_warning_a_progress_bar_or_a_path(server, tmp_path):
+    base, html = server
+    problems = []
+    for page in sorted(p.relative_to(html).as_posix() for p in html.rglob("*.html") if "_static" not in p.parts):
+        dom = _chromium(tmp_path, "--dump-dom", urljoin(base, page))
+        body = dom[dom.find("<body"):]
+        text = re.sub(r"<script.*?</script>|<style.*?</style>", " ", body, flags=re.S)
+        text = re.sub(r"<[^>]+>", " ", text)
+        problems += [f"{page}: {p}" for p in noise_in(text)]
+    assert not problems, "\n".join(problems)

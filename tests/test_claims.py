@@ -1,9 +1,8 @@
 """The claims scorecard: intervals and verdicts computed from per-item records."""
 
-import numpy as np
 import pytest
 
-from medrl_lib.claims import CLAIMS, Claim, difference_interval, evaluate_claim, item_matrix, item_values, verdict
+from medrl_lib.claims import CLAIMS, Claim, evaluate_claim, item_matrix, item_values, verdict
 from medrl_lib.results import Run
 
 
@@ -23,28 +22,6 @@ def _run(correct, tokens=None, modality="MRI"):
 ])
 def test_verdict(low, high, direction, expected):
     assert verdict(low, high, direction) == expected
-
-
-def test_interval_of_a_sure_difference_excludes_zero_and_is_centred():
-    a = np.array([[100.0] * 60 + [0.0] * 40] * 3)
-    b = np.array([[100.0] * 30 + [0.0] * 70] * 3)
-    diff, low, high = difference_interval(a, b, n_boot=500, seed=1)
-    assert diff == pytest.approx(30.0) and 0 < low < 30 < high
-
-
-def test_identical_arms_give_zero_width_interval():
-    a = np.random.default_rng(0).integers(0, 2, size=(3, 50)).astype(float)
-    assert difference_interval(a, a.copy(), n_boot=200) == (0.0, 0.0, 0.0)
-
-
-def test_seed_spread_widens_the_interval():
-    items = 200
-    steady = np.array([[100.0] * 110 + [0.0] * 90] * 3)
-    noisy = np.array([[100.0] * 70 + [0.0] * 130, [100.0] * 150 + [0.0] * 50, [100.0] * 110 + [0.0] * 90])
-    base = np.zeros((3, items))
-    w_steady = np.subtract(*difference_interval(steady, base, n_boot=1000)[2:0:-1])
-    w_noisy = np.subtract(*difference_interval(noisy, base, n_boot=1000)[2:0:-1])
-    assert w_noisy > w_steady
 
 
 def test_evaluate_claim_uses_only_the_claims_modalities():

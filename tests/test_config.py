@@ -51,13 +51,15 @@ def test_every_field_has_a_docstring():
     pytest.param("data:\n  image_size: 50\n", "data.image_size", id="bad-image-size"),  # not a multiple of 28
     pytest.param("eval:\n  batch_size: 0\n", "eval.batch_size", id="non-positive"),  # must be positive
     pytest.param("data:\n  option_order: sorted\n", "data.option_order", id="bad-option-order"),  # unknown order
-    pytest.param("model:\n  instruct_plain_fraction: 1.5\n", "model.instruct_plain_fraction",
+    pytest.param("standins:\n  instruct:\n    plain_fraction: 1.5\n", "standins.instruct.plain_fraction",
                  id="fraction-over-one"),  # a fraction of items
-    pytest.param("model:\n  base_text_tagged_fraction: -0.1\n", "model.base_text_tagged_fraction",
+    pytest.param("standins:\n  base:\n    text_tagged_fraction: -0.1\n", "standins.base.text_tagged_fraction",
                  id="tagged-fraction-negative"),  # a share of documents
-    pytest.param("model:\n  base_text_items: -5\n", "model.base_text_items", id="negative-text-items"),
+    pytest.param("standins:\n  base:\n    text_items: -5\n", "standins.base.text_items", id="negative-text-items"),
+    pytest.param("standins:\n  instruct:\n    target: essay\n", "standins.instruct.target", id="bad-nested-choice"),
+    pytest.param("standins:\n  base:\n    stepz: 3\n", "standins.base.stepz", id="unknown-nested-twice"),
     pytest.param("sft:\n  dpo_max_steps: 0\n", "sft.dpo_max_steps", id="no-dpo-steps"),  # must be positive
-    pytest.param("model:\n  instruct_plain_types: [colour]\n", "model.instruct_plain_types",
+    pytest.param("standins:\n  instruct:\n    plain_types: [colour]\n", "standins.instruct.plain_types",
                  id="unknown-question-type"),  # would silently mark nothing
 ])
 def test_bad_profile_names_file_and_key(tmp_path, text, key):
@@ -92,3 +94,17 @@ def test_option_orders_agree_with_the_generator():
     from medrl_lib.data.synthetic import OPTION_ORDERS
 
     assert _CHOICES["data.option_order"] == OPTION_ORDERS  # the profile accepts exactly what the generator does
+
+
+@pytest.mark.parametrize("name", ["smoke", "cpu", "rehearsal", "paper"])
+def test_supervised_runs_have_their_own_seed_and_precision(name):
+    # each profile sets them as its GRPO settings, so that its supervised baselines train as before they had them
+    p = load_profile(name)
+    assert (p.sft.seed, p.sft.bf16) == (p.grpo.seed, p.grpo.bf16)
+    assert load_profile(name, {"sft.bf16": not p.sft.bf16}).grpo.bf16 == p.grpo.bf16  # independent settings
+
+
+def test_standins_overrides_use_dotted_nested_keys():
+    p = load_profile("smoke", overrides={"standins.base.steps": 5, "standins.instruct.plain_types": ["count"]})
+    assert p.standins.base.steps == 5 and p.standins.instruct.plain_types == ("count",)
+    assert load_profile("cpu").standins.instruct.plain_fraction == 0.7

@@ -11,10 +11,10 @@ from medrl_lib.config import ConfigError, load_profile
 def test_two_cpu_processes_train_with_deepspeed_zero2(smoke_profile, smoke_dirs, tmp_path):
     from medrl_lib.launch import launch_training
     from medrl_lib.models import load_model
-    from medrl_lib.train import ensure_policy
+    from medrl_lib.standins import ensure_start_model
 
     cache, results = smoke_dirs
-    base = ensure_policy(smoke_profile, "base")
+    base = ensure_start_model(smoke_profile, "base")
     log = launch_training("smoke", {"cache_dir": str(cache), "results_dir": str(results)}, base, str(tmp_path), 2,
                           bf16=False)
     info = json.loads((tmp_path / "launch_info.json").read_text())
@@ -28,10 +28,10 @@ def test_two_cpu_processes_train_with_deepspeed_zero2(smoke_profile, smoke_dirs,
 def test_two_cpu_processes_train_lora_with_deepspeed_zero2(smoke_profile, smoke_dirs, tmp_path):
     from medrl_lib.launch import launch_training
     from medrl_lib.models import load_model
-    from medrl_lib.train import ensure_policy
+    from medrl_lib.standins import ensure_start_model
 
     cache, results = smoke_dirs
-    base = ensure_policy(smoke_profile, "base")
+    base = ensure_start_model(smoke_profile, "base")
     log = launch_training("smoke", {"cache_dir": str(cache), "results_dir": str(results)}, base, str(tmp_path), 2,
                           bf16=False, method="lora")
     info = json.loads((tmp_path / "launch_info.json").read_text())
@@ -48,8 +48,20 @@ def test_unknown_launch_method():
         launch_training("smoke", {}, "m", "o", 2, False, method="kto")
 
 
+def test_launch_only_launches():
+    # the child process rebuilds the split and trains through train.fit; nothing of the runs' caching is imported
+    import ast
+    import inspect
+
+    from medrl_lib import launch
+
+    imported = {n.module for n in ast.walk(ast.parse(inspect.getsource(launch)))
+                if isinstance(n, ast.ImportFrom) and n.level}
+    assert imported == {"config", "data.splits", "models", "train"}
+
+
 def test_write_profile_round_trips(tmp_path):
-    from medrl_lib.experiments import write_profile
+    from medrl_lib.runs import write_profile
 
     p = load_profile("cpu", overrides={"grpo.max_steps": 3})
     write_profile(p, tmp_path / "p.yaml")

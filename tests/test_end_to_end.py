@@ -95,4 +95,18 @@ def test_notebooks_are_stored_without_outputs():
         code = [c for c in nb["cells"] if c["cell_type"] == "code"]
         assert all(not c.get("outputs") for c in code), name
         tags = [c.get("metadata", {}).get("tags", []) for c in code]
-        assert ["parameters"] in tags, f"{name}: no parameters cell"
+        assert sum("parameters" in t for t in tags) == 1, f"{name}: not exactly one parameters cell"
+
+
+def test_chapters_open_with_their_question_and_hide_their_setup():
+    for name in CHAPTERS:
+        nb = json.loads((ROOT / "notebooks" / f"{name}.ipynb").read_text())
+        first = nb["cells"][0]
+        assert first["cell_type"] == "markdown" and "".join(first["source"]).startswith("# "), name
+        assert "How to read this chapter" in "".join(first["source"]), f"{name}: no reading guide"
+        code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+        imports, params = code[0], code[1]
+        assert "quiet_notebook()" in "".join(imports["source"]), f"{name}: warnings would reach the page"
+        for cell in (imports, params):
+            assert "remove-cell" in cell["metadata"].get("tags", []), f"{name}: setup cell shown in the book"
+        assert "parameters" in params["metadata"]["tags"], name

@@ -85,12 +85,13 @@ def test_beta_needs_reference():
 @pytest.fixture(scope="module")
 def trainer(smoke_profile, tmp_path_factory):
     """A MedrlGRPOTrainer on the smoke profile's tiny model (beta > 0, so a reference model is built)."""
-    from medrl_lib.experiments import make_splits
+    from medrl_lib.data.splits import make_splits
     from medrl_lib.grpo import MedrlGRPOTrainer
-    from medrl_lib.train import ensure_policy, grpo_args, load_policy, with_prompts
+    from medrl_lib.standins import ensure_start_model
+    from medrl_lib.train import grpo_args, load_policy, with_prompts
 
     train, _ = make_splits(smoke_profile)
-    path = ensure_policy(smoke_profile, "base")
+    path = ensure_start_model(smoke_profile, "base")
     model, processor = load_policy(smoke_profile, path)
     model.config._name_or_path = path
     args, funcs = grpo_args(smoke_profile, str(tmp_path_factory.mktemp("grpo")))

@@ -10,8 +10,8 @@ import torch
 
 from medrl_lib.hub_standins import (BASE, BIOGPT, CROSS_ENCODER, HUB_IDS, INSTRUCT, MISTRAL, QWEN2_VL_SPECIAL_TOKENS,
                                     STANDIN_FILE, build_hub_standins, is_complete)
-from medrl_lib.models import (QWEN2_VL_CHAT_TEMPLATE, TINY_MARKER, _processor_class, check_pixel_limit,
-                              eos_token_ids, load_model)
+from medrl_lib.models import (QWEN2_VL_CHAT_TEMPLATE, TINY_MARKER, check_pixel_limit, eos_token_ids, load_model,
+                              processor_class)
 from medrl_lib.config import load_profile
 from medrl_lib.prompts import chat_messages
 
@@ -131,7 +131,7 @@ def test_instruct_loads_through_the_hub_branch(standins, instruct):
 
     model, processor = instruct
     assert type(model) is Qwen2VLForConditionalGeneration and model.dtype == torch.float32
-    assert isinstance(processor, _processor_class()) and getattr(processor, "video_processor", None) is None
+    assert isinstance(processor, processor_class()) and getattr(processor, "video_processor", None) is None
     assert type(processor.image_processor).__name__ == "Qwen2VLImageProcessorPil"  # no torchvision needed
     assert processor.image_processor.size["longest_edge"] == MAX_PIXELS  # max_pixels applied
     assert processor.image_processor.size["shortest_edge"] == 3136  # the rest from preprocessor_config.json
@@ -233,7 +233,7 @@ def test_saved_after_training_reloads_through_the_same_branch(standins, instruct
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the saved base carries its template: no fallback warning
         model2, processor2 = load_model(tmp_path, max_pixels=MAX_PIXELS)
-    assert isinstance(processor2, _processor_class()) and not processor2.borrowed_chat_template
+    assert isinstance(processor2, processor_class()) and not processor2.borrowed_chat_template
     assert processor2.image_processor.size["longest_edge"] == MAX_PIXELS
     assert processor2.chat_template == processor.chat_template and _render(processor2) == _render(processor)
     assert eos_token_ids(model2, processor2.tokenizer) == eos_token_ids(model, processor.tokenizer)
@@ -297,8 +297,8 @@ def test_biogpt_perplexity_and_judge(standins):
     pytest.importorskip("sacremoses")  # BioGptTokenizer's dependency, pinned in pyproject.toml
     from transformers import AutoTokenizer
 
+    from medrl_lib.judges import LLMJudge
     from medrl_lib.metrics import Perplexity
-    from medrl_lib.rewards import LLMJudge
 
     tokenizer = AutoTokenizer.from_pretrained(str(standins[BIOGPT]))
     assert type(tokenizer).__name__ == "BioGptTokenizer"  # the slow Moses + fastBPE tokenizer, as on the hub
@@ -327,7 +327,7 @@ def test_cross_encoder_similarity(standins):
 def test_mistral_thinking_scorer(standins):
     from transformers import AutoTokenizer
 
-    from medrl_lib.metrics import LLMThinkingScorer
+    from medrl_lib.thinking import LLMThinkingScorer
 
     tokenizer = AutoTokenizer.from_pretrained(str(standins[MISTRAL]))
     # transformers v5 ignores the hub's tokenizer_class LlamaTokenizer for model_type mistral: TokenizersBackend

@@ -559,7 +559,7 @@ def test_write_split_ids(tmp_path):
 def test_paper_profile_splits_read_local_files_in_the_published_formats(tmp_path):
     """make_splits on the real-data sources: Zhu's split (train_2.csv / test_2.csv, disjoint by image) and
     MedVLM-R1's (its published test items, the first of each modality here, and MRI training items)."""
-    from medrl_lib import experiments
+    from medrl_lib.data.splits import make_splits
     from medrl_lib.config import load_profile
     from medrl_lib.data import fixtures
     from medrl_lib.data.splits import image_keys
@@ -567,7 +567,7 @@ def test_paper_profile_splits_read_local_files_in_the_published_formats(tmp_path
     fixtures.write_pmc_vqa(tmp_path / "pmc", n_per_modality=6)
     p = load_profile("paper", overrides={"data.pmc_vqa_path": str(tmp_path / "pmc"), "data.train_size": 8,
                                          "data.test_size": 6})
-    train, test = experiments.make_splits(p)
+    train, test = make_splits(p)
     assert (len(train), len(test)) == (8, 6)
     assert set(image_keys(train)).isdisjoint(image_keys(test))  # no figure in both
     assert all(i.startswith("pmc-test_2-") for i in test["id"]) and all(i.startswith("pmc-train_2-") for i in train["id"])
@@ -577,7 +577,7 @@ def test_paper_profile_splits_read_local_files_in_the_published_formats(tmp_path
     fixtures.write_huatuo_eval(tmp_path / "huatuo", n_train_mri=3, n_test_per_modality=1, published=published)
     p = load_profile("paper", overrides={"data.source": "huatuo-eval", "data.huatuo_path": str(tmp_path / "huatuo"),
                                          "data.train_size": 2, "data.test_per_modality": 1})
-    train, test = experiments.make_splits(p)
+    train, test = make_splits(p)
     assert set(train["modality"]) == {"MRI"} and list(test["modality"]) == ["MRI", "CT", "X-ray"]  # published order
     assert [q.strip() for q in test["question"]] == [item["question"].strip() for item in published]
     assert set(image_keys(train)).isdisjoint(image_keys(test))

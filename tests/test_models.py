@@ -1,13 +1,14 @@
-"""The tiny Qwen2-VL factory: deterministic build, identical logits after save/reload."""
+"""The tiny Qwen2-VL factory: deterministic build, identical logits after save/reload, folders built once."""
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from medrl_lib.models import (TinyModelConfig, TinyModelSpec, build_tiny_model, ensure_tiny_model, load_model,
-                              make_processor, save_model, train_tokenizer)
+from medrl_lib.models import (TINY_MARKER, TinyModelConfig, build_once, build_tiny_model, is_built, load_model,
+                              make_processor, train_tokenizer)
 from medrl_lib.prompts import chat_messages
+from medrl_lib.standins import TinyModelSpec, ensure_tiny_model
 
 ARCH = TinyModelConfig(vocab_size=300, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
                        num_attention_heads=2, num_key_value_heads=1, vision_depth=1, vision_embed_dim=16,
@@ -27,7 +28,12 @@ def test_save_reload_gives_identical_logits(tmp_path):
     tok = train_tokenizer(CORPUS, ARCH.vocab_size)
     proc = make_processor(tok, 56)
     model = build_tiny_model(ARCH, tok)
-    save_model(model, proc, tmp_path / "m")
+
+    def write(folder):
+        model.save_pretrained(folder)
+        proc.save_pretrained(folder)
+
+    build_once(tmp_path / "m", write, {"kind": "test"}, marker=TINY_MARKER)
     model2, proc2 = load_model(tmp_path / "m")
     with torch.no_grad():
         a = model(**_batch(proc)).logits
@@ -73,3 +79,35 @@ def test_load_model_rejects_a_file(tmp_path):
     f.write_text("x")
     with pytest.raises(FileNotFoundError, match="weights.bin"):
         load_model(f)
+
+
+def test_build_once_builds_once_and_replaces_unfinished_or_stale_folders(tmp_path):
+    calls = []
+
+    def build(folder):
+        calls.append(folder)
+        (folder / "weights.txt").write_text(str(len(calls)))
+        return {"train_ids": ["a", "b"]}
+
+    path = tmp_path / "thing-abc"
+    assert build_once(path, build, {"kind": "thing", "settings": {"n": (1, 2)}}, marker="done.json") == path
+    assert is_built(path, {"kind": "thing", "settings": {"n": (1, 2)}}, "done.json")  # tuples compare as stored
+    assert build_once(path, build, {"kind": "thing", "settings": {"n": (1, 2)}}, marker="done.json") == path
+    assert len(calls) == 1 and (path / "weights.txt").read_text() == "1"  # reused, not rebuilt
+    import json
+
+    assert json.loads((path / "done.json").read_text())["train_ids"] == ["a", "b"]  # what the build returned
+    # other settings in the marker: stale, rebuilt in place; an interrupted build (no marker): rebuilt too
+    build_once(path, build, {"kind": "thing", "settings": {"n": 3}}, marker="done.json")
+    (path / "done.json").unlink()
+    build_once(path, build, {"kind": "thing", "settings": {"n": 3}}, marker="done.json")
+    assert len(calls) == 3 and (path / "weights.txt").read_text() == "3"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["thing-abc"]  # no temporary folder left
+
+    def fail(folder):
+        (folder / "half.txt").write_text("")
+        raise RuntimeError("interrupted")
+
+    with pytest.raises(RuntimeError):
+        build_once(tmp_path / "other", fail, {"kind": "x"}, marker="done.json")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["thing-abc"]  # nothing taken for a finished folder

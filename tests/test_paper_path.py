@@ -5,7 +5,6 @@ end-of-sequence ids (4) are tested in test_loaders.py, test_fixtures.py and test
 """
 
 import importlib.util
-import json
 import re
 from pathlib import Path
 
@@ -44,13 +43,14 @@ class _FakeModel:
 
 
 def test_evaluation_moves_the_policy_to_the_eval_device_and_back(monkeypatch, smoke_profile):
-    from medrl_lib import evaluate, experiments, train
+    from medrl_lib import evaluate, runs, train
+    from medrl_lib.data.splits import make_splits
 
     monkeypatch.setattr(train, "eval_device", lambda profile: "cuda:0")
     monkeypatch.setattr(evaluate, "generate_records", lambda *a, **k: [])
-    _, test = experiments.make_splits(smoke_profile)
+    _, test = make_splits(smoke_profile)
     model = _FakeModel()
-    metrics, _ = experiments._evaluate(model, None, smoke_profile, test.select(range(0)))
+    metrics, _ = runs._evaluate(model, None, smoke_profile, test.select(range(0)))
     assert model.moves[0] == ((), {"device": "cuda:0", "dtype": torch.float32})  # to the GPU, in the profile's dtype
     assert model.moves[-1] == (("cpu",), {})  # off the GPU before the metric models load
     assert metrics["eval/device"] == "cuda:0" and "eval/items_per_s" in metrics
@@ -102,19 +102,20 @@ def test_launch_prints_the_disk_a_paper_run_needs(capsys):
 
 @pytest.mark.slow
 def test_checkpoints_rotate_and_a_run_resumes(smoke_profile, tmp_path, capsys):
-    from medrl_lib.experiments import make_splits
-    from medrl_lib.train import ensure_policy, run_grpo
+    from medrl_lib.data.splits import make_splits
+    from medrl_lib.standins import ensure_start_model
+    from medrl_lib.train import run_grpo
 
     p = load_profile("smoke", overrides={"cache_dir": smoke_profile.cache_dir, "grpo.max_steps": 3,
                                          "grpo.save_steps": 1, "grpo.save_total_limit": 1})
     train, _ = make_splits(p)
     out = tmp_path / "ckpt"
-    run_grpo(p, ensure_policy(p), train, str(out))
+    run_grpo(p, ensure_start_model(p), train, str(out))
     assert sorted(x.name for x in out.glob("checkpoint-*")) == ["checkpoint-3"]  # older ones deleted
     assert (out / "checkpoint-3" / "optimizer.pt").exists()  # full state: the optimizer too
     longer = load_profile("smoke", overrides={"cache_dir": smoke_profile.cache_dir, "grpo.max_steps": 4,
                                               "grpo.save_steps": 1, "grpo.save_total_limit": 1})
-    res = run_grpo(longer, ensure_policy(p), train, str(out))
+    res = run_grpo(longer, ensure_start_model(p), train, str(out))
     assert "resuming from" in capsys.readouterr().out
     assert [e["step"] for e in res["log_history"] if "reward" in e][-1] == 4
     assert res["trainer"].state.global_step == 4
@@ -184,14 +185,16 @@ def test_book_stops_at_a_failed_preflight(capsys, monkeypatch, tmp_path):
 # 9. The GPU is free for the next arm: metric models released after each evaluation -----------------------------
 
 def test_metric_models_are_released_after_evaluation(smoke_profile):
-    from medrl_lib import experiments
-    from medrl_lib.train import ensure_policy, load_policy
+    from medrl_lib import runs
+    from medrl_lib.data.splits import make_splits
+    from medrl_lib.standins import ensure_start_model
+    from medrl_lib.train import load_policy
 
-    _, test = experiments.make_splits(smoke_profile)
-    scorers = experiments.metric_scorers(smoke_profile)
-    model, processor = load_policy(smoke_profile, ensure_policy(smoke_profile))
-    experiments._evaluate(model, processor, smoke_profile, test.select(range(4)))
-    assert experiments._SCORERS == {}  # nothing cached in the notebook's kernel between arms
+    _, test = make_splits(smoke_profile)
+    scorers = runs.metric_scorers(smoke_profile)
+    model, processor = load_policy(smoke_profile, ensure_start_model(smoke_profile))
+    runs._evaluate(model, processor, smoke_profile, test.select(range(4)))
+    assert runs._SCORERS == {}  # nothing cached in the notebook's kernel between arms
     assert scorers["perplexity"]._model is None  # the loaded reference LM was dropped
     assert next(model.parameters()).device.type == "cpu"
 
@@ -213,9 +216,9 @@ def test_e6_reads_the_huatuo_path_when_pmc_vqa_is_local(monkeypatch):
     monkeypatch.setattr(pmc_vqa, "load_pmc_vqa", lambda src, **k: read.append(("pmc", src)) or 1 / 0)
     monkeypatch.setattr(huatuo, "load_huatuo_eval", lambda src, **k: read.append(("huatuo", src)) or 1 / 0)
     local = {"data.pmc_vqa_path": "/data/pmc", "data.huatuo_path": "/data/huatuo"}
-    for experiment in ("zhu", "ood"):
+    for group in ("zhu", "ood"):
         with pytest.raises(ZeroDivisionError):
-            study.splits("paper", experiment, local)
+            study.splits("paper", group, local)
     assert read == [("pmc", "/data/pmc"), ("huatuo", "/data/huatuo")]
     # E6's sizes come from the profile (MedVLM-R1's 600 / 300 on the paper profile)
     p = study.arm_profile("paper", "ood-grpo")
@@ -235,7 +238,7 @@ def test_single_process_trains_float32_weights(monkeypatch, smoke_profile):
 
     monkeypatch.setattr(train, "load_policy", fake_load)
     p = load_profile("smoke", overrides={"model.dtype": "bfloat16", "cache_dir": smoke_profile.cache_dir})
-    from medrl_lib.experiments import make_splits
+    from medrl_lib.data.splits import make_splits
 
     with pytest.raises(RuntimeError, match="stop"):
         train.run_grpo(p, "unused", make_splits(p)[0], "out")

@@ -87,7 +87,7 @@ def test_run_sft_passes_the_load_settings(monkeypatch, smoke_profile):
         raise RuntimeError("stop")
 
     monkeypatch.setattr(train, "load_model", fake)
-    from medrl_lib.experiments import make_splits
+    from medrl_lib.data.splits import make_splits
 
     with pytest.raises(RuntimeError, match="stop"):
         train.run_sft("m", make_splits(smoke_profile)[0], output_dir="o", lr=1e-3, max_steps=1,

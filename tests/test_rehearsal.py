@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from medrl_lib import rehearsal, study
-from medrl_lib.config import load_profile
+from medrl_lib.config import load_profile, resolve_path
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -39,7 +39,7 @@ def test_drift_is_caught():
 @pytest.fixture(scope="module")
 def parts():
     """Every part of the rehearsal, built once under .cache/medrl/rehearsal (reused by later runs)."""
-    return rehearsal.ensure_parts()
+    return rehearsal.ensure_parts(resolve_path(rehearsal.ROOT))
 
 
 def test_parts_are_in_the_hub_layouts(parts):
@@ -80,10 +80,11 @@ def test_preflight_passes_on_the_rehearsal(parts, capsys):
 @pytest.mark.parametrize("which", ["base", "instruct"])
 def test_policies_pad_on_the_left(parts, which):
     # found by the rehearsal: a right-padding tokenizer misaligned TRL's mm_token_type_ids with the prompt ids
-    from medrl_lib.train import ensure_policy, load_policy
+    from medrl_lib.standins import ensure_start_model
+    from medrl_lib.train import load_policy
 
     p = load_profile("rehearsal")
-    path = ensure_policy(p, which)
+    path = ensure_start_model(p, which)
     from transformers import AutoTokenizer
 
     assert AutoTokenizer.from_pretrained(path).padding_side == "right"  # as the stand-in (and a hub default) ships
@@ -93,23 +94,24 @@ def test_policies_pad_on_the_left(parts, which):
 @pytest.mark.parametrize("arm", sorted(study.ARMS))
 def test_every_arm_resolves_a_launch(parts, arm):
     from medrl_lib.launch import launch_command
-    from medrl_lib.train import ensure_policy
+    from medrl_lib.standins import ensure_start_model
+    from medrl_lib.train import trains_in_bf16
 
     p = study.arm_profile("rehearsal", arm)
-    policy = ensure_policy(p)
+    policy = ensure_start_model(p)
     assert Path(policy).is_dir() and not (Path(policy) / "medrl_tiny.json").exists()
     method = study.ARMS[arm][0]
-    cmd = launch_command("rehearsal", {}, policy, "out", p.num_processes, p.grpo.bf16, method=method)
+    cmd = launch_command("rehearsal", {}, policy, "out", p.num_processes, trains_in_bf16(p, method), method=method)
     assert cmd[cmd.index("--num_processes") + 1] == "2" and cmd[cmd.index("--method") + 1] == method
     assert cmd[cmd.index("--mixed_precision") + 1] == "bf16"  # the paper's bf16, on CPU too
 
 
 def test_data_chapter_table_counts_the_dropped_rows(parts):
-    from medrl_lib import plots
+    from medrl_lib import report
 
     zhu_train, zhu_test = study.splits("rehearsal", "zhu")
     ood_train, ood_test = study.splits("rehearsal", "ood")
-    table = plots.loader_table({"Zhu train": zhu_train, "Zhu test": zhu_test, "E6 train": ood_train, "E6 test": ood_test})
+    table = report.loader_table({"Zhu train": zhu_train, "Zhu test": zhu_test, "E6 train": ood_train, "E6 test": ood_test})
     # Zhu: train_2.csv and test_2.csv; E6: both splits of the one JSON file share its column
     assert list(table.columns) == ["train_2.csv", "test_2.csv", "medical_multimodel_evaluation_data.json"]
     assert table.loc["used by"].tolist() == ["Zhu train", "Zhu test", "E6 train, E6 test"]

@@ -90,7 +90,7 @@ def test_runs_frame(tmp_path):
 
 def test_run_key_ignores_storage_paths_but_not_settings():
     from medrl_lib.config import load_profile
-    from medrl_lib.experiments import run_settings
+    from medrl_lib.runs import run_settings
 
     a = load_profile("cpu")
     b = load_profile("cpu", overrides={"results_dir": "/elsewhere", "cache_dir": "/tmp/c", "seeds": [0, 1, 2]})

@@ -1,27 +1,28 @@
-"""Tests for medrl_lib.rewards: the format and accuracy rewards (MedVLM-R1 section 3)."""
+"""Tests for medrl_lib.rewards: the format and accuracy rewards (MedVLM-R1 section 3), the semantic alignment,
+ECR and CWR rewards (Zhu et al. sections 3.2 and 3.3)."""
 
 from __future__ import annotations
 
+import json
+import math
+import pickle
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import pickle
-
+from medrl_lib.completions import answer_letter, well_formed
+from medrl_lib.oracle import OracleJudge
 from medrl_lib.rewards import (
     ACCURACY_REQUIRES_FORMAT,
     AccuracyReward,
-    Parsed,
+    CorrectnessWeightedLengthReward,
+    ExtendedChainReward,
+    SemanticAlignmentReward,
     accuracy_reward,
-    answer_letter,
     answer_score,
-    completion_text,
-    extract_choice,
     format_reward,
-    parse_completion,
-    well_formed,
 )
 
 OPTIONS = ["Cyst", "Pulmonary nodule", "Pneumothorax", "Normal"]  # gold "B" throughout unless stated
@@ -38,6 +39,41 @@ def assistant(content: Any) -> list[dict[str, Any]]:
 def wrap(answer: str, think: str = "The opacity is round and well defined.") -> str:
     """A well-formed completion with the given answer block content."""
     return f"<think>{think}</think>\n<answer>{answer}</answer>"
+
+
+def facts_json(modality: str, quadrants: list[str]) -> str:
+    """Synthetic facts as the dataset's ``facts`` column holds them."""
+    lesions = [
+        {"center": [0.3, 0.3], "radius": 0.045, "quadrant": q, "side": q.split()[1], "size": "small"} for q in quadrants
+    ]
+    return json.dumps({"modality": modality, "question_type": "location", "n_lesions": len(lesions), "lesions": lesions})
+
+
+CT_TWO = facts_json("CT", ["upper left", "lower right"])  # CT, two lesions: upper left and lower right
+MRI_ONE = facts_json("MRI", ["lower left"])  # MRI, one lesion in the lower left
+
+
+def think(reasoning: str, answer: str = "B") -> str:
+    """A well-formed completion."""
+    return f"<think>{reasoning}</think>\n<answer>{answer}</answer>"
+
+
+class RecordingJudge:
+    """A fake judge that records its calls and says Yes iff the reasoning contains "good"."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[list[str], list[str], list[str]]] = []
+
+    def __call__(self, questions: list[str], reasonings: list[str], facts: list[str]) -> list[bool]:
+        self.calls.append((list(questions), list(reasonings), list(facts)))
+        return ["good" in r for r in reasonings]
+
+
+class CharTokenizer:
+    """A fake tokenizer with one token per character (picklable, module level)."""
+
+    def __call__(self, text: str, add_special_tokens: bool = False) -> dict[str, list[int]]:
+        return {"input_ids": [ord(c) for c in text]}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -84,22 +120,6 @@ def test_format_reward(completion: Any, expected: float) -> None:
 def test_well_formed_is_the_format_reward_rule(completion: Any, expected: float) -> None:
     assert well_formed(completion) is (expected == 1.0)
     assert well_formed(completion) == (format_reward([completion])[0] == 1.0)
-
-
-@pytest.mark.parametrize(
-    ("completion", "has_think", "expected"),
-    [
-        pytest.param("<think>x</think><answer>B</answer>", True, True, id="both-blocks"),  # well-formed
-        pytest.param("<think>x</think> The answer is B", True, False, id="think-only"),  # a think block is not the format
-        pytest.param("<think>x</think><answer>B</answer> Done.", True, False, id="text-after"),  # text outside
-        pytest.param("<answer>B</answer><think>x</think>", True, False, id="wrong-order"),  # order matters
-        pytest.param("<think>x</think><answer>B", True, False, id="truncated"),  # unclosed answer block
-        pytest.param("<answer>B</answer>", False, False, id="answer-only"),  # no think block
-    ],
-)
-def test_well_formed_is_not_a_think_block(completion: str, has_think: bool, expected: bool) -> None:
-    assert (parse_completion(completion).think is not None) is has_think  # the old, looser count
-    assert well_formed(completion) is expected
 
 
 # ---------------------------------------------------------------------------------------------
@@ -220,29 +240,6 @@ def test_accuracy_reward_object_validates(value: Any) -> None:
         AccuracyReward(require_format=value)
 
 
-ANSWER_LETTER_CASES = [
-    # MedVLM-R1's evaluation regex <answer>\s*([A-Z])\s*</answer>, first match anywhere
-    pytest.param(wrap("B"), "B", id="bare"),  # the letter
-    pytest.param(wrap("\n B \t"), "B", id="whitespace"),  # whitespace inside the block
-    pytest.param(wrap("(B)"), None, id="parenthesised"),  # not a lone letter
-    pytest.param(wrap("B."), None, id="dot"),  # not a lone letter
-    pytest.param(wrap("B) Pulmonary nodule"), None, id="letter-text"),  # a reward's 0.5, no letter here
-    pytest.param(wrap("b"), None, id="lowercase"),  # capital letters only
-    pytest.param(wrap("Z"), "Z", id="beyond-options"),  # read; the caller finds it wrong
-    pytest.param(wrap("AB"), None, id="two-letters"),  # one letter only
-    pytest.param("<answer>A</answer><answer>B</answer>", "A", id="first-match"),  # re.search: the first
-    pytest.param("Round. <answer>B</answer>", "B", id="format-not-checked"),  # the caller checks the format
-    pytest.param("<ANSWER>B</ANSWER>", None, id="uppercase-tags"),  # case-sensitive
-    pytest.param("B", None, id="no-block"),  # no answer block
-    pytest.param(assistant(wrap("C")), "C", id="conversational"),  # TRL message form
-]
-
-
-@pytest.mark.parametrize(("completion", "expected"), ANSWER_LETTER_CASES)
-def test_answer_letter(completion: Any, expected: str | None) -> None:
-    assert answer_letter(completion) == expected
-
-
 def test_duplicate_option_text_is_ambiguous() -> None:
     assert answer_score("Nodule", "B", ["Cyst", "Nodule", "nodule."]) == 0.0
 
@@ -285,66 +282,186 @@ def test_reward_names_for_trl_logging() -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# parse_completion, completion_text, extract_choice
+# SemanticAlignmentReward
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        pytest.param("<think> a </think><answer> B </answer>", Parsed(" a ", " B ", True), id="raw-contents"),  # not stripped
-        pytest.param("x<think>a</think>y<answer>B</answer>z", Parsed("a", "B", False), id="extracted-when-malformed"),  # unique blocks
-        pytest.param("<think>a<think>b</think><answer>B</answer>", Parsed(None, "B", False), id="think-not-unique"),  # no think
-        pytest.param("</answer>B<answer>", Parsed(None, None, False), id="answer-inverted"),  # close before open
-    ],
-)
-def test_parse_completion(text: str, expected: Parsed) -> None:
-    assert parse_completion(text) == expected
+def test_semantic_reward_asks_judge_once_in_order() -> None:
+    judge = RecordingJudge()
+    reward = SemanticAlignmentReward(judge)
+    completions: list[Any] = [
+        "<answer>B</answer>",  # no think block: 0, not sent
+        think("  good reasoning  "),  # sent, stripped; Yes
+        think("   \n "),  # empty think block: 0, not sent
+        [{"role": "assistant", "content": think("bad reasoning")}],  # conversational form; sent; No
+        "<think>a</think><think>b</think><answer>B</answer>",  # repeated think: no unique block, 0, not sent
+        "<think>good but no answer</think>",  # think block without answer: sent; Yes
+    ]
+    questions = [f"q{i}" for i in range(6)]
+    facts = [f"f{i}" for i in range(6)]
+    assert reward(completions, question=questions, facts=facts, prompts=None, trainer_state=None) == [
+        0.0, 1.0, 0.0, 0.0, 0.0, 1.0,
+    ]
+    assert judge.calls == [
+        (["q1", "q3", "q5"], ["good reasoning", "bad reasoning", "good but no answer"], ["f1", "f3", "f5"])
+    ]
+
+
+def test_semantic_reward_defaults_facts_and_skips_judge_without_reasoning() -> None:
+    judge = RecordingJudge()
+    reward = SemanticAlignmentReward(judge)
+    assert reward(["no tags", "<answer>B</answer>", "", None], question=["q"] * 4) == [0.0] * 4
+    assert judge.calls == []  # nothing to judge: the judge is not called
+    assert reward([think("good")], question=["q"]) == [1.0]
+    assert judge.calls == [(["q"], ["good"], ["{}"])]  # facts default to "{}"
+    assert reward([], question=[]) == []
+
+
+def test_semantic_reward_with_oracle_judge_and_pickling() -> None:
+    reward = SemanticAlignmentReward(OracleJudge())
+    completions = [think("One lesion in the lower left on MRI."), think("Lesion in the upper right."), "no tags"]
+    expected = [1.0, 0.0, 0.0]
+    assert reward(completions, question=["Where?"] * 3, facts=[MRI_ONE] * 3) == expected
+    clone = pickle.loads(pickle.dumps(reward))
+    assert clone(completions, question=["Where?"] * 3, facts=[MRI_ONE] * 3) == expected
+    assert reward.__name__ == clone.__name__ == "semantic_reward"
+    assert SemanticAlignmentReward.__name__ == "SemanticAlignmentReward"  # the class keeps its own name
+
+
+def test_semantic_reward_caller_errors() -> None:
+    reward = SemanticAlignmentReward(RecordingJudge())
+    with pytest.raises(ValueError, match="length mismatch"):
+        reward([think("x")], question=["q", "q"])
+    with pytest.raises(ValueError, match="length mismatch"):
+        reward([think("x")], question=["q"], facts=["{}", "{}"])
+    with pytest.raises(ValueError, match="verdicts"):
+        SemanticAlignmentReward(lambda q, r, f: [])([think("x")], question=["q"])  # a broken judge
+
+
+# ---------------------------------------------------------------------------------------------
+# ECR and CWR
+# ---------------------------------------------------------------------------------------------
+
+ECR_CASES = [
+    # (completion, tokenizer, target, weight, expected)
+    pytest.param(think("a b c"), None, 4, 1.0, 0.75, id="words-partial"),  # 3 words / 4
+    pytest.param(think("a\nb\tc  d"), None, 4, 1.0, 1.0, id="words-any-whitespace"),  # 4 words: saturates at 1
+    pytest.param(think("a b c d e f g h"), None, 4, 2.0, 2.0, id="words-capped-weighted"),  # min(8/4, 1) * 2
+    pytest.param(think("one two"), None, 8, 0.5, 0.125, id="words-weight"),  # 0.5 * 2/8
+    pytest.param(think("  \n "), None, 4, 1.0, 0.0, id="empty-think"),  # no words
+    pytest.param("<answer>B</answer>", None, 4, 1.0, 0.0, id="no-think"),  # no think block
+    pytest.param("<think>a</think><think>b</think>", None, 1, 1.0, 0.0, id="repeated-think"),  # no unique think block
+    pytest.param("<think>a b</think>", None, 4, 1.0, 0.5, id="think-only"),  # the answer block is not needed
+    pytest.param(think(" abcd "), CharTokenizer(), 8, 1.0, 0.5, id="tokens-stripped"),  # 4 chars (stripped) / 8
+    pytest.param(think("ab cd"), CharTokenizer(), 10, 3.0, 1.5, id="tokens-weighted"),  # 3 * 5/10
+    pytest.param([{"role": "assistant", "content": think("a b")}], None, 4, 1.0, 0.5, id="conversational"),
+]
+
+
+@pytest.mark.parametrize(("completion", "tokenizer", "target", "weight", "expected"), ECR_CASES)
+def test_ecr(completion: Any, tokenizer: Any, target: int, weight: float, expected: float) -> None:
+    reward = ExtendedChainReward(tokenizer, target_tokens=target, weight=weight)
+    assert reward([completion]) == [pytest.approx(expected)]
+
+
+CWR_CASES = [
+    # (completion, gold, expected) with target 4, weight 1, whitespace words
+    pytest.param(think("a b", "B"), "B", 0.5, id="correct"),  # paid: 2/4
+    pytest.param(think("a b c d e", "(B)"), "B", 1.0, id="correct-parenthesised-capped"),  # strict 1.0 accuracy; capped
+    pytest.param(think("a b", "C"), "B", 0.0, id="wrong-letter"),  # not paid
+    pytest.param(think("a b", "B) Pulmonary nodule"), "B", 0.0, id="half-credit"),  # 0.5 accuracy: not paid
+    pytest.param(think("a b", "Pulmonary nodule"), "B", 0.0, id="option-text"),  # 0.5 accuracy: not paid
+    pytest.param(think("a b", ""), "B", 0.0, id="empty-answer"),  # not paid
+    pytest.param("<think>a b</think>", "B", 0.0, id="missing-answer"),  # no answer block
+    pytest.param("<answer>B</answer>", "B", 0.0, id="correct-no-think"),  # correct, but no reasoning to pay
+    pytest.param("<think>a b</think><answer>A</answer><answer>B</answer>", "B", 0.0, id="repeated-answer"),  # hedging
+    pytest.param("<think>a b</think> so <answer>B</answer>", "B", 0.0, id="correct-not-well-formed"),  # format first
+]
+
+
+@pytest.mark.parametrize(("completion", "gold", "expected"), CWR_CASES)
+def test_cwr(completion: str, gold: str, expected: float) -> None:
+    reward = CorrectnessWeightedLengthReward(target_tokens=4)
+    assert reward([completion], answer=[gold], options=[OPTIONS], trainer_state=None) == [pytest.approx(expected)]
 
 
 @pytest.mark.parametrize(
-    ("completion", "expected"),
+    ("completion", "with_format", "without_format"),
     [
-        pytest.param("plain", "plain", id="string"),  # unchanged
-        pytest.param(None, "", id="none"),  # no completion
-        pytest.param({"role": "assistant", "content": "x"}, "x", id="single-message"),  # a bare message dict
-        pytest.param(assistant([{"type": "image"}, {"type": "text", "text": "a"}, {"type": "text", "text": "b"}]), "ab", id="parts"),  # text parts only
-        pytest.param([{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}], "a", id="assistant-only"),  # other roles dropped
-        pytest.param([{"content": "a"}, {"role": "assistant", "content": "b"}], "a\nb", id="messages-joined"),  # roleless counts as assistant
-        pytest.param(assistant([{"type": "text", "text": None}, 3, "s"]), "s", id="odd-parts"),  # junk parts ignored
-        pytest.param(42, "", id="unrecognised"),  # not a completion
+        pytest.param(think("a b", "B"), 0.5, 0.5, id="well-formed"),  # paid either way
+        pytest.param("<think>a b</think> so <answer>B</answer>", 0.0, 0.5, id="text-between"),  # format broken
+        pytest.param("<think>a b</think><answer>B</answer> Done.", 0.0, 0.5, id="text-after"),  # format broken
+        pytest.param("<answer>B</answer><think>a b</think>", 0.0, 0.5, id="wrong-order"),  # format broken
+        pytest.param("<think>a b</think> so <answer>C</answer>", 0.0, 0.0, id="wrong-either-way"),  # wrong letter
     ],
 )
-def test_completion_text(completion: Any, expected: str) -> None:
-    assert completion_text(completion) == expected
+def test_cwr_require_format(completion: str, with_format: float, without_format: float) -> None:
+    """CWR's correctness follows the accuracy reward's setting (give both the same)."""
+    kwargs = {"answer": ["B"], "options": [OPTIONS]}
+    assert CorrectnessWeightedLengthReward(target_tokens=4)([completion], **kwargs) == [with_format]
+    assert CorrectnessWeightedLengthReward(target_tokens=4, require_format=False)([completion], **kwargs) == [
+        without_format]
+    with pytest.raises(ValueError, match="require_format"):
+        CorrectnessWeightedLengthReward(require_format="no")  # type: ignore[arg-type]
 
 
+def test_cwr_with_tokenizer_and_caller_errors() -> None:
+    reward = CorrectnessWeightedLengthReward(CharTokenizer(), target_tokens=10, weight=2.0)
+    assert reward([think("abcde"), think("abcde", "A")], answer=["B", "B"], options=[OPTIONS] * 2) == [1.0, 0.0]
+    with pytest.raises(ValueError, match="row 0"):
+        reward([think("x")], answer=["E"], options=[OPTIONS])  # gold outside the options
+    with pytest.raises(ValueError, match="length mismatch"):
+        reward([think("x")], answer=["B", "B"], options=[OPTIONS])
+
+
+@pytest.mark.parametrize("cls", [ExtendedChainReward, CorrectnessWeightedLengthReward])
 @pytest.mark.parametrize(
-    ("text", "n_options", "expected"),
+    ("kwargs", "match"),
     [
-        pytest.param("B", 4, "B", id="bare"),  # the ideal baseline output
-        pytest.param("B.", 4, "B", id="dot"),  # trailing punctuation
-        pytest.param("(B)", 4, "B", id="parenthesised"),  # wrapped
-        pytest.param("The answer is B", 4, "B", id="sentence"),  # capitals inside words are not letters
-        pytest.param("Answer: B) nodule", 4, "B", id="answer-prefix"),  # letter plus text
-        pytest.param("<answer>B</answer>", 4, "B", id="tagged"),  # tags do not matter here
-        pytest.param("B, then B again", 4, "B", id="repeated-same-letter"),  # one distinct letter
-        pytest.param("this is a nodule", 4, None, id="lowercase-article"),  # no capital letter
-        pytest.param("A or B", 4, None, id="two-letters"),  # ambiguous
-        pytest.param("A nodule, so B", 4, None, id="capital-article"),  # documented: ambiguous
-        pytest.param("F", 4, None, id="beyond-options"),  # not a letter of this item
-        pytest.param("F", 6, "F", id="six-options"),  # within a 6-option item
-        pytest.param("", 4, None, id="empty"),  # nothing chosen
+        ({"target_tokens": 0}, "target_tokens"),
+        ({"target_tokens": -5}, "target_tokens"),
+        ({"target_tokens": 2.5}, "target_tokens"),
+        ({"target_tokens": True}, "target_tokens"),
+        ({"weight": -0.1}, "weight"),
+        ({"weight": math.nan}, "weight"),
+        ({"weight": math.inf}, "weight"),
+        ({"weight": "1"}, "weight"),
+        ({"tokenizer": 42}, "tokenizer"),
     ],
 )
-def test_extract_choice(text: str, n_options: int, expected: str | None) -> None:
-    assert extract_choice(text, n_options) == expected
+def test_length_reward_validation(cls: type, kwargs: dict[str, Any], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        cls(**kwargs)
 
 
-@pytest.mark.parametrize("n_options", [0, 27])
-def test_extract_choice_rejects_bad_option_count(n_options: int) -> None:
-    with pytest.raises(ValueError, match="number of options"):
-        extract_choice("B", n_options)
+@pytest.fixture(scope="module")
+def hf_tokenizer(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A Hugging Face fast tokenizer trained here on a few report sentences (as a policy's tokenizer)."""
+    from transformers import AutoTokenizer
+
+    from medrl_lib.models import train_tokenizer
+
+    corpus = ["A bright lesion in the upper left.", "Two dark lesions in the lower right.", "It is small."] * 20
+    path = tmp_path_factory.mktemp("tokenizer")
+    train_tokenizer(corpus, vocab_size=300).save_pretrained(path)
+    return AutoTokenizer.from_pretrained(path)
+
+
+def test_length_rewards_names_and_pickling(hf_tokenizer: Any) -> None:
+    tokenizer = hf_tokenizer
+    text = "A bright lesion in the upper left."
+    n = len(tokenizer(text, add_special_tokens=False)["input_ids"])
+    ecr = ExtendedChainReward(tokenizer, target_tokens=1000, weight=2.0)
+    cwr = CorrectnessWeightedLengthReward(tokenizer, target_tokens=1000, weight=2.0)
+    assert ecr([think(text)]) == [pytest.approx(2.0 * n / 1000)]
+    for reward, name, kwargs in [
+        (ecr, "ecr_reward", {}),
+        (cwr, "cwr_reward", {"answer": ["B"], "options": [OPTIONS]}),
+    ]:
+        clone = pickle.loads(pickle.dumps(reward))
+        assert reward.__name__ == clone.__name__ == name
+        assert clone([think(text)], **kwargs) == reward([think(text)], **kwargs) == [pytest.approx(2.0 * n / 1000)]
+    assert ExtendedChainReward().target_tokens == 200 and ExtendedChainReward().weight == 1.0  # defaults
 
 
 # ---------------------------------------------------------------------------------------------
@@ -386,13 +503,6 @@ def test_rewards_total_and_bounded(completions: list[Any], data: st.DataObject) 
         assert all(type(s) is float and s in VALID_SCORES for s in scores)
 
 
-@settings(max_examples=300, deadline=None)
-@given(text=any_text, n_options=st.integers(min_value=1, max_value=26))
-def test_extract_choice_total(text: str, n_options: int) -> None:
-    choice = extract_choice(text, n_options)
-    assert choice is None or (choice in text and "A" <= choice < chr(ord("A") + n_options))
-
-
 @pytest.mark.parametrize(
     ("completion", "expected_format", "expected_accuracy", "expected_letter"),
     [
@@ -415,3 +525,31 @@ def test_megabyte_completions(completion: str, expected_format: float, expected_
 def test_megabyte_completion_without_format_requirement() -> None:
     completion = "<think>" * 150_000 + "<answer>B</answer>"  # 150k repeated tags, a unique answer block
     assert accuracy_reward([completion], answer=["B"], options=[OPTIONS], require_format=False) == [1.0]
+
+
+# ---------------------------------------------------------------------------------------------
+# Totality: the new rewards never raise on what the model wrote
+# ---------------------------------------------------------------------------------------------
+
+PIECES = st.sampled_from(TAGS + ["A", "B", "(B)", " ", "\n", "lesion", "two lesions", "upper left", "CT", "x-ray", "<<<", ">>>"])
+COMPLETIONS = st.one_of(st.text(max_size=200), st.lists(st.one_of(PIECES, st.text(max_size=12)), max_size=20).map("".join))
+
+
+@settings(max_examples=200, deadline=None)
+@given(completions=st.lists(COMPLETIONS, min_size=1, max_size=4), question=st.text(max_size=30))
+def test_new_rewards_are_total(completions: list[str], question: str) -> None:
+    n = len(completions)
+    weight = 2.5
+    results = {
+        "semantic-fake": SemanticAlignmentReward(RecordingJudge())(completions, question=[question] * n),
+        "semantic-oracle": SemanticAlignmentReward(OracleJudge())(completions, question=[question] * n, facts=[CT_TWO] * n),
+        "ecr": ExtendedChainReward(target_tokens=3, weight=weight)(completions),
+        "ecr-chars": ExtendedChainReward(CharTokenizer(), target_tokens=7, weight=weight)(completions),
+        "cwr": CorrectnessWeightedLengthReward(target_tokens=3, weight=weight)(
+            completions, answer=["B"] * n, options=[OPTIONS] * n
+        ),
+    }
+    for name, rewards in results.items():
+        bound = 1.0 if name.startswith("semantic") else weight
+        assert len(rewards) == n, name
+        assert all(type(r) is float and 0.0 <= r <= bound for r in rewards), (name, rewards)

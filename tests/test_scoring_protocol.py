@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from medrl_lib.evaluate import LETTER_RULES, score_completion
+from medrl_lib.oracle import OracleJudge
 from medrl_lib.prompts import OPTION_FORMAT, format_question, prompt_text
-from medrl_lib.rewards import OracleJudge
 
 ROOT = Path(__file__).resolve().parent.parent
 OPTS = ["Cyst", "Pulmonary nodule", "Pneumothorax", "Normal"]  # gold "B" throughout
@@ -116,7 +116,7 @@ def test_option_layout_is_medvlm_r1s(question: str, options: list[str], expected
 
 
 # ---------------------------------------------------------------------------------------------
-# Well-formed everywhere: the plots' sentence uses the format rule, not a <think> block
+# Well-formed everywhere: the report's sentence uses the format rule, not a <think> block
 # ---------------------------------------------------------------------------------------------
 
 
@@ -130,7 +130,7 @@ def test_option_layout_is_medvlm_r1s(question: str, options: list[str], expected
     ],
 )
 def test_format_summary_counts_well_formed(completions: list[str], stored_metric: float, expected: str) -> None:
-    from medrl_lib.plots import format_summary
+    from medrl_lib.report import format_summary
     from medrl_lib.results import Run
 
     records = [{"id": f"i{k}", "completion": c, "reasoning": "x"} for k, c in enumerate(completions)]
@@ -235,7 +235,7 @@ def test_judge_signal_runs_on_local_causal_lms(judge_signal: Any, standins: dict
 
 def test_llm_judge_prompt_forms_on_standins(standins: dict[str, Path]) -> None:
     """BioGPT gets the plain fenced prompt; the Mistral-architecture chat model its [INST] template."""
-    from medrl_lib.rewards import JUDGE_QUESTION, LLMJudge
+    from medrl_lib.judges import JUDGE_QUESTION, LLMJudge
 
     biogpt = LLMJudge(str(standins["microsoft/biogpt"]), device="cpu")
     plain = biogpt.prompt_texts(["Where is the lesion?"], ["Upper left. Answer: Yes"])[0]

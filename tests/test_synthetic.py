@@ -367,7 +367,8 @@ def test_canonical_order_lists_options_in_pool_order() -> None:
     ],
 )
 def test_plain_answer_targets(types: tuple[str, ...], fraction: float, expected_plain: int) -> None:
-    from medrl_lib.train import mark_plain_answers, with_prompts
+    from medrl_lib.standins import mark_plain_answers
+    from medrl_lib.train import with_prompts
 
     ds = mark_plain_answers(generate(SyntheticConfig(n_items=100)), types, fraction, seed=0)
     assert sum(ds["plain_answer"]) == expected_plain
@@ -383,7 +384,7 @@ def test_plain_answer_targets(types: tuple[str, ...], fraction: float, expected_
 
 
 def test_plain_fraction_is_roughly_kept() -> None:
-    from medrl_lib.train import mark_plain_answers
+    from medrl_lib.standins import mark_plain_answers
 
     ds = mark_plain_answers(generate(SyntheticConfig(n_items=500)), ("count",), 0.7, seed=0)
     assert 0.55 < sum(ds["plain_answer"]) / 100 < 0.85  # 100 count items, about 70 of them plain

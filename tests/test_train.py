@@ -14,11 +14,11 @@ from medrl_lib.data.schema import DataError
 
 @pytest.fixture(scope="module")
 def setup(smoke_profile):
-    from medrl_lib.experiments import make_splits
-    from medrl_lib.train import ensure_policy
+    from medrl_lib.data.splits import make_splits
+    from medrl_lib.standins import ensure_start_model
 
     train, _ = make_splits(smoke_profile)
-    return smoke_profile, train, ensure_policy(smoke_profile, "base")
+    return smoke_profile, train, ensure_start_model(smoke_profile, "base")
 
 
 def _weights(model, name_part):
@@ -31,8 +31,8 @@ def test_sft_full_moves_weights_and_logs_loss(setup, tmp_path):
 
     profile, train, base = setup
     before = _weights(load_model(base)[0], "q_proj")
-    model, _, log, trainer = run_sft(base, train, output_dir=str(tmp_path), lr=1e-3, max_steps=3, batch_size=4,
-                                     return_trainer=True)
+    res = run_sft(base, train, output_dir=str(tmp_path), lr=1e-3, max_steps=3, batch_size=4)
+    model, log, trainer = res["model"], res["log_history"], res["trainer"]
     after = _weights(model, "q_proj")
     assert any(not torch.equal(before[k], after[k]) for k in before)
     assert [e["loss"] for e in log if "loss" in e]
@@ -49,7 +49,7 @@ def test_sft_lora_trains_adapters_and_merges(setup, tmp_path):
     profile, train, base = setup
     base_model = load_model(base)[0]
     lora = SFTSettings(lora_r=4, lora_alpha=8, lora_dropout=0.0)
-    model, _, _ = run_sft(base, train, output_dir=str(tmp_path), lr=1e-2, max_steps=3, batch_size=4, lora=lora)
+    model = run_sft(base, train, output_dir=str(tmp_path), lr=1e-2, max_steps=3, batch_size=4, lora=lora)["model"]
     assert type(model).__name__ == "Qwen2VLForConditionalGeneration"  # merged back: a plain model again
     q_before, q_after = _weights(base_model, "language_model.layers.0.self_attn.q_proj.weight"), \
         _weights(model, "language_model.layers.0.self_attn.q_proj.weight")
@@ -75,8 +75,8 @@ def test_dpo_runs_and_logs_preference_metrics(setup, tmp_path):
     from medrl_lib.train import run_dpo
 
     _, train, base = setup
-    _, _, log, trainer = run_dpo(base, train, output_dir=str(tmp_path), lr=1e-3, max_steps=2, beta=0.1,
-                                 batch_size=4, return_trainer=True)
+    res = run_dpo(base, train, output_dir=str(tmp_path), lr=1e-3, max_steps=2, beta=0.1, batch_size=4)
+    log, trainer = res["log_history"], res["trainer"]
     assert any("rewards/accuracies" in e or "rewards/margins" in e for e in log)
     a = trainer.args  # the standard sigmoid DPO loss, set explicitly
     assert (list(a.loss_type), a.label_smoothing, a.beta, a.max_length) == (["sigmoid"], 0.0, 0.1, None)
@@ -95,7 +95,7 @@ def test_bad_row_is_rejected_before_training(setup, tmp_path):
 
 
 def test_reward_funcs_follow_the_profile(smoke_profile):
-    from medrl_lib.train import build_reward_funcs
+    from medrl_lib.rewards import build_reward_funcs
 
     g = dataclasses.replace(smoke_profile.grpo, reward_weights={"format_reward": 1.0, "accuracy_reward": 1.0,
                                                                 "semantic_reward": 0.5, "cwr_reward": 0.3})
@@ -124,9 +124,10 @@ def _length_reward(completions, **kwargs):
 
 def test_interrupted_grpo_resumes_and_ends_where_uninterrupted_ends(setup, tmp_path, monkeypatch):
     import medrl_lib.train as T
+    from medrl_lib.rewards import format_reward
     from medrl_lib.train import run_grpo
 
-    monkeypatch.setattr(T, "build_reward_funcs", lambda profile, tokenizer=None: [_length_reward, T.R.format_reward])
+    monkeypatch.setattr(T, "build_reward_funcs", lambda profile, tokenizer=None: [_length_reward, format_reward])
     profile, train, base = setup
     p = dataclasses.replace(profile, grpo=dataclasses.replace(profile.grpo, max_steps=4, save_steps=2))
     full = run_grpo(p, base, train, str(tmp_path / "full"))["model"]
@@ -146,7 +147,7 @@ def test_interrupted_grpo_resumes_and_ends_where_uninterrupted_ends(setup, tmp_p
 
 @pytest.mark.parametrize("method", ["sft", "lora", "dpo"])
 def test_supervised_arms_train_evaluate_and_cache(smoke_profile, method):
-    from medrl_lib.experiments import sft_arm
+    from medrl_lib.runs import sft_arm
 
     run = sft_arm(smoke_profile, "05_sft_vs_rl", method, 0, method)
     assert not run.reused and 0.0 <= run.metrics["eval/accuracy/all"] <= 100.0
@@ -156,7 +157,7 @@ def test_supervised_arms_train_evaluate_and_cache(smoke_profile, method):
 
 
 def test_unknown_supervised_method(smoke_profile):
-    from medrl_lib.experiments import sft_arm
+    from medrl_lib.runs import sft_arm
 
     with pytest.raises(ValueError, match="kto"):
         sft_arm(smoke_profile, "05_sft_vs_rl", "kto", 0, "kto")
@@ -165,18 +166,18 @@ def test_unknown_supervised_method(smoke_profile):
 def test_base_is_report_pretrained_and_instruct_builds_on_it(smoke_dirs):
     from medrl_lib.config import load_profile
     from medrl_lib.models import load_model
-    from medrl_lib.train import ensure_policy
+    from medrl_lib.standins import ensure_start_model
 
     cache, results = smoke_dirs
     p = load_profile("smoke", overrides={"cache_dir": str(cache), "results_dir": str(results),
-                                         "model.base_steps": 2, "model.base_items": 16,
-                                         "model.base_text_items": 6, "model.base_text_tagged_fraction": 0.5})
-    base, instruct = ensure_policy(p, "base"), ensure_policy(p, "instruct")
+                                         "standins.base.steps": 2, "standins.base.items": 16,
+                                         "standins.base.text_items": 6, "standins.base.text_tagged_fraction": 0.5})
+    base, instruct = ensure_start_model(p, "base"), ensure_start_model(p, "instruct")
     assert "tiny-base-" in base and "tiny-instruct-" in instruct
     meta = json.loads((Path(instruct) / "medrl_tiny.json").read_text())
     assert meta["settings"]["base"] == Path(base).name  # instruct is tuned from the pretrained base
     base_meta = json.loads((Path(base) / "medrl_tiny.json").read_text())
-    for m, prefixes, n in ((meta, ("instruct-",), p.model.instruct_items), (base_meta, ("base-", "text-"), 16 + 6)):
+    for m, prefixes, n in ((meta, ("instruct-",), p.standins.instruct.items), (base_meta, ("base-", "text-"), 16 + 6)):
         # the ids of the items (and unrelated texts) that made each model, as a list (not a column's repr)
         assert isinstance(m["train_ids"], list) and len(m["train_ids"]) == n
         assert all(i.startswith(prefixes) for i in m["train_ids"])
@@ -185,4 +186,44 @@ def test_base_is_report_pretrained_and_instruct_builds_on_it(smoke_dirs):
                                  ["settings"]["init"]))[0].state_dict()
     pretrained = load_model(base)[0].state_dict()
     assert any(not torch.equal(random_init[k], pretrained[k]) for k in random_init)
-    assert ensure_policy(p, "base") == base  # cached: built once
+    assert ensure_start_model(p, "base") == base  # cached: built once
+
+
+def test_fit_is_the_one_switch_and_supervised_runs_own_their_seed_and_precision(monkeypatch, smoke_profile):
+    import medrl_lib.train as T
+
+    calls = []
+    for name in ("run_grpo", "run_sft", "run_dpo"):
+        monkeypatch.setattr(T, name, lambda *a, _name=name, **k: calls.append((_name, a, k)) or {})
+    p = dataclasses.replace(smoke_profile, sft=dataclasses.replace(smoke_profile.sft, seed=7, bf16=True))
+    s = p.sft
+    for method in T.METHODS:
+        T.fit(method, p, "start", "items", "out")
+    T.fit("lora", p, "start", "items", "out", deepspeed="zero2.json")
+    grpo, sft, lora, dpo, lora_ds = calls
+    assert grpo == ("run_grpo", (p, "start", "items", "out"), {})  # one process: no DeepSpeed argument at all
+    for (name, args, k), method in ((sft, "sft"), (lora, "lora"), (dpo, "dpo")):
+        assert args == ("start", "items") and k["output_dir"] == "out" and k["deepspeed"] is None
+        assert (k["seed"], k["bf16"], k["max_steps"]) == (7, True, T.supervised_steps(p, method))  # sft's, not grpo's
+        assert (k["batch_size"], k["target"]) == (s.per_device_train_batch_size, s.target)
+        assert k["load"] == T.supervised_load(p, distributed=False)
+    assert (sft[0], sft[2]["lr"], sft[2]["lora"]) == ("run_sft", s.learning_rate, None)
+    assert (lora[0], lora[2]["lr"], lora[2]["lora"]) == ("run_sft", s.lora_learning_rate, s)
+    assert (dpo[0], dpo[2]["lr"], dpo[2]["beta"]) == ("run_dpo", s.dpo_learning_rate, s.dpo_beta)
+    assert lora_ds[2]["deepspeed"] == "zero2.json" and lora_ds[2]["load"] == T.supervised_load(p, distributed=True)
+    with pytest.raises(ValueError, match="kto"):
+        T.fit("kto", p, "start", "items", "out")
+
+
+def test_each_run_sets_its_seed_for_grpo_and_the_supervised_baselines(smoke_profile, monkeypatch):
+    from medrl_lib import runs
+    from medrl_lib.train import supervised_steps
+
+    p = runs._with_seed(smoke_profile, 3)
+    assert (p.grpo.seed, p.sft.seed) == (3, 3)
+    seen = {}
+    monkeypatch.setattr(runs, "cached_run", lambda path, config, work, force=False: seen.update(config))
+    runs.sft_arm(smoke_profile, "zhu", "sft", 2, "sft")
+    assert seen["settings"]["sft"]["seed"] == 2 and "grpo" not in seen["settings"]
+    # the steps it trains are in its key: with sft.budget 'grpo' they follow GRPO's settings, which the key drops
+    assert seen["steps"] == supervised_steps(smoke_profile, "sft")

@@ -73,8 +73,7 @@ from PIL import Image
 
 from medrl_lib.data import huatuo, pmc_vqa
 from medrl_lib.data.pmc_vqa import infer_modality
-from medrl_lib.data.schema import MODALITIES, OTHER_MODALITY
-from medrl_lib.data.splits import image_key
+from medrl_lib.data.schema import MODALITIES, OTHER_MODALITY, image_key
 from medrl_lib.data.synthetic import OPTION_POOLS, SyntheticConfig, generate
 
 PMC_HEADER: tuple[str, ...] = (

@@ -13,13 +13,13 @@ object to a row of the common schema:
 - ``answer``: the letter of the first option equal to ``answer``, both normalised;
 - ``modality``: ``subset`` mapped by :data:`SUBSET_MODALITIES`; objects of any other subset (fundus
   photography, ultrasound, microscopy, ...) are dropped and counted;
-- ``image``: the bytes of the first path of ``image`` (see :class:`~medrl_lib.data.pmc_vqa.ImageStore` for
+- ``image``: the bytes of the first path of ``image`` (see :class:`~medrl_lib.data.records.ImageStore` for
   how paths are matched to archive members or files);
 - ``image_path``: that first path of ``image``, stripped, as published (``"images/brain002206.png"``): MedVLM-R1's
   published test items are matched by it and the question (:func:`medrl_lib.data.splits.medvlm_r1_published_split`);
 - ``source``: ``"huatuo/"`` and ``dataset`` lower-cased, e.g. ``"huatuo/omnimedvqa"``; ``facts``: ``"{}"``.
 
-Options and answers are normalised with :func:`~medrl_lib.data.pmc_vqa.clean_text` (runs of unicode
+Options and answers are normalised with :func:`~medrl_lib.data.records.clean_text` (runs of unicode
 whitespace such as ``\u00a0`` become one space, zero-width characters go, the ends are stripped).
 
 Objects are dropped, not fatal: each with the first of these reasons (:data:`DROP_REASONS`, checked in this
@@ -39,7 +39,7 @@ order), counted:
 - ``unknown_answer``: ``answer`` is absent, not a string, ``"?"``, or not among the options;
 - ``empty_image``: ``image`` is not a list whose first entry is a non-empty string;
 - ``missing_image``: the image file is not in the archive or folder (or is empty); found when the images are
-  read, by :func:`~medrl_lib.data.pmc_vqa.records_to_dataset`.
+  read, by :func:`~medrl_lib.data.records.records_to_dataset`.
 
 The summary of a load is stored as JSON in ``info.description`` of the dataset (read it with
 :func:`~medrl_lib.data.schema.load_summary`): ``file``, ``rows_read``, ``rows_kept``, ``dropped`` (every
@@ -64,7 +64,7 @@ from typing import Any
 import datasets
 from huggingface_hub import snapshot_download
 
-from medrl_lib.data.pmc_vqa import ImageStore, Record, clean_text, looks_like_hub_id, records_to_dataset
+from medrl_lib.data.records import ImageStore, Record, clean_text, looks_like_hub_id, records_to_dataset
 from medrl_lib.data.schema import (
     EMPTY_IMAGE,
     EMPTY_QUESTION,

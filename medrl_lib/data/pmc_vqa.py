@@ -71,7 +71,7 @@ Errors are whole-file errors: :class:`~medrl_lib.data.schema.DataError` naming t
 missing from the header (the message lists the missing columns) and for a file of which no row is kept (the
 message gives the drop counts); :class:`FileNotFoundError` for a missing file.
 
-:class:`ImageStore`, :class:`Record` and :func:`records_to_dataset` are shared with
+The image store, the parsed row and the dataset builder are :mod:`medrl_lib.data.records`, shared with
 :mod:`medrl_lib.data.huatuo`; so are the skip-and-count machinery (:class:`~medrl_lib.data.schema.DropLog`) and
 the reasons both loaders use (``empty_question``, ``empty_image``, ``missing_image``), which live in
 :mod:`medrl_lib.data.schema`.
@@ -80,43 +80,38 @@ the reasons both loaders use (``empty_question``, ``empty_image``, ``missing_ima
 from __future__ import annotations
 
 import csv as csvlib
-import json
-import os
 import re
-import warnings
-import zipfile
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import datasets
 from huggingface_hub import hf_hub_download
 
+from medrl_lib.data.records import (
+    INVISIBLE,
+    ImageStore,
+    Record,
+    clean_text,
+    looks_like_hub_id,
+    records_to_dataset,
+)
 from medrl_lib.data.schema import (
     EMPTY_IMAGE,
     EMPTY_QUESTION,
-    FEATURES,
     MIN_OPTIONS,
     MISSING_IMAGE,
     MODALITIES,
     OTHER_MODALITY,
     DataError,
     DropLog,
-    describe_drops,
-    format_drops,
     letter_of,
-    normalise_path,
 )
 
 __all__ = [
     "DROP_REASONS",
-    "ImageStore",
-    "Record",
-    "clean_text",
     "infer_modality",
     "load_pmc_vqa",
-    "records_to_dataset",
 ]
 
 HUB_ID = "xmcmic/PMC-VQA"
@@ -178,7 +173,6 @@ DROP_REASONS: tuple[str, ...] = (
 )
 """The reasons a PMC-VQA row is dropped for, in the order they are checked (see the module docstring)."""
 
-_INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff"), None)
 _PREFIX = re.compile(r"^([A-D])\s*:\s*")
 
 _MODALITY_PATTERNS: dict[str, re.Pattern[str]] = {
@@ -186,7 +180,6 @@ _MODALITY_PATTERNS: dict[str, re.Pattern[str]] = {
     for modality, words in MODALITY_KEYWORDS.items()
 }
 _EMPTY_TEXTS = frozenset({"", "nan"})
-_CHUNK_ROWS = 1024  # rows whose image bytes are held in memory at once while the dataset is built
 
 
 def infer_modality(text: str) -> str | None:
@@ -229,24 +222,6 @@ def image_archive_name(csv_name: str) -> str:
     return "images_2.zip" if Path(csv_name).stem.endswith("_2") else "images.zip"
 
 
-def looks_like_hub_id(source: str) -> bool:
-    """Whether ``source`` has the form of a hub id ``owner/name`` (checked only once no local path matched).
-
-    >>> looks_like_hub_id("xmcmic/PMC-VQA"), looks_like_hub_id("/data/pmc"), looks_like_hub_id("a/b/c")
-    (True, False, False)
-    """
-    return re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", source) is not None
-
-
-def clean_text(text: str) -> str:
-    r"""Collapse every run of unicode whitespace to one space, remove zero-width characters, strip the ends.
-
-    >>> clean_text("A:\u00a0Diffuse\u2009 uptake\n"), clean_text("B\u00a0"), clean_text("\u200bnan")
-    ('A: Diffuse uptake', 'B', 'nan')
-    """
-    return " ".join(text.translate(_INVISIBLE).split())
-
-
 def strip_choice_prefix(text: str) -> str:
     """Strip surrounding whitespace and a leading choice-letter prefix (``A`` to ``D`` and a colon).
 
@@ -260,177 +235,6 @@ def strip_choice_prefix(text: str) -> str:
     text = text.strip()
     prefix = _PREFIX.match(text)
     return text[prefix.end() :].strip() if prefix else text
-
-
-@dataclass
-class Record:
-    """One parsed row of a source file, before its image is read."""
-
-    id: str
-    """the row id of the common schema"""
-    row: int
-    """the 0-based index of the row in its source file"""
-    question: str
-    """the question text"""
-    options: list[str]
-    """the option texts, in letter order"""
-    answer: str
-    """the gold letter"""
-    modality: str
-    """one of :data:`~medrl_lib.data.schema.ALLOWED_MODALITIES`"""
-    source: str
-    """the ``source`` column"""
-    image: str
-    """the image's file name as the source file gives it"""
-
-
-class ImageStore:
-    """Image files by name, read from a zip archive or a folder (or nothing, where ``location`` is ``None``).
-
-    A name (``Figure_path`` of PMC-VQA, an ``image`` path of the HuatuoGPT-Vision data) is looked up as given,
-    then under the prefixes ``images/``, ``figures/``, ``images_2/`` and ``<archive stem>/``, then without
-    its first folder (``images/x.png`` as ``x.png``), and last by its base name alone where exactly one file
-    has that base name. Names with a ``..`` component are never looked up.
-    """
-
-    def __init__(self, location: str | os.PathLike[str] | None) -> None:
-        """Open the archive or folder at ``location``."""
-        self.location = Path(location) if location is not None else None
-        self._zip: zipfile.ZipFile | None = None
-        self._names: set[str] = set()
-        self._by_base: dict[str, str | None] | None = None
-        if self.location is None:
-            return
-        if self.location.is_dir():
-            return
-        if not self.location.is_file():
-            raise FileNotFoundError(f"image archive or folder {str(self.location)!r} does not exist")
-        if not zipfile.is_zipfile(self.location):
-            raise DataError(f"{self.location.name}: not a zip archive (expected the image archive or a folder)")
-        self._zip = zipfile.ZipFile(self.location)
-        self._names = {name for name in self._zip.namelist() if not name.endswith("/")}
-
-    def __enter__(self) -> ImageStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Close the archive, if one is open."""
-        if self._zip is not None:
-            self._zip.close()
-            self._zip = None
-
-    def describe(self) -> str:
-        """Say where images are looked up, for error messages."""
-        if self.location is None:
-            return "no image archive or folder"
-        kind = "archive" if self._zip is not None else "folder"
-        return f"image {kind} {str(self.location)!r}"
-
-    def read(self, name: str) -> bytes | None:
-        """Return the bytes of the image ``name``, or ``None`` where it is not found."""
-        found = self.find(name)
-        if found is None:
-            return None
-        if self._zip is not None:
-            return self._zip.read(found)
-        assert self.location is not None
-        return (self.location / found).read_bytes()
-
-    def find(self, name: str) -> str | None:
-        """Return the member name (or path relative to the folder) that holds the image ``name``, if any."""
-        if self.location is None:
-            return None
-        clean = normalise_path(name)
-        parts = clean.split("/")
-        if not clean or ".." in parts:
-            return None
-        stem = self.location.stem
-        candidates = [clean] + [f"{p}/{clean}" for p in ("images", "figures", "images_2", stem)]
-        if len(parts) > 1:
-            candidates.append("/".join(parts[1:]))
-        for candidate in candidates:
-            if self._exists(candidate):
-                return candidate
-        return self._base_index().get(parts[-1])
-
-    def _exists(self, name: str) -> bool:
-        if self._zip is not None:
-            return name in self._names
-        assert self.location is not None
-        return (self.location / name).is_file()
-
-    def _base_index(self) -> dict[str, str | None]:
-        """Map each base name to its only file (``None`` where several files share it); built on first use."""
-        if self._by_base is None:
-            index: dict[str, str | None] = {}
-            for name in self._all_names():
-                base = name.rsplit("/", 1)[-1]
-                index[base] = None if base in index else name
-            self._by_base = index
-        return self._by_base
-
-    def _all_names(self) -> Iterator[str]:
-        if self._zip is not None:
-            yield from self._names
-            return
-        assert self.location is not None
-        for folder, _, files in os.walk(self.location):
-            rel = Path(folder).relative_to(self.location).as_posix()
-            for f in files:
-                yield f if rel == "." else f"{rel}/{f}"
-
-
-def records_to_dataset(
-    records: Sequence[Record], store: ImageStore, drops: DropLog, summary: dict[str, Any]
-) -> datasets.Dataset:
-    """Read the image of every record from ``store`` and build a dataset with :data:`FEATURES`.
-
-    Images are read :data:`_CHUNK_ROWS` rows at a time and turned into Arrow data chunk by chunk, so the
-    bytes are not held twice. A record whose image is not found (or is an empty file) is dropped into
-    ``drops`` with the reason ``missing_image``. ``summary`` (the keys ``file``, ``rows_read`` and the
-    loader's settings), completed with ``rows_kept`` and :meth:`~medrl_lib.data.schema.DropLog.summary`, is
-    stored as JSON in ``info.description`` of the result. Where rows were dropped a :class:`UserWarning` gives the counts by
-    reason (attributed to the loader's caller); where no row is kept, :class:`DataError` does.
-    """
-    parts: list[datasets.Dataset] = []
-    kept = 0
-    for start in range(0, len(records), _CHUNK_ROWS):
-        columns: dict[str, list[Any]] = {name: [] for name in FEATURES}
-        for r in records[start : start + _CHUNK_ROWS]:
-            data = store.read(r.image)
-            if not data:
-                what = "is an empty file" if data is not None else "not found"
-                drops.drop(r.row, r.id, MISSING_IMAGE, f"image {r.image!r} {what} in {store.describe()}")
-                continue
-            columns["id"].append(r.id)
-            columns["image"].append({"bytes": data, "path": None})
-            columns["question"].append(r.question)
-            columns["options"].append(r.options)
-            columns["answer"].append(r.answer)
-            columns["modality"].append(r.modality)
-            columns["source"].append(r.source)
-            columns["facts"].append("{}")
-            columns["image_path"].append(r.image)
-        if columns["id"]:
-            kept += len(columns["id"])
-            parts.append(datasets.Dataset.from_dict(columns, features=FEATURES))
-    summary = {**summary, "rows_kept": kept, **drops.summary()}
-    if not parts:
-        raise DataError(f"{drops.file}: no row kept ({describe_drops(summary)})")
-    if drops.total:
-        warnings.warn(f"{drops.file}: {_drop_message(summary)}", UserWarning, stacklevel=3)
-    ds = parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
-    ds.info.description = json.dumps(summary, sort_keys=True)
-    return ds
-
-
-def _drop_message(summary: dict[str, Any]) -> str:
-    """The text of the drop warning, e.g. ``dropped 2 of 5 rows (no_gold 1, unknown_modality 1)``."""
-    dropped = summary["dropped"]
-    return f"dropped {sum(dropped.values())} of {summary['rows_read']} rows ({format_drops(dropped)})"
 
 
 def load_pmc_vqa(
@@ -555,7 +359,7 @@ def _parse_row(
     question = get("Question").strip()
     if not question:
         return _Drop(EMPTY_QUESTION, "column Question is empty")
-    figure = get("Figure_path").translate(_INVISIBLE).strip()
+    figure = get("Figure_path").translate(INVISIBLE).strip()
     if not figure:
         return _Drop(EMPTY_IMAGE, "column Figure_path is empty")
     letters, options = [], []

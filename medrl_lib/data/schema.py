@@ -262,3 +262,13 @@ def normalise_path(name: Any) -> str:
     while clean.startswith("./"):
         clean = clean[2:]
     return clean.lstrip("/")
+
+
+def image_key(path: str | None) -> str | None:
+    """The key of one image path (see :func:`medrl_lib.data.splits.image_keys`).
+
+    >>> image_key("images/brain002206.png"), image_key("  brain002206.png"), image_key(""), image_key(None)
+    ('brain002206.png', 'brain002206.png', None, None)
+    """
+    base = normalise_path(path).rsplit("/", 1)[-1].strip()
+    return base or None

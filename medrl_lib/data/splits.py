@@ -1,5 +1,7 @@
 """The train/test splits of the two papers, drawn with a fixed seed, and a writer of their id lists.
 
+:func:`make_splits` gives a profile's (train, test) items: generated synthetic items, or one of the splits below.
+
 Zhu et al. name a 10K/7K subset of PMC-VQA without releasing it. PMC-VQA publishes a training file
 (``train_2.csv``) and a test file (``test_2.csv``), so :func:`zhu_split_files` draws the training rows from the
 training file and the test rows from the test file; :func:`zhu_split` draws both from one file. MedVLM-R1
@@ -34,14 +36,17 @@ import zlib
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import datasets
 import numpy as np
 
-from medrl_lib.data.pmc_vqa import clean_text
-from medrl_lib.data.schema import DataError, describe_drops, load_summary, normalise_path
+from medrl_lib.data.records import clean_text
+from medrl_lib.data.schema import DataError, describe_drops, image_key, load_summary, normalise_path
 from medrl_lib.results import write_json
+
+if TYPE_CHECKING:
+    from medrl_lib.config import Profile
 
 
 def image_keys(ds: datasets.Dataset) -> list[str | None]:
@@ -56,16 +61,6 @@ def image_keys(ds: datasets.Dataset) -> list[str | None]:
     if "image_path" not in ds.column_names:
         return [None] * len(ds)
     return [image_key(p) for p in ds["image_path"]]
-
-
-def image_key(path: str | None) -> str | None:
-    """The key of one image path (see :func:`image_keys`).
-
-    >>> image_key("images/brain002206.png"), image_key("  brain002206.png"), image_key(""), image_key(None)
-    ('brain002206.png', 'brain002206.png', None, None)
-    """
-    base = normalise_path(path).rsplit("/", 1)[-1].strip()
-    return base or None
 
 
 def zhu_split(
@@ -174,7 +169,7 @@ def medvlm_r1_published_split(
     ``test_items`` (default: :func:`medrl_lib.data.medvlm_r1_test_items`, the 900 published items) are dicts
     with ``image`` (a path) and ``question``, and optionally ``modality`` and ``index``. Each is matched to the
     row of ``ds`` with the same image (:func:`image_key`: the base name, so ``"images/x.png"`` matches
-    ``"x.png"``) and the same question (compared after :func:`~medrl_lib.data.pmc_vqa.clean_text`: runs of
+    ``"x.png"``) and the same question (compared after :func:`~medrl_lib.data.records.clean_text`: runs of
     whitespace collapsed, zero-width characters removed, ends stripped). Where several rows match, those whose
     whole path (:func:`~medrl_lib.data.schema.normalise_path`) matches the item's are preferred; where several
     candidates are left, they must be copies of one row (the same ``options`` and ``answer``): the first in
@@ -256,6 +251,54 @@ def medvlm_r1_published_split(
             "train_rows_sharing_a_test_image": excluded, "ambiguous_test_items": ambiguous,
             "train_images": _image_count(keys, train), "test_images": _image_count(keys, test)}
     return _select(ds, np.sort(train), note), _select(ds, np.asarray(test, dtype=np.int64), note)
+
+
+def make_splits(profile: Profile) -> tuple[datasets.Dataset, datasets.Dataset]:
+    """(train, test) in the common schema, with disjoint ids.
+
+    * ``synthetic``: train on ``data.train_modalities``, ``data.test_per_modality`` test items per modality;
+    * ``pmc-vqa``: Zhu's subset: ``data.train_size`` training items drawn with ``data.seed`` from PMC-VQA's
+      ``train_2.csv`` and ``data.test_size`` test items from its ``test_2.csv``, disjoint by image; no row is selected
+      by its label (``data.pmc_vqa_path``: a local folder; a single CSV file is split by image instead; empty: the
+      hub);
+    * ``huatuo-eval``: MedVLM-R1's split of the HuatuoGPT-Vision evaluation data (``data.huatuo_path``; empty: the
+      hub): its published test items (:func:`medrl_lib.data.medvlm_r1_test_items`, the first
+      ``data.test_per_modality`` of each modality in the published order: all 300 on the paper profile) and
+      ``data.train_size`` MRI training items drawn from the other MRI items, sharing no image with a test item.
+
+    The loaders skip malformed rows and count them by reason: :func:`medrl_lib.data.schema.load_summary` of
+    either split gives the counts (every run stores them as ``data.json``).
+    """
+    from medrl_lib.config import resolve_source
+
+    d = profile.data
+    if d.source == "pmc-vqa":
+        from medrl_lib.data.pmc_vqa import HUB_ID, load_pmc_vqa
+
+        source = resolve_source(d.pmc_vqa_path) or HUB_ID
+        if Path(source).is_file():  # one CSV: split it by image
+            return zhu_split(load_pmc_vqa(source), n_train=d.train_size, n_test=d.test_size, seed=d.seed)
+        train, test = load_pmc_vqa(source, csv="train_2.csv"), load_pmc_vqa(source, csv="test_2.csv")
+        return zhu_split_files(train, test, n_train=d.train_size, n_test=d.test_size, seed=d.seed)
+    if d.source == "huatuo-eval":
+        from medrl_lib.data import medvlm_r1_test_items
+        from medrl_lib.data.huatuo import HUB_ID, load_huatuo_eval
+
+        ds = load_huatuo_eval(resolve_source(d.huatuo_path) or HUB_ID)
+        return medvlm_r1_published_split(ds, n_train_mri=d.train_size, seed=d.seed,
+                                         test_items=medvlm_r1_test_items(d.test_per_modality))
+    from medrl_lib.data.synthetic import SyntheticConfig, generate
+
+    common = dict(image_size=d.image_size, min_options=d.min_options, max_options=d.max_options,
+                  option_order=d.option_order)
+    train = generate(SyntheticConfig(n_items=d.train_size, modalities=tuple(d.train_modalities), seed=d.seed,
+                                     id_prefix="train", **common))
+    test = generate(SyntheticConfig(n_items=d.test_per_modality * len(d.test_modalities),
+                                    modalities=tuple(d.test_modalities), seed=d.seed + 1, id_prefix="test", **common))
+    overlap = set(train["id"]) & set(test["id"])
+    if overlap:
+        raise RuntimeError(f"train and test share ids: {sorted(overlap)[:3]}")
+    return train, test
 
 
 def write_split_ids(

@@ -1,4 +1,4 @@
-"""Figures (matplotlib, seaborn) and tables for the book, all computed from stored runs."""
+"""Report: the book's figures (matplotlib, seaborn), tables and computed sentences, all from stored runs."""
 
 from __future__ import annotations
 
@@ -154,7 +154,7 @@ ZHU_COLUMNS = {"accuracy/all": "accuracy", "similarity": "similarity", "perplexi
 def metrics_table(runs: dict, labels: dict | None = None, reference: dict | None = None,
                   reference_rows: dict | None = None) -> pd.DataFrame:
     """Zhu Table 1 layout: every metric as mean ± std over seeds, and the paper's figures in labelled columns."""
-    from .metrics import aggregate_seeds
+    from .stats import aggregate_seeds
 
     rows = {}
     for name, rs in _as_lists(runs).items():
@@ -332,7 +332,7 @@ def claims_summary(rows: Sequence[dict]) -> str:
 def ood_table(runs: dict, modalities: Sequence[str], labels: dict | None = None, reference: dict | None = None,
               reference_rows: dict | None = None, chance: dict | None = None) -> pd.DataFrame:
     """MedVLM-R1 Table 1 layout: accuracy per modality and average, mean ± std over seeds, paper beside."""
-    from .metrics import aggregate_seeds
+    from .stats import aggregate_seeds
 
     rows = {}
     cols = [*modalities, "average"]
@@ -379,7 +379,7 @@ def reproducibility_table(profile) -> pd.DataFrame:
         except (FileNotFoundError, json.JSONDecodeError):
             prov = {}
         versions = prov.get("versions", {})
-        rows.append({"experiment": path.parts[-3], "arm": path.parts[-2], "seed": int(path.name[4:]),
+        rows.append({"group": path.parts[-3], "arm": path.parts[-2], "seed": int(path.name[4:]),
                      "config key": run.metrics.get("config_key"),
                      "train s": round(run.metrics.get("time/train_s", 0.0), 1),
                      "eval s": round(run.metrics.get("time/eval_s", 0.0), 1),
@@ -395,7 +395,7 @@ def format_summary(runs: dict, labels: dict | None = None) -> str:
     accuracy of 0 reads as 'never learned the format' rather than 'always wrong'. Well-formed is the format
     reward's rule (both blocks, in order, nothing outside: :func:`medrl_lib.metrics.format_rate` of the run's
     records); a run stored without records falls back to its ``eval/format/all`` metric."""
-    from .experiments import SFT_METHODS
+    from .train import SUPERVISED_METHODS
     from .metrics import format_rate
 
     def run_rate(r) -> float:
@@ -405,7 +405,7 @@ def format_summary(runs: dict, labels: dict | None = None) -> str:
     for name, rs in _as_lists(runs).items():
         rate = sum(run_rate(r) for r in rs) / len(rs)
         acc = sum(r.metrics.get("eval/accuracy/all", float("nan")) for r in rs) / len(rs)
-        plain = all(r.config.get("kind") in SFT_METHODS  # sft_arm asks these with the plain prompt
+        plain = all(r.config.get("kind") in SUPERVISED_METHODS  # sft_arm asks these with the plain prompt
                     and r.config.get("settings", {}).get("sft", {}).get("target") == "plain" for r in rs)
         note = (" (asked with the plain prompt: a bare letter is the expected answer)" if plain else
                 " (never produced the `<think>`/`<answer>` format)" if rate == 0 else "")
@@ -434,3 +434,17 @@ def loader_table(datasets_by_name: dict) -> pd.DataFrame | str:
     for col in columns.values():
         col["used by"] = ", ".join(col["used by"])
     return pd.DataFrame(columns).fillna("")
+
+
+def runs_table(runs: dict, labels: dict | None = None) -> pd.DataFrame:
+    """One row per run behind a chapter: arm, seed, whether this build trained it or loaded it from the results
+    store, training and wall time, held-out accuracy."""
+    rows = []
+    for arm, arm_runs in _as_lists(runs).items():
+        for run in arm_runs:
+            m = run.metrics
+            rows.append({"arm": (labels or {}).get(arm, arm), "seed": run.config.get("seed", "-"),
+                         "this build": "loaded" if run.reused else "run",
+                         "train (s)": m.get("time/train_s"), "wall (s)": m.get("time/wall_s"),
+                         "accuracy (%)": m.get("eval/accuracy/all")})
+    return pd.DataFrame(rows).round(1).set_index(["arm", "seed"])

@@ -1,7 +1,10 @@
-"""Experiments: the runs a notebook asks for, each cached in the results store by its resolved config.
+"""Runs: the trained and evaluated arms a notebook asks for, each cached in the results store by its resolved config.
 
-A notebook calls :func:`grpo_arm` or :func:`zero_shot_arm` with a profile, experiment name, arm and seed;
-the first call trains and evaluates, later calls with the same resolved config load the stored run.
+A notebook (through :mod:`medrl_lib.study`) calls :func:`grpo_arm`, :func:`sft_arm` or :func:`zero_shot_arm` with a
+profile, results group ('zhu' for E1-E5, 'ood' for E6), arm and seed; the first call trains and evaluates, later
+calls with the same resolved config load the stored run from ``results/<profile>/<group>/<arm>/seed<k>`` (the
+stored config names the group ``experiment``, as it always has). Training runs here (:func:`medrl_lib.train.fit`)
+or, when the profile asks for several processes, in processes started by :func:`medrl_lib.launch.launch_training`.
 """
 
 from __future__ import annotations
@@ -11,59 +14,8 @@ import shutil
 import time
 
 from .config import Profile, resolve_path
+from .data.splits import make_splits
 from .results import Run, cached_run, run_dir
-
-
-def make_splits(profile: Profile):
-    """(train, test) in the common schema, with disjoint ids.
-
-    * ``synthetic``: train on ``data.train_modalities``, ``data.test_per_modality`` test items per modality;
-    * ``pmc-vqa``: Zhu's subset: ``data.train_size`` training items drawn with ``data.seed`` from PMC-VQA's
-      ``train_2.csv`` and ``data.test_size`` test items from its ``test_2.csv``, disjoint by image; no row is selected
-      by its label (``data.pmc_vqa_path``: a local folder; a single CSV file is split by image instead; empty: the
-      hub);
-    * ``huatuo-eval``: MedVLM-R1's split of the HuatuoGPT-Vision evaluation data (``data.huatuo_path``; empty: the
-      hub): its published test items (:func:`medrl_lib.data.medvlm_r1_test_items`, the first
-      ``data.test_per_modality`` of each modality in the published order: all 300 on the paper profile) and
-      ``data.train_size`` MRI training items drawn from the other MRI items, sharing no image with a test item.
-
-    The loaders skip malformed rows and count them by reason: :func:`medrl_lib.data.schema.load_summary` of
-    either split gives the counts (every run stores them as ``data.json``).
-    """
-    from .config import resolve_source
-
-    d = profile.data
-    if d.source == "pmc-vqa":
-        from pathlib import Path
-
-        from .data.pmc_vqa import HUB_ID, load_pmc_vqa
-        from .data.splits import zhu_split, zhu_split_files
-
-        source = resolve_source(d.pmc_vqa_path) or HUB_ID
-        if Path(source).is_file():  # one CSV: split it by image
-            return zhu_split(load_pmc_vqa(source), n_train=d.train_size, n_test=d.test_size, seed=d.seed)
-        train, test = load_pmc_vqa(source, csv="train_2.csv"), load_pmc_vqa(source, csv="test_2.csv")
-        return zhu_split_files(train, test, n_train=d.train_size, n_test=d.test_size, seed=d.seed)
-    if d.source == "huatuo-eval":
-        from .data import medvlm_r1_test_items
-        from .data.huatuo import HUB_ID, load_huatuo_eval
-        from .data.splits import medvlm_r1_published_split
-
-        ds = load_huatuo_eval(resolve_source(d.huatuo_path) or HUB_ID)
-        return medvlm_r1_published_split(ds, n_train_mri=d.train_size, seed=d.seed,
-                                         test_items=medvlm_r1_test_items(d.test_per_modality))
-    from .data.synthetic import SyntheticConfig, generate
-
-    common = dict(image_size=d.image_size, min_options=d.min_options, max_options=d.max_options,
-                  option_order=d.option_order)
-    train = generate(SyntheticConfig(n_items=d.train_size, modalities=tuple(d.train_modalities), seed=d.seed,
-                                     id_prefix="train", **common))
-    test = generate(SyntheticConfig(n_items=d.test_per_modality * len(d.test_modalities),
-                                    modalities=tuple(d.test_modalities), seed=d.seed + 1, id_prefix="test", **common))
-    overlap = set(train["id"]) & set(test["id"])
-    if overlap:
-        raise RuntimeError(f"train and test share ids: {sorted(overlap)[:3]}")
-    return train, test
 
 
 _SCORERS: dict[tuple, object] = {}
@@ -71,8 +23,9 @@ _SCORERS: dict[tuple, object] = {}
 
 def metric_scorers(profile: Profile) -> dict:
     """The similarity, perplexity and thinking scorers the profile names (built once per process)."""
-    from .metrics import (CrossEncoderSimilarity, LLMThinkingScorer, MiniLMSimilarity, OracleThinkingScorer,
-                          Perplexity)
+    from .metrics import CrossEncoderSimilarity, MiniLMSimilarity, Perplexity
+    from .oracle import OracleThinkingScorer
+    from .thinking import LLMThinkingScorer
 
     from .config import resolve_source
 
@@ -84,7 +37,7 @@ def metric_scorers(profile: Profile) -> dict:
         if e.perplexity == "none":
             perplexity = None
         elif e.perplexity == "reference-lm":
-            from .reference_lm import ensure_reference_lm
+            from .standins import ensure_reference_lm
 
             perplexity = Perplexity(str(ensure_reference_lm(resolve_path(profile.cache_dir))))
         else:
@@ -208,45 +161,52 @@ def write_profile(profile: Profile, path) -> None:
 
 
 def _with_seed(profile: Profile, seed: int) -> Profile:
-    p = dataclasses.replace(profile, grpo=dataclasses.replace(profile.grpo, seed=seed))
-    return p
+    """``profile`` with ``seed`` as the seed of GRPO and of the supervised baselines."""
+    return dataclasses.replace(profile, grpo=dataclasses.replace(profile.grpo, seed=seed),
+                               sft=dataclasses.replace(profile.sft, seed=seed))
 
 
-def grpo_arm(profile: Profile, experiment: str, arm: str, seed: int, *, force: bool = False) -> Run:
+def _train(profile: Profile, method: str, policy: str, train, out):
+    """Train ``method`` from ``policy`` on ``train`` (checkpoints in ``out/checkpoints``): in this process, or, when
+    the profile asks for more than one, in processes under accelerate + DeepSpeed ZeRO-2 started by
+    :func:`medrl_lib.launch.launch_training` (their output streamed here), which write the model to
+    ``checkpoints/final``. Returns ``(model, processor, log_history)``."""
+    from .train import fit, load_policy, trains_in_bf16
+
+    checkpoints = out / "checkpoints"
+    if profile.num_processes > 1:
+        from .launch import launch_training
+
+        resolved = out / "profile.yaml"
+        write_profile(profile, resolved)
+        log = launch_training(str(resolved), {}, policy, str(checkpoints), profile.num_processes,
+                              trains_in_bf16(profile, method), method=method)
+        return (*load_policy(profile, str(checkpoints / "final")), log)
+    res = fit(method, profile, policy, train, str(checkpoints))  # GRPO resumes from a checkpoint if any
+    if method == "grpo" and profile.grpo.keep_final_model:
+        res["trainer"].save_model(str(checkpoints / "final"))
+        res["processor"].save_pretrained(str(checkpoints / "final"))
+    return res["model"], res["processor"], res["log_history"]
+
+
+def grpo_arm(profile: Profile, group: str, arm: str, seed: int, *, force: bool = False) -> Run:
     """Train GRPO from ``profile.model.init`` on the train split, evaluate on the test split; cached."""
-    from .train import ensure_policy, run_grpo
+    from .standins import ensure_start_model
 
     profile = _with_seed(profile, seed)
-    config = {"kind": "grpo", "experiment": experiment, "arm": arm, "seed": seed,
+    config = {"kind": "grpo", "experiment": group, "arm": arm, "seed": seed,
               "settings": run_settings(profile, drop=("sft",))}
-    path = run_dir(resolve_path(profile.results_dir), profile.name, experiment, arm, seed)
+    path = run_dir(resolve_path(profile.results_dir), profile.name, group, arm, seed)
 
     def work(out):
         train, test = make_splits(profile)
-        policy = ensure_policy(profile)
-        print(f"[{experiment}/{arm}/seed{seed}] GRPO from {profile.model.init} for {profile.grpo.max_steps} steps "
+        policy = ensure_start_model(profile)
+        print(f"[{group}/{arm}/seed{seed}] GRPO from {profile.model.init} for {profile.grpo.max_steps} steps "
               f"on {len(train)} items", flush=True)
         t0 = time.time()
-        checkpoints = out / "checkpoints"
-        if profile.num_processes > 1:  # accelerate + DeepSpeed ZeRO-2 in a subprocess, output streamed here
-            from .launch import launch_training
-            from .train import load_policy
-
-            resolved = out / "profile.yaml"
-            write_profile(profile, resolved)
-            log = launch_training(str(resolved), {}, policy, str(checkpoints), profile.num_processes,
-                                  profile.grpo.bf16)
-            model, processor = load_policy(profile, str(checkpoints / "final"))
-            res = {"model": model, "processor": processor, "log_history": log}
-        else:
-            res = run_grpo(profile, policy, train, output_dir=str(checkpoints))  # resumes from a checkpoint if any
-            if profile.grpo.keep_final_model:
-                res["trainer"].save_model(str(checkpoints / "final"))
-                res["processor"].save_pretrained(str(checkpoints / "final"))
-            res.pop("trainer")
+        model, processor, log = _train(profile, "grpo", policy, train, out)
         train_s = time.time() - t0
-        log = res["log_history"]
-        metrics, records = _evaluate(res.pop("model"), res.pop("processor"), profile, test)
+        metrics, records = _evaluate(model, processor, profile, test)
         metrics["time/train_s"] = train_s
         _finish(out, profile.grpo.keep_final_model, train, test)
         return {"metrics": metrics, "records": records, "log_history": log,
@@ -255,68 +215,51 @@ def grpo_arm(profile: Profile, experiment: str, arm: str, seed: int, *, force: b
     return cached_run(path, config, work, force=force)
 
 
-def zero_shot_arm(profile: Profile, experiment: str, arm: str, which: str = "instruct", *,
+def zero_shot_arm(profile: Profile, group: str, arm: str, which: str = "instruct", *,
                   prompt_mode: str | None = None, force: bool = False) -> Run:
-    """Evaluate a start policy ('base' or 'instruct') without training; cached."""
-    from .train import ensure_policy, load_policy
+    """Evaluate a start model ('base' or 'instruct') without training; cached."""
+    from .standins import ensure_start_model
+    from .train import load_policy
 
-    config = {"kind": "zero-shot", "experiment": experiment, "arm": arm, "which": which,
+    config = {"kind": "zero-shot", "experiment": group, "arm": arm, "which": which,
               "prompt_mode": prompt_mode or profile.eval.prompt_mode,
               "settings": run_settings(profile, drop=("grpo", "sft", "num_processes"))}
-    path = run_dir(resolve_path(profile.results_dir), profile.name, experiment, arm, 0)
+    path = run_dir(resolve_path(profile.results_dir), profile.name, group, arm, 0)
 
     def work(out):
         train, test = make_splits(profile)
-        metrics, records = _evaluate(*load_policy(profile, ensure_policy(profile, which)), profile, test, prompt_mode)
+        model, processor = load_policy(profile, ensure_start_model(profile, which))
+        metrics, records = _evaluate(model, processor, profile, test, prompt_mode)
         _finish(out, False, train, test)
         return {"metrics": metrics, "records": records, "test_ids": test["id"]}
 
     return cached_run(path, config, work, force=force)
 
 
-#: Supervised baselines: arm method -> what trains it.
-SFT_METHODS = ("sft", "lora", "dpo")
-
-
-def sft_arm(profile: Profile, experiment: str, arm: str, seed: int, method: str = "sft", *,
+def sft_arm(profile: Profile, group: str, arm: str, seed: int, method: str = "sft", *,
             force: bool = False) -> Run:
     """Train a supervised baseline ('sft' full fine-tuning, 'lora', or 'dpo') from ``profile.model.init`` on the
-    train split with the profile's ``sft`` settings, evaluate on the test split; cached like GRPO runs."""
-    from .train import ensure_policy, run_dpo, run_sft
+    train split with the profile's ``sft`` settings, evaluate on the test split; cached like GRPO runs. Its
+    config holds the steps it trains (with ``sft.budget: grpo`` they follow GRPO's settings, which it drops)."""
+    from .standins import ensure_start_model
+    from .train import SUPERVISED_METHODS, supervised_steps
 
-    if method not in SFT_METHODS:
-        raise ValueError(f"method must be one of {SFT_METHODS}, got {method!r}")
-    s = profile.sft
-    config = {"kind": method, "experiment": experiment, "arm": arm, "seed": seed,
-              "settings": run_settings(profile, drop=("grpo",)), "bf16": profile.grpo.bf16}
-    path = run_dir(resolve_path(profile.results_dir), profile.name, experiment, arm, seed)
+    if method not in SUPERVISED_METHODS:
+        raise ValueError(f"method must be one of {SUPERVISED_METHODS}, got {method!r}")
+    profile = _with_seed(profile, seed)
+    config = {"kind": method, "experiment": group, "arm": arm, "seed": seed,
+              "steps": supervised_steps(profile, method), "settings": run_settings(profile, drop=("grpo",))}
+    path = run_dir(resolve_path(profile.results_dir), profile.name, group, arm, seed)
 
     def work(out):
         train, test = make_splits(profile)
-        policy = ensure_policy(profile)
-        from .train import supervised_load, supervised_steps
-
-        common = dict(output_dir=str(out / "checkpoints"), max_steps=supervised_steps(profile, method), target=s.target,
-                      batch_size=s.per_device_train_batch_size, seed=seed, bf16=profile.grpo.bf16,
-                      load=supervised_load(profile, distributed=False))
+        policy = ensure_start_model(profile)
         t0 = time.time()
-        if profile.num_processes > 1:  # accelerate + DeepSpeed ZeRO-2 in a subprocess, output streamed here
-            from .launch import launch_training
-            from .train import load_policy
-
-            resolved = out / "profile.yaml"
-            write_profile(_with_seed(profile, seed), resolved)
-            log = launch_training(str(resolved), {}, policy, str(out / "checkpoints"), profile.num_processes,
-                                  profile.grpo.bf16, method=method)
-            model, processor = load_policy(profile, str(out / "checkpoints" / "final"))
-        elif method == "dpo":
-            model, processor, log = run_dpo(policy, train, lr=s.dpo_learning_rate, beta=s.dpo_beta, **common)
-        else:
-            model, processor, log = run_sft(policy, train, lr=s.lora_learning_rate if method == "lora" else
-                                            s.learning_rate, lora=s if method == "lora" else None, **common)
+        model, processor, log = _train(profile, method, policy, train, out)
         train_s = time.time() - t0
         # a model tuned on plain letters is asked and scored with the plain prompt (MedVLM-R1 section 4)
-        metrics, records = _evaluate(model, processor, profile, test, "plain" if s.target == "plain" else None)
+        prompt_mode = "plain" if profile.sft.target == "plain" else None
+        metrics, records = _evaluate(model, processor, profile, test, prompt_mode)
         metrics["time/train_s"] = train_s
         del model
         _finish(out, False, train, test)

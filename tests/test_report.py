@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from medrl_lib.plots import plot_rewards, seed_band
+from medrl_lib.report import plot_rewards, seed_band
 from medrl_lib.results import Run
 
 
@@ -46,7 +46,7 @@ def test_plot_rewards_without_logs_says_so():
     pytest.param({"kind": "grpo"}, 100.0, "accuracy 50.0%.", id="well-formed"),  # no note
 ])
 def test_format_summary_notes(config, rate, expected):
-    from medrl_lib.plots import format_summary
+    from medrl_lib.report import format_summary
 
     run = Run(path=None, config=config, metrics={"eval/format/all": rate, "eval/accuracy/all": 50.0})
     assert expected in format_summary({"arm": [run]})
@@ -58,7 +58,7 @@ def test_format_summary_notes(config, rate, expected):
     pytest.param(["reversed"], "Not shown by the miniature: C0.", id="reversed-not-shown"),  # only 'holds' is shown
 ])
 def test_claims_summary_counts(verdicts, expected):
-    from medrl_lib.plots import claims_summary
+    from medrl_lib.report import claims_summary
 
     rows = [{"id": f"C{i}", "verdict": v, "seeds": 3} for i, v in enumerate(verdicts)]
     assert expected in claims_summary(rows)
