@@ -154,13 +154,25 @@ def report_to() -> str:
     return os.environ.get("MEDRL_REPORT_TO", "tensorboard")
 
 
+def tensorboard_dir(output_dir: str) -> Path:
+    """A run's TensorBoard folder: ``<run>/tensorboard`` for checkpoints in ``<run>/checkpoints`` (one process) or
+    ``<run>/checkpoints/checkpoints`` (a multi-process run), which are removed when the run completes.
+
+    >>> str(tensorboard_dir("r/zhu/sft/seed0/checkpoints")), str(tensorboard_dir("r/seed0/checkpoints/checkpoints"))
+    ('r/zhu/sft/seed0/tensorboard', 'r/seed0/tensorboard')
+    """
+    folder = Path(output_dir)
+    while folder.name == "checkpoints":
+        folder = folder.parent
+    return folder / "tensorboard"
+
+
 @contextlib.contextmanager
 def logging_dir(output_dir: str):
-    """Trainers built inside write their TensorBoard events next to the checkpoints: ``<run>/tensorboard`` when
-    ``output_dir`` is ``<run>/checkpoints`` (transformers reads ``TENSORBOARD_LOGGING_DIR`` when a trainer is made).
-    """
+    """Trainers built inside write their TensorBoard events to :func:`tensorboard_dir` (transformers reads
+    ``TENSORBOARD_LOGGING_DIR`` when a trainer is made)."""
     previous = os.environ.get("TENSORBOARD_LOGGING_DIR")
-    os.environ["TENSORBOARD_LOGGING_DIR"] = str(Path(output_dir).parent / "tensorboard")
+    os.environ["TENSORBOARD_LOGGING_DIR"] = str(tensorboard_dir(output_dir))
     try:
         yield
     finally:

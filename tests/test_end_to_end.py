@@ -47,6 +47,10 @@ def test_ood_run_stores_metrics_records_and_ids(smoke_book):
     train_ids = set(json.loads((run / "train_ids.json").read_text()))
     test_ids = set(json.loads((run / "test_ids.json").read_text()))
     assert len(train_ids) == 8 and train_ids.isdisjoint(test_ids)
+    # what the run printed is in its folder, not in the book; its curves are TensorBoard events beside it
+    assert "[grpo] step 2/2" in (run / "train.log").read_text()
+    assert list((run / "tensorboard").glob("events.out.tfevents.*")), "no TensorBoard events in the run folder"
+    assert not (run / "checkpoints").exists()  # the completed run's checkpoints are removed, its events kept
 
 
 def test_chapters_show_figures_and_tables(smoke_book):
