@@ -334,6 +334,12 @@ def cmd_launch(args) -> int:
     return 0
 
 
+def profile_arguments(parser: argparse.ArgumentParser, default: str) -> None:
+    """``--profile`` (default ``default``) and ``--overrides`` (a JSON object of dotted-key settings)."""
+    parser.add_argument("--profile", default=default)
+    parser.add_argument("--overrides", default="{}", help="JSON object of dotted-key settings")
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     parser = argparse.ArgumentParser(prog="medrl", description=__doc__.split("\n")[0])
@@ -349,24 +355,20 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--skip-check", action="store_true", help="do not run the preflight checks first")
     b.set_defaults(func=cmd_book)
     c = sub.add_parser("check", help="preflight: every model, dataset, GPU, disk and package the study needs")
-    c.add_argument("--profile", default="paper")
-    c.add_argument("--overrides", default="{}", help="JSON object of dotted-key settings")
+    profile_arguments(c, "paper")
     c.set_defaults(func=cmd_check)
     pr = sub.add_parser("protocol", help="what every arm trains and is scored with, beside each paper's values")
-    pr.add_argument("--profile", default="cpu")
     pr.add_argument("--json", action="store_true", help="one JSON object per arm")
-    pr.add_argument("--overrides", default="{}", help="JSON object of dotted-key settings")
+    profile_arguments(pr, "cpu")
     pr.set_defaults(func=cmd_protocol)
     m = sub.add_parser("models", help="build or find the start models of a profile")
     m.add_argument("--profile", default="cpu")
     m.set_defaults(func=cmd_models)
     la = sub.add_parser("launch", help="dry run: resolve every setting of a profile and print the launch command")
-    la.add_argument("--profile", default="paper")
-    la.add_argument("--overrides", default="{}", help="JSON object of dotted-key settings")
+    profile_arguments(la, "paper")
     la.set_defaults(func=cmd_launch)
     tb = sub.add_parser("tensorboard", help="training curves of every run of a profile (live while runs train)")
-    tb.add_argument("--profile", default="cpu")
-    tb.add_argument("--overrides", default="{}", help="JSON object of dotted-key settings")
+    profile_arguments(tb, "cpu")
     tb.add_argument("--port", type=int, default=6006)
     tb.add_argument("--print-only", action="store_true", help="print the command, do not start TensorBoard")
     tb.set_defaults(func=cmd_tensorboard)

@@ -80,17 +80,38 @@ def test_failing_notebook_names_the_cell(tmp_path, monkeypatch):
     from medrl_lib import cli
 
     nb = new_notebook(cells=[new_code_cell("profile = 'smoke'\noverrides = {}\nforce = False"),
-                             new_code_cell("x = 1"), new_code_cell("raise ValueError('boom')")])
+                             new_code_cell("from medrl_lib.console import progress\nprogress('[grpo] step 1/1')\n"
+                                           "print('chatter only for the log')"),
+                             new_code_cell("raise ValueError('boom')")])
     nb.cells[0].metadata["tags"] = ["parameters"]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     src = tmp_path / "99_broken.ipynb"
     nbformat.write(nb, src)
     monkeypatch.setattr(cli, "NOTEBOOKS", tmp_path)
+    shown = []
     with pytest.raises(cli.NotebookFailed) as err:
-        cli.execute(src, tmp_path / "out" / "99_broken.ipynb", {"profile": "smoke"})
+        cli.execute(src, tmp_path / "out" / "99_broken.ipynb", {"profile": "smoke"}, log=shown.append)
     msg = str(err.value)
     assert "99_broken.ipynb" in msg and "ValueError" in msg and "boom" in msg and "cell" in msg
     assert (tmp_path / "out" / "99_broken.ipynb").exists()  # the partial copy is kept
+    log = tmp_path / "_build" / "logs" / "99_broken.log"
+    assert f"full log: {log}" in msg
+    assert "chatter only for the log" in log.read_text()  # the notebook's output went to its log
+    assert [line.strip() for line in shown] == ["[grpo] step 1/1"]  # the console saw the progress line only
+
+
+def test_injected_parameters_are_hidden_in_the_book(tmp_path):
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    from medrl_lib.cli import hide_injected_parameters
+
+    nb = new_notebook(cells=[new_code_cell("profile = 'cpu'"), new_code_cell("x = 1")])
+    nb.cells[0].metadata["tags"] = ["injected-parameters"]
+    nbformat.write(nb, tmp_path / "c.ipynb")
+    hide_injected_parameters(tmp_path / "c.ipynb")
+    tags = [c.metadata.get("tags", []) for c in nbformat.read(tmp_path / "c.ipynb", as_version=4).cells]
+    assert tags == [["injected-parameters", "remove-cell"], []]
 
 
 def test_notebooks_are_stored_without_outputs():

@@ -62,3 +62,18 @@ def test_claims_summary_counts(verdicts, expected):
 
     rows = [{"id": f"C{i}", "verdict": v, "seeds": 3} for i, v in enumerate(verdicts)]
     assert expected in claims_summary(rows)
+
+
+def test_runs_table_one_row_per_run_trained_or_loaded():
+    from medrl_lib.report import runs_table
+
+    def run(seed, reused, acc):
+        config = {} if seed is None else {"seed": seed}
+        return Run(path=None, config=config, metrics={"eval/accuracy/all": acc, "time/train_s": 12.34,
+                                                      "time/wall_s": 20.0}, log_history=[], reused=reused)
+
+    table = runs_table({"zero-shot": [run(None, True, 40.0)], "grpo": [run(0, False, 61.25), run(1, True, 58.0)]},
+                       {"grpo": "instruct + GRPO"})
+    assert list(table.index) == [("zero-shot", "-"), ("instruct + GRPO", 0), ("instruct + GRPO", 1)]
+    assert list(table["this build"]) == ["loaded", "run", "loaded"]  # a zero-shot run has no seed
+    assert list(table["accuracy (%)"]) == [40.0, 61.2, 58.0] and table["train (s)"].iloc[1] == 12.3
