@@ -10,10 +10,11 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 export TOKENIZERS_PARALLELISM := false
 export MPLBACKEND := Agg
 
-.PHONY: setup book test test-fast clean-results lock help chromium lab tensorboard
+.PHONY: setup book overnight test test-fast clean-results lock help chromium lab tensorboard
 
 help:
 	@echo "make book   - install (once) and build the book on the cpu profile"
+	@echo "make overnight - the same on the overnight profile (5 seeds, each from its own start models; hours)"
 	@echo "make test   - install (once) and run the test suite"
 	@echo "make lab    - install (once) and open the notebooks in JupyterLab (change a parameter, run all)"
 	@echo "make tensorboard - training curves of every run in the results store, live while runs train"
@@ -40,6 +41,10 @@ setup: $(STAMP) $(MATHJAX)
 # rehearsal); the paper profile downloads from the hub.
 book: setup
 	$(VENV)/bin/medrl book --profile $(PROFILE)
+
+# The larger cpu profile (configs/overnight.yaml): a laptop overnight, its results in results/overnight.
+overnight: setup
+	$(VENV)/bin/medrl book --profile overnight
 
 # The third way to use the project: open a notebook, change its parameters cell, run all.
 lab: setup

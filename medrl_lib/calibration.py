@@ -14,8 +14,8 @@ outside: :func:`medrl_lib.metrics.record_well_formed`), not the share with a ``<
 
 Intervals: a start model is one greedy evaluation, so a gain is the paired difference of a trained arm's seeds
 and the start on the same items (:func:`medrl_lib.stats.difference_interval` against the start repeated per
-seed); the modality gap of C2 compares different items, so it resamples seeds, then items within each group
-(:func:`medrl_lib.stats.gap_interval`).
+seed); the modality gap of C2 compares different items of the same seeds (:func:`medrl_lib.stats.gap_interval`:
+the seeds' gaps plus each group's item variance, Satterthwaite's t).
 """
 
 from __future__ import annotations

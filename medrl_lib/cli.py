@@ -1,14 +1,14 @@
 """The ``medrl`` command: execute the notebooks with papermill and build the Jupyter Book.
 
-    medrl book [--profile cpu|smoke|rehearsal|paper] [--only 06_ood_generalization] [--force] [--results-dir DIR]
+    medrl book [--profile cpu|smoke|overnight|rehearsal|paper] [--only 06_ood_generalization] [--force] [...]
     medrl check [--profile paper]         preflight: models, data, GPUs, disk and packages, one verdict a line
     medrl launch [--profile paper]        dry run: every resolved setting, the launch command, the disk a run needs
     medrl protocol [--profile P] [--json] what every arm really trains and is scored with, beside each paper's
-    medrl models [--profile cpu]          build (or find) the start models of a profile
+    medrl models [--profile cpu]          build (or find) the start models of a profile (each seed's if per_seed)
     medrl tensorboard [--profile cpu]     TensorBoard over every run's event files (``<run>/tensorboard``)
 
 ``medrl book`` runs the preflight first and stops with its table when a check fails. A profile whose models and
-data are all local (cpu, smoke, rehearsal) runs with ``HF_HUB_OFFLINE=1``; the paper profile may download.
+data are all local (cpu, overnight, smoke, rehearsal) runs with ``HF_HUB_OFFLINE=1``; the paper profile may download.
 
 The console shows progress lines only (runs trained or loaded, training steps); everything a notebook printed
 goes to ``book/_build/logs/<notebook>.log`` and each run's own output to ``<run>/train.log``. A failing notebook
@@ -262,12 +262,21 @@ def cmd_book(args) -> int:
 
 
 def cmd_models(args) -> int:
+    """Print the start models of a profile, building the missing ones (unless ``--no-build``): the one shared
+    draw, or, with ``standins.per_seed``, one line per seed and model (``seed 1 base: <folder>``)."""
     from .config import load_profile
-    from .standins import ensure_start_model
+    from .standins import ensure_start_model, start_model_folders
 
     profile = load_profile(args.profile)
-    for which in ("base", "instruct"):
-        print(f"{which}: {ensure_start_model(profile, which)}")
+    tiny = profile.model.kind != "hub"
+    for seed in (profile.seeds if tiny and profile.standins.per_seed else [None]):
+        prefix = "" if seed is None else f"seed {seed} "
+        for which in ("base", "instruct"):
+            if args.no_build and tiny:
+                folder = start_model_folders(profile, seed)[which]
+                print(f"{prefix}{which}: {folder}{'' if folder.exists() else ' (not built)'}")
+            else:
+                print(f"{prefix}{which}: {ensure_start_model(profile, which, seed=seed)}")
     return 0
 
 
@@ -345,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="medrl", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     b = sub.add_parser("book", help="execute the notebooks with papermill and build the book")
-    b.add_argument("--profile", default="cpu", help="smoke, cpu, rehearsal or paper (default: cpu)")
+    b.add_argument("--profile", default="cpu", help="smoke, cpu, overnight, rehearsal or paper (default: cpu)")
     b.add_argument("--only", nargs="+", metavar="NOTEBOOK", help="run only these notebooks (by name, no suffix)")
     b.add_argument("--force", action="store_true", help="retrain runs that the results store already holds")
     b.add_argument("--results-dir", help="results store (default: the profile's results_dir)")
@@ -363,6 +372,7 @@ def main(argv: list[str] | None = None) -> int:
     pr.set_defaults(func=cmd_protocol)
     m = sub.add_parser("models", help="build or find the start models of a profile")
     m.add_argument("--profile", default="cpu")
+    m.add_argument("--no-build", action="store_true", help="print the folders without building the missing ones")
     m.set_defaults(func=cmd_models)
     la = sub.add_parser("launch", help="dry run: resolve every setting of a profile and print the launch command")
     profile_arguments(la, "paper")

@@ -134,6 +134,9 @@ class StandinSettings:
     """the 'base' stand-in (report pretraining)"""
     instruct: InstructStandinSettings = field(default_factory=InstructStandinSettings)
     """the 'instruct' stand-in (supervised tuning of the base)"""
+    per_seed: bool = False
+    """each run seed starts from its own base and instruct stand-ins (built with that seed, cached); False: one draw
+    shared by every seed"""
 
 
 @dataclass
@@ -306,6 +309,10 @@ class Profile:
     medvlm_r1: dict[str, Any] = field(default_factory=dict)
     """E6's protocol (Pan et al. 2025, MedVLM-R1): dotted-key settings applied over the others for the
     out-of-domain experiment, so that E1-E5 run Zhu's protocol and E6 MedVLM-R1's (see the book's Protocol page)"""
+    length_rewards: dict[str, Any] = field(default_factory=dict)
+    """E3's scale settings (Zhu section 3.3): dotted-key settings applied over the others for the length-reward arms
+    and their +SA baseline, so that the reasoning has room to grow (completion cap above the length target, target
+    above the start model's length) where the profile's other arms keep a short cap; empty: E3 runs as E1-E5"""
     cache_dir: str = ".cache/medrl"
     """built models and tokenizers (relative to the repository root unless absolute)"""
     results_dir: str = "results"
@@ -430,12 +437,16 @@ def validate(p: Profile, where: str) -> Profile:
     if unknown:
         raise ConfigError(f"{where}: key 'standins.instruct.plain_types' names unknown question type {unknown[0]!r}"
                           f" (known: {', '.join(QUESTIONS)})")
+    if p.standins.per_seed and p.model.kind == "hub":
+        raise ConfigError(f"{where}: key 'standins.per_seed' must be false with model.kind 'hub' (a hub model is one "
+                          "draw; per-seed start models are built for tiny profiles only)")
     if p.grpo.num_generations < 2:
         raise ConfigError(f"{where}: key 'grpo.num_generations' must be at least 2 (advantages are group-relative)")
     known = _known_keys(Profile)
-    for key in p.medvlm_r1:
-        if key not in known or key.startswith("medvlm_r1"):
-            raise ConfigError(f"{where}: key 'medvlm_r1.{key}' is not a setting (known: {', '.join(known)})")
+    for section in ("medvlm_r1", "length_rewards"):
+        for key in getattr(p, section):
+            if key not in known or key.startswith(("medvlm_r1", "length_rewards")):
+                raise ConfigError(f"{where}: key '{section}.{key}' is not a setting (known: {', '.join(known)})")
     if not 0 <= p.grpo.beta:
         raise ConfigError(f"{where}: key 'grpo.beta' must be >= 0")
     if not 0 < p.grpo.epsilon < 1:

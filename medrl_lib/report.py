@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from typing import Sequence
 
 import numpy as np
@@ -239,9 +241,18 @@ def balance_plot(ds):
 
 
 def claims_table(rows: Sequence[dict]) -> pd.DataFrame:
-    """The scorecard: claim, the paper's figure, ours with its interval, and the computed verdict."""
-    cols = ["id", "claim", "paper", "ours", "difference [95% CI]", "verdict", "seeds", "items"]
-    return pd.DataFrame([{c: r[c] for c in cols} for r in rows]).set_index("id")
+    """The scorecard: claim, the paper's figure, ours with its interval, the paper's effect and the smallest effect
+    this profile detects (80% power) in the same units, and the computed verdict."""
+    out = []
+    for r in rows:
+        row = {c: r[c] for c in ["id", "claim", "paper", "ours", "difference [95% CI]"]}
+        unit = r.get("unit", "")
+        effect, mde = r.get("paper_effect", math.nan), r.get("mde", math.nan)
+        row["paper's effect"] = "n/a" if math.isnan(effect) else f"{effect:+.1f} {unit}"
+        row["detectable (80% power)"] = "n/a" if math.isnan(mde) else f"{mde:.1f} {unit}"
+        row.update({c: r[c] for c in ["verdict", "seeds", "items"]})
+        out.append(row)
+    return pd.DataFrame(out).set_index("id")
 
 
 def with_interval(metrics: dict, key: str, digits: int = 1) -> str:
@@ -313,19 +324,30 @@ def training_keys(runs: dict) -> dict[str, str]:
 
 
 def claims_summary(rows: Sequence[dict]) -> str:
-    """One sentence per verdict count, computed from the rows."""
-    counts = {v: sum(r["verdict"] == v for r in rows) for v in ("holds", "reversed", "inconclusive")}
+    """The count of each verdict and which claims the miniature shows, could not have shown at the paper's size,
+    or shows absent at that size: computed from the rows."""
+    from .claims import VERDICTS
+
+    counts = {v: sum(r["verdict"] == v for r in rows) for v in VERDICTS}
     seeds = sorted({r["seeds"] for r in rows})
-    holds = f"{counts['holds']} hold{'s' if counts['holds'] == 1 else ''}"
+    parts = [f"{n} {'hold' if v == 'holds' and n != 1 else v}" for v, n in counts.items()]
     text = (f"Of {len(rows)} claim{'s' if len(rows) != 1 else ''} tested here ({'/'.join(map(str, seeds))} seeds "
-            f"per arm): {holds}, {counts['reversed']} reversed, {counts['inconclusive']} inconclusive "
-            "(the 95% interval of the difference contains 0).")
-    shown = [r["id"] for r in rows if r["verdict"] == "holds"]
-    if shown:
-        text += f" Shown by the miniature: {', '.join(shown)}."
+            f"per arm): {', '.join(parts)}.")
+    for verdict, what in (("holds", "Shown by the miniature"),
+                          ("no effect of the paper's size", "Absent at the paper's size (the interval excludes it, "
+                                                            "either way)"),
+                          ("smaller than the paper's", "Smaller than the paper's")):
+        ids = [r["id"] for r in rows if r["verdict"] == verdict]
+        if ids:
+            text += f" {what}: {', '.join(ids)}."
     notshown = [r["id"] for r in rows if r["verdict"] != "holds"]
     if notshown:
         text += f" Not shown by the miniature: {', '.join(notshown)}."
+    weak = [r["id"] for r in rows if not math.isnan(r.get("mde", math.nan))
+            and not math.isnan(r.get("paper_effect", math.nan)) and r["mde"] > abs(r["paper_effect"])]
+    if weak:
+        text += (f" Too small a study for the paper's effect (detectable effect at 80% power above it): "
+                 f"{', '.join(weak)}.")
     return text
 
 
@@ -386,8 +408,28 @@ def reproducibility_table(profile) -> pd.DataFrame:
                      "test items": len(run.records), "commit": (prov.get("git_commit") or "")[:10],
                      "torch": versions.get("torch"), "trl": versions.get("trl"),
                      "transformers": versions.get("transformers"), "host": prov.get("platform", "")[:30],
-                     "cpus": prov.get("cpu_count")})
+                     "cpus": prov.get("cpu_count"), "threads": prov.get("torch_threads")})
     return pd.DataFrame(rows)
+
+
+def machines_table(profile) -> pd.DataFrame:
+    """The machines that made the profile's stored runs: CPU model, vector extensions and torch threads (which
+    change floating-point results, hence the start models and every run), GPU, and how many runs each made."""
+    import json
+
+    from .config import resolve_path
+
+    seen: dict[tuple, int] = {}
+    for path in sorted((resolve_path(profile.results_dir) / profile.name).glob("*/*/seed*/provenance.json")):
+        try:
+            prov = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        key = (prov.get("cpu_model") or "not recorded", " ".join(prov.get("vector_extensions") or []) or "not recorded",
+               prov.get("torch_threads"), prov.get("cpu_count"), prov.get("cuda") or "none")
+        seen[key] = seen.get(key, 0) + 1
+    cols = ["CPU", "vector extensions", "torch threads", "cores", "GPU", "runs"]
+    return pd.DataFrame([[*k, n] for k, n in seen.items()], columns=cols)
 
 
 def format_summary(runs: dict, labels: dict | None = None) -> str:
@@ -448,3 +490,23 @@ def runs_table(runs: dict, labels: dict | None = None) -> pd.DataFrame:
                          "train (s)": m.get("time/train_s"), "wall (s)": m.get("time/wall_s"),
                          "accuracy (%)": m.get("eval/accuracy/all")})
     return pd.DataFrame(rows).round(1).set_index(["arm", "seed"])
+
+
+def design_table(profile, length_profile, zhu_test, ood_test) -> pd.DataFrame:
+    """The study's sizes on ``profile``: seeds, start-model draws, test items per protocol, GRPO steps, and the
+    completion cap, length target and evaluation budget of the length experiment (``length_profile``, E3's
+    arms) beside the others'."""
+    per_seed = getattr(profile.standins, "per_seed", False)
+    g, e = profile.grpo, length_profile.grpo
+    rows = {
+        "seeds per arm": len(profile.seeds),
+        "start-model draws": len(profile.seeds) if per_seed and profile.model.kind == "tiny" else 1,
+        "test items, E1-E5 (all modalities)": len(zhu_test),
+        "test items, E6 (MRI, CT, X-ray)": len(ood_test),
+        "GRPO steps": g.max_steps,
+        "completion cap (tokens), E1, E2, E4-E6": g.max_completion_length,
+        "completion cap (tokens), E3": e.max_completion_length,
+        "length target of ECR / CWR (tokens), E3": e.length_target_tokens,
+        "evaluation budget (new tokens), E3": length_profile.eval.max_new_tokens,
+    }
+    return pd.DataFrame({"setting": list(rows), profile.name: [str(v) for v in rows.values()]}).set_index("setting")

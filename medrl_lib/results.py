@@ -86,8 +86,42 @@ def config_key(config: dict) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
+#: The vector extensions that change floating-point results of CPU kernels (x86 and Arm names, as /proc/cpuinfo
+#: spells them): two machines that differ here may train different start models from the same seeds.
+VECTOR_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512_bf16", "avx512_fp16", "avx512_vnni",
+                "avx_vnni", "amx_tile", "amx_bf16", "neon", "asimd", "sve", "sve2")
+
+
+def cpu_info(cpuinfo: str | None = None) -> dict:
+    r"""The CPU's model name and vector extensions (from ``/proc/cpuinfo``, or ``platform`` where it is missing)
+    and the threads torch computes with.
+
+    >>> info = cpu_info("model name\t: Example CPU\nflags\t\t: fpu sse4_2 avx avx2 fma\n")
+    >>> info["cpu_model"], info["vector_extensions"]
+    ('Example CPU', ['sse4_2', 'avx', 'avx2', 'fma'])
+    """
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
+        except OSError:
+            cpuinfo = ""
+    model, flags = None, set()
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip().lower()
+        if key in ("model name", "hardware", "cpu model") and model is None:
+            model = value.strip()
+        elif key in ("flags", "features") and not flags:
+            flags = set(value.split())
+    import torch
+
+    return {"cpu_model": model or platform.processor() or platform.machine(),
+            "vector_extensions": [f for f in VECTOR_FLAGS if f in flags],
+            "torch_threads": torch.get_num_threads()}
+
+
 def provenance() -> dict:
-    """Git commit, package versions and host of the current process."""
+    """Git commit, package versions and host of the current process (CPU model, vector extensions, threads)."""
     import importlib.metadata as md
 
     def version(pkg: str) -> str | None:
@@ -114,6 +148,7 @@ def provenance() -> dict:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
+        **cpu_info(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     }
 

@@ -5,6 +5,10 @@ profile, results group ('zhu' for E1-E5, 'ood' for E6), arm and seed; the first 
 calls with the same resolved config load the stored run from ``results/<profile>/<group>/<arm>/seed<k>`` (the
 stored config names the group ``experiment``, as it always has). Training runs here (:func:`medrl_lib.train.fit`)
 or, when the profile asks for several processes, in processes started by :func:`medrl_lib.launch.launch_training`.
+
+A run starts from the start-model draw of its seed (:func:`medrl_lib.standins.start_draw`): the one shared draw, or,
+with ``standins.per_seed``, draw ``k`` for seed ``k``; a draw other than 0 is part of the run's config (its cache
+key) as ``start_draw`` (:func:`_keyed`).
 """
 
 from __future__ import annotations
@@ -140,13 +144,27 @@ def _finish(out, keep_model: bool, train, test) -> None:
 
 
 #: Profile sections that never change a run's result (where files go, which seeds a notebook loops over).
-_NOT_RESULTS = ("cache_dir", "results_dir", "seeds", "name")
+_NOT_RESULTS = ("cache_dir", "results_dir", "seeds", "name", "medvlm_r1", "length_rewards")  # sections: applied already
 
 
 def run_settings(profile: Profile, drop: tuple[str, ...] = ()) -> dict:
     """The part of the profile that determines a run's result: its cache key. Sections a run does not use
     (``drop``) and storage paths are left out, so that changing them reuses stored runs."""
     return {k: v for k, v in profile.to_dict().items() if k not in _NOT_RESULTS + drop}
+
+
+def _keyed(profile: Profile, config: dict, seed: int | None) -> dict:
+    """``config`` keyed by the start model its run starts from: ``standins.per_seed`` leaves the settings (the keys
+    of the runs stored before it existed stay) and the draw of ``seed`` joins the config as ``start_draw`` when it
+    is not the shared draw 0. Draw 0 is the shared draw itself, so a per-seed profile's seed-0 run has the key of
+    the shared-draw run: they are the same computation."""
+    from .standins import start_draw
+
+    config["settings"].get("standins", {}).pop("per_seed", None)
+    draw = start_draw(profile, seed)
+    if draw:
+        config["start_draw"] = draw
+    return config
 
 
 def write_profile(profile: Profile, path) -> None:
@@ -190,17 +208,18 @@ def _train(profile: Profile, method: str, policy: str, train, out):
 
 
 def grpo_arm(profile: Profile, group: str, arm: str, seed: int, *, force: bool = False) -> Run:
-    """Train GRPO from ``profile.model.init`` on the train split, evaluate on the test split; cached."""
+    """Train GRPO from ``profile.model.init`` (of the draw of ``seed``) on the train split, evaluate on the test
+    split; cached."""
     from .standins import ensure_start_model
 
     profile = _with_seed(profile, seed)
-    config = {"kind": "grpo", "experiment": group, "arm": arm, "seed": seed,
-              "settings": run_settings(profile, drop=("sft",))}
+    config = _keyed(profile, {"kind": "grpo", "experiment": group, "arm": arm, "seed": seed,
+                              "settings": run_settings(profile, drop=("sft",))}, seed)
     path = run_dir(resolve_path(profile.results_dir), profile.name, group, arm, seed)
 
     def work(out):
         train, test = make_splits(profile)
-        policy = ensure_start_model(profile)
+        policy = ensure_start_model(profile, seed=seed)
         print(f"[{group}/{arm}/seed{seed}] GRPO from {profile.model.init} for {profile.grpo.max_steps} steps "
               f"on {len(train)} items", flush=True)
         t0 = time.time()
@@ -215,20 +234,28 @@ def grpo_arm(profile: Profile, group: str, arm: str, seed: int, *, force: bool =
     return cached_run(path, config, work, force=force)
 
 
-def zero_shot_arm(profile: Profile, group: str, arm: str, which: str = "instruct", *,
+def zero_shot_arm(profile: Profile, group: str, arm: str, which: str = "instruct", *, seed: int | None = None,
                   prompt_mode: str | None = None, force: bool = False) -> Run:
-    """Evaluate a start model ('base' or 'instruct') without training; cached."""
+    """Evaluate a start model ('base' or 'instruct') without training; cached.
+
+    With one shared start-model draw (the default) it is that draw, stored as ``seed0`` whatever ``seed``. With
+    ``standins.per_seed`` it is the draw of run seed ``seed`` (default: the profile's first seed), stored as
+    ``seed<seed>``: the study's zero-shot rows (:mod:`medrl_lib.study`) evaluate the first seed's draw only."""
     from .standins import ensure_start_model
     from .train import load_policy
 
-    config = {"kind": "zero-shot", "experiment": group, "arm": arm, "which": which,
-              "prompt_mode": prompt_mode or profile.eval.prompt_mode,
-              "settings": run_settings(profile, drop=("grpo", "sft", "num_processes"))}
-    path = run_dir(resolve_path(profile.results_dir), profile.name, group, arm, 0)
+    if profile.standins.per_seed and profile.model.kind != "hub":
+        seed = profile.seeds[0] if seed is None else seed
+    else:
+        seed = None  # one draw: one run, in seed0
+    config = _keyed(profile, {"kind": "zero-shot", "experiment": group, "arm": arm, "which": which,
+                              "prompt_mode": prompt_mode or profile.eval.prompt_mode,
+                              "settings": run_settings(profile, drop=("grpo", "sft", "num_processes"))}, seed)
+    path = run_dir(resolve_path(profile.results_dir), profile.name, group, arm, 0 if seed is None else seed)
 
     def work(out):
         train, test = make_splits(profile)
-        model, processor = load_policy(profile, ensure_start_model(profile, which))
+        model, processor = load_policy(profile, ensure_start_model(profile, which, seed=seed))
         metrics, records = _evaluate(model, processor, profile, test, prompt_mode)
         _finish(out, False, train, test)
         return {"metrics": metrics, "records": records, "test_ids": test["id"]}
@@ -238,22 +265,24 @@ def zero_shot_arm(profile: Profile, group: str, arm: str, which: str = "instruct
 
 def sft_arm(profile: Profile, group: str, arm: str, seed: int, method: str = "sft", *,
             force: bool = False) -> Run:
-    """Train a supervised baseline ('sft' full fine-tuning, 'lora', or 'dpo') from ``profile.model.init`` on the
-    train split with the profile's ``sft`` settings, evaluate on the test split; cached like GRPO runs. Its
-    config holds the steps it trains (with ``sft.budget: grpo`` they follow GRPO's settings, which it drops)."""
+    """Train a supervised baseline ('sft' full fine-tuning, 'lora', or 'dpo') from ``profile.model.init`` (of the
+    draw of ``seed``) on the train split with the profile's ``sft`` settings, evaluate on the test split; cached
+    like GRPO runs. Its config holds the steps it trains (with ``sft.budget: grpo`` they follow GRPO's settings,
+    which it drops)."""
     from .standins import ensure_start_model
     from .train import SUPERVISED_METHODS, supervised_steps
 
     if method not in SUPERVISED_METHODS:
         raise ValueError(f"method must be one of {SUPERVISED_METHODS}, got {method!r}")
     profile = _with_seed(profile, seed)
-    config = {"kind": method, "experiment": group, "arm": arm, "seed": seed,
-              "steps": supervised_steps(profile, method), "settings": run_settings(profile, drop=("grpo",))}
+    config = _keyed(profile, {"kind": method, "experiment": group, "arm": arm, "seed": seed,
+                              "steps": supervised_steps(profile, method),
+                              "settings": run_settings(profile, drop=("grpo",))}, seed)
     path = run_dir(resolve_path(profile.results_dir), profile.name, group, arm, seed)
 
     def work(out):
         train, test = make_splits(profile)
-        policy = ensure_start_model(profile)
+        policy = ensure_start_model(profile, seed=seed)
         t0 = time.time()
         model, processor, log = _train(profile, method, policy, train, out)
         train_s = time.time() - t0

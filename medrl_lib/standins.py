@@ -16,10 +16,20 @@ profiles (cpu, smoke) it starts from a stand-in built here, each from the one be
 minutes on the cpu profile, the first time only). The reference LM of the perplexity metric
 (:func:`ensure_reference_lm`; its recipe is :mod:`medrl_lib.reference_lm`) is kept the same way. Every folder is
 made by :func:`medrl_lib.models.build_once` and records the settings (and the ids of the items) that made it.
+
+Start-model draws (``standins.per_seed``). The three folders above are one draw of every random choice of the
+build. By default every run seed starts from that one draw, draw 0, so the seeds vary GRPO (or SFT) only. With
+``standins.per_seed: true`` the run of seed ``k`` starts from draw ``k`` (:func:`start_draw`): every seed of the
+build is shifted by ``k`` (the random init ``model.tiny.seed + k``; the items, the unrelated text, the plain-answer
+marks and the training order ``data.seed + k``, each with its usual offset), and the folders of draws other than 0
+are keyed by the draw too. Draw 0 is exactly the shared draw (same seeds, same folders): a per-seed profile's
+seed 0 reuses it, and only the other seeds cost a build. The tokenizer (corpus ``corpus_seed``) is the same in
+every draw, as a model family shares one. :func:`start_model_folders` names the folders without building them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from dataclasses import asdict, dataclass, field
@@ -81,25 +91,71 @@ def ensure_tiny_model(spec: TinyModelSpec, cache_dir: str | Path) -> Path:
                       {"kind": "tiny-random", "spec": asdict(spec), "hash": key}, marker=TINY_MARKER)
 
 
-def ensure_start_model(profile: Profile, which: str | None = None) -> str:
-    """The folder or hub id a run starts from: ``which`` ('base' or 'instruct'; default: ``model.init``).
+def start_draw(profile: Profile, seed: int | None = None) -> int:
+    """The start-model draw a run of ``seed`` starts from: ``seed`` when the profile draws one per seed
+    (``standins.per_seed``, tiny models only), else 0, the one draw shared by every seed (also for ``seed=None``).
 
-    Hub profiles name it (``model.base``, ``model.instruct``). Tiny profiles find it in ``cache_dir``, or TRAIN it
-    there first: the base stand-in from the random tiny model, the instruct stand-in from the base."""
+    >>> from medrl_lib.config import load_profile
+    >>> start_draw(load_profile("smoke"), 3), start_draw(load_profile("smoke", {"standins.per_seed": True}), 3)
+    (0, 3)
+    """
+    if seed is None or not profile.standins.per_seed or profile.model.kind == "hub":
+        return 0
+    if seed < 0:
+        raise ValueError(f"a start-model draw is a seed >= 0, got {seed}")
+    return int(seed)
+
+
+def ensure_start_model(profile: Profile, which: str | None = None, seed: int | None = None) -> str:
+    """The folder or hub id a run starts from: ``which`` ('base' or 'instruct'; default: ``model.init``), of the
+    draw of run seed ``seed`` (:func:`start_draw`: the shared draw unless ``standins.per_seed``).
+
+    Hub profiles name it (``model.base``, ``model.instruct``; one draw). Tiny profiles find it in ``cache_dir``, or
+    TRAIN it there first: the base stand-in from the random tiny model, the instruct stand-in from the base."""
     which = which or profile.model.init
     m = profile.model
     if m.kind == "hub":
         return resolve_source(m.base if which == "base" else m.instruct)
-    cache = resolve_path(profile.cache_dir)
-    random_init = ensure_tiny_model(TinyModelSpec(arch=m.tiny, image_size=profile.data.image_size), cache)
-    base = _base(profile, random_init, cache)
-    return str(base if which == "base" else _instruct(profile, base, cache))
+    cache, draw = resolve_path(profile.cache_dir), start_draw(profile, seed)
+    random_init = ensure_tiny_model(_tiny_spec(profile, draw), cache)
+    base = _base(profile, random_init, cache, draw)
+    return str(base if which == "base" else _instruct(profile, base, cache, draw))
 
 
-def _base(profile: Profile, random_init: Path, cache: Path) -> Path:
+def start_model_folders(profile: Profile, seed: int | None = None) -> dict[str, Path]:
+    """The folders of the draw of run seed ``seed`` ('random', 'base', 'instruct'), named without building
+    anything (a tiny profile's; ``base`` is the random model when ``standins.base.steps`` is 0)."""
+    if profile.model.kind == "hub":
+        raise ValueError("hub profiles start from hub ids (model.base, model.instruct), not built folders")
+    cache, draw = resolve_path(profile.cache_dir), start_draw(profile, seed)
+    random_init = cache / f"tiny-qwen2vl-{config_hash(_tiny_spec(profile, draw))}"
+    base = (random_init if profile.standins.base.steps == 0
+            else cache / f"tiny-base-{config_hash(_base_settings(profile, random_init, draw))}")
+    return {"random": random_init, "base": base,
+            "instruct": cache / f"tiny-instruct-{config_hash(_instruct_settings(profile, base, draw))}"}
+
+
+def _tiny_spec(profile: Profile, draw: int) -> TinyModelSpec:
+    """The random tiny model of ``draw``: ``model.tiny`` initialised with seed ``model.tiny.seed + draw``."""
+    arch = dataclasses.replace(profile.model.tiny, seed=profile.model.tiny.seed + draw)
+    return TinyModelSpec(arch=arch, image_size=profile.data.image_size)
+
+
+def _base_settings(profile: Profile, random_init: Path, draw: int) -> dict:
+    """What keys the base stand-in's folder (the draw only when not 0: the shared draw's keys stay)."""
+    b, d = profile.standins.base, profile.data
+    settings = {"init": random_init.name, "items": b.items, "steps": b.steps, "lr": b.lr, "image_size": d.image_size}
+    if b.text_items:  # keeps the cache keys of report-only base models
+        settings["text"] = [b.text_items, b.text_tagged_fraction]
+    if draw:
+        settings["draw"] = draw
+    return settings
+
+
+def _base(profile: Profile, random_init: Path, cache: Path, draw: int = 0) -> Path:
     """The 'base' stand-in: the random model pretrained to write the report of an image (all modalities, items
     disjoint from every split), never shown a question; the random model itself when ``standins.base.steps`` is
-    0."""
+    0. Its seeds are ``data.seed + draw``."""
     from .data.general_text import general_documents
     from .data.schema import MODALITIES
     from .data.synthetic import SyntheticConfig, generate
@@ -107,28 +163,22 @@ def _base(profile: Profile, random_init: Path, cache: Path) -> Path:
     b, d = profile.standins.base, profile.data
     if b.steps == 0:
         return random_init
-    settings = {"init": random_init.name, "items": b.items, "steps": b.steps, "lr": b.lr, "image_size": d.image_size}
-    if b.text_items:  # keeps the cache keys of report-only base models
-        settings["text"] = [b.text_items, b.text_tagged_fraction]
+    settings, seed = _base_settings(profile, random_init, draw), d.seed + draw
 
     def items():
-        return generate(SyntheticConfig(n_items=b.items, modalities=MODALITIES, seed=30_000 + d.seed,
+        return generate(SyntheticConfig(n_items=b.items, modalities=MODALITIES, seed=30_000 + seed,
                                         image_size=d.image_size, id_prefix="base"))
 
     def text():
-        return general_documents(b.text_items, seed=d.seed, tagged_fraction=b.text_tagged_fraction,
+        return general_documents(b.text_items, seed=seed, tagged_fraction=b.text_tagged_fraction,
                                  image_size=d.image_size)
 
     return _tuned(cache / f"tiny-base-{config_hash(settings)}", "tiny-base", settings, items, random_init,
-                  lr=b.lr, steps=b.steps, target="report", seed=d.seed, extra=text)
+                  lr=b.lr, steps=b.steps, target="report", seed=seed, extra=text)
 
 
-def _instruct(profile: Profile, base: Path, cache: Path) -> Path:
-    """The 'instruct' stand-in: ``base`` tuned on items disjoint from every split (their own id prefix and seed),
-    a share of them answering with the bare letter (``standins.instruct.plain_types``, ``plain_fraction``)."""
-    from .data.schema import MODALITIES
-    from .data.synthetic import SyntheticConfig, generate
-
+def _instruct_settings(profile: Profile, base: Path, draw: int) -> dict:
+    """What keys the instruct stand-in's folder (the draw only when not 0: the shared draw's keys stay)."""
     s, d = profile.standins.instruct, profile.data
     settings = {"base": base.name, "items": s.items, "steps": s.steps, "lr": s.lr, "target": s.target,
                 "image_size": d.image_size, "options": [d.min_options, d.max_options]}
@@ -136,15 +186,29 @@ def _instruct(profile: Profile, base: Path, cache: Path) -> Path:
         settings["option_order"] = d.option_order
     if s.plain_fraction and s.plain_types:
         settings["plain"] = [sorted(s.plain_types), s.plain_fraction]
+    if draw:
+        settings["draw"] = draw
+    return settings
+
+
+def _instruct(profile: Profile, base: Path, cache: Path, draw: int = 0) -> Path:
+    """The 'instruct' stand-in: ``base`` tuned on items disjoint from every split (their own id prefix and seed),
+    a share of them answering with the bare letter (``standins.instruct.plain_types``, ``plain_fraction``). Its
+    seeds are ``data.seed + draw``."""
+    from .data.schema import MODALITIES
+    from .data.synthetic import SyntheticConfig, generate
+
+    s, d = profile.standins.instruct, profile.data
+    settings, seed = _instruct_settings(profile, base, draw), d.seed + draw
 
     def items():
-        ds = generate(SyntheticConfig(n_items=s.items, modalities=MODALITIES, seed=10_000 + d.seed,
+        ds = generate(SyntheticConfig(n_items=s.items, modalities=MODALITIES, seed=10_000 + seed,
                                       image_size=d.image_size, min_options=d.min_options, max_options=d.max_options,
                                       option_order=d.option_order, id_prefix="instruct"))
-        return mark_plain_answers(ds, s.plain_types, s.plain_fraction, seed=d.seed)
+        return mark_plain_answers(ds, s.plain_types, s.plain_fraction, seed=seed)
 
     return _tuned(cache / f"tiny-instruct-{config_hash(settings)}", "tiny-instruct", settings, items, base,
-                  lr=s.lr, steps=s.steps, target=s.target, seed=d.seed)
+                  lr=s.lr, steps=s.steps, target=s.target, seed=seed)
 
 
 def _tuned(path: Path, kind: str, settings: dict, items, start: Path, *, lr: float, steps: int, target: str,
@@ -189,8 +253,9 @@ def mark_plain_answers(ds, question_types, fraction: float, seed: int = 0):
 
 
 def start_model_sizes(profile: Profile):
-    """Parameters (vision, language, total) of the profile's base and instruct start models, built on demand; for
-    hub models, their ids (counting 2B parameters would load both)."""
+    """Parameters (vision, language, total) of the profile's base and instruct start models, built on demand (the
+    shared draw: every draw has the same architecture); for hub models, their ids (counting 2B parameters would
+    load both)."""
     import pandas as pd
 
     from .models import parameter_counts

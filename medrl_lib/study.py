@@ -33,6 +33,7 @@ ARMS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "grpo-base": ("grpo", "zhu", {"model.init": "base"}),
     "grpo-instruct": ("grpo", "zhu", {}),
     "grpo-sa": ("grpo", "zhu", {"grpo.reward_weights": _SA}),
+    "grpo-sa-len": ("grpo", "zhu", {"grpo.reward_weights": _SA}),
     "grpo-sa-ecr": ("grpo", "zhu", {"grpo.reward_weights": {**_SA, "ecr_reward": 1.0}}),
     "grpo-sa-cwr": ("grpo", "zhu", {"grpo.reward_weights": {**_SA, "cwr_reward": 1.0}}),
     "dr-grpo": ("grpo", "zhu", {"grpo.loss_type": "dr_grpo", "grpo.scale_rewards": "none"}),
@@ -43,16 +44,21 @@ ARMS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "ood-sft": ("sft", "ood", {}),
 }
 
+#: E3's arms: they run with the profile's ``length_rewards`` settings (room for the reasoning to grow). Its +SA
+#: baseline is a separate arm; where that section is empty it is E2's +SA run, shared (``LENGTH_TWIN``).
+LENGTH_ARMS: tuple[str, ...] = ("grpo-sa-len", "grpo-sa-ecr", "grpo-sa-cwr")
+LENGTH_TWIN: dict[str, str] = {"grpo-sa-len": "grpo-sa"}
+
 #: Readable labels of the arms, for tables and figures.
 LABELS = {
-    "grpo-base": "base + GRPO", "grpo-instruct": "instruct + GRPO", "grpo-sa": "+SA", "grpo-sa-ecr": "+SA+ECR",
+    "grpo-base": "base + GRPO", "grpo-instruct": "instruct + GRPO", "grpo-sa": "+SA", "grpo-sa-len": "+SA (E3 settings)", "grpo-sa-ecr": "+SA+ECR",
     "grpo-sa-cwr": "+SA+CWR", "dr-grpo": "Dr.GRPO", "sft": "full SFT", "lora": "LoRA", "dpo": "DPO",
     "ood-grpo": "GRPO (MRI)", "ood-sft": "SFT (MRI)",
     "zero-shot": "instruct zero-shot (plain prompt)", "start": "instruct start (reasoning prompt)",
 }
 
 #: Our arm -> the row of Zhu's Table 1 it reproduces.
-ZHU_ROWS = {"grpo-base": "base + GRPO", "grpo-instruct": "instruct + GRPO", "grpo-sa": "+SA",
+ZHU_ROWS = {"grpo-base": "base + GRPO", "grpo-instruct": "instruct + GRPO", "grpo-sa": "+SA", "grpo-sa-len": "+SA",
             "grpo-sa-ecr": "+SA+ECR", "grpo-sa-cwr": "+SA+CWR", "dr-grpo": "Dr.GRPO", "sft": "full SFT",
             "lora": "LoRA", "dpo": "DPO", "zero-shot": "Qwen2-VL-2B-Instruct zero-shot",
             "zero-shot-instruct": "Qwen2-VL-2B-Instruct zero-shot"}
@@ -83,11 +89,21 @@ def arm_profile(profile: str, arm: str, overrides: dict | None = None) -> Profil
     caller's."""
     arm_only = arm_overrides(arm)  # raises on an unknown arm
     data = group_overrides(profile, ARMS[arm][1], overrides)
-    return load_profile(profile, {**data, **arm_only, **(overrides or {})})
+    length = dict(load_profile(profile, overrides).length_rewards) if arm in LENGTH_ARMS else {}
+    return load_profile(profile, {**data, **length, **arm_only, **(overrides or {})})
+
+
+def stored_arm(profile: str, arm: str, overrides: dict | None = None) -> str:
+    """The arm whose runs ``arm`` reads: its twin where the profile gives E3 no settings of its own
+    (:data:`LENGTH_TWIN`), else itself."""
+    if arm in LENGTH_TWIN and not load_profile(profile, overrides).length_rewards:
+        return LENGTH_TWIN[arm]
+    return arm
 
 
 def run_arm(profile: str, arm: str, seed: int, overrides: dict | None = None, force: bool = False) -> Run:
     """Train and evaluate ``arm`` with ``seed`` (or load it from the results store)."""
+    arm = stored_arm(profile, arm, overrides)
     p = arm_profile(profile, arm, overrides)
     method, group, _ = ARMS[arm]
     if method == "grpo":

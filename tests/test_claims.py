@@ -2,7 +2,9 @@
 
 import pytest
 
-from medrl_lib.claims import CLAIMS, Claim, evaluate_claim, item_matrix, item_values, verdict
+import numpy as np
+
+from medrl_lib.claims import CLAIMS, VERDICTS, Claim, evaluate_claim, item_matrix, item_values, paper_effect, verdict
 from medrl_lib.results import Run
 
 
@@ -24,8 +26,43 @@ def test_verdict(low, high, direction, expected):
     assert verdict(low, high, direction) == expected
 
 
+@pytest.mark.parametrize("low, high, direction, paper, expected", [
+    pytest.param(1.0, 5.0, +1, 6.0, "holds", id="holds-below-paper"),  # excludes 0 on the claimed side: holds first
+    pytest.param(-5.0, -1.0, +1, 6.0, "reversed", id="reversed"),  # excludes 0 on the other side
+    pytest.param(-3.0, 4.0, +1, 6.0, "no effect of the paper's size", id="inside-both"),  # inside (-6, +6)
+    pytest.param(-9.0, 4.0, +1, 6.0, "smaller than the paper's", id="excludes-paper-only"),  # below +6, past -6
+    pytest.param(-3.0, 8.0, +1, 6.0, "inconclusive", id="reaches-paper"),  # the paper's +6 is inside
+    pytest.param(-4.0, 3.0, -1, 6.0, "no effect of the paper's size", id="claimed-decrease-inside"),  # oriented
+    pytest.param(-4.0, 9.0, -1, 6.0, "smaller than the paper's", id="claimed-decrease-excludes"),  # -4 > -6: no drop of 6
+    pytest.param(-3.0, 4.0, +1, -6.0, "no effect of the paper's size", id="paper-sign-ignored"),  # size, not sign
+    pytest.param(-3.0, 4.0, +1, float("nan"), "inconclusive", id="no-paper-effect"),  # NaN: three verdicts only
+    pytest.param(-6.0, 4.0, +1, 6.0, "smaller than the paper's", id="at-minus-paper"),  # -6 itself is not excluded
+])
+def test_replication_verdicts(low, high, direction, paper, expected):
+    assert verdict(low, high, direction, paper) == expected
+    assert expected in VERDICTS
+
+
+def test_paper_effect_is_points_for_accuracy_and_a_ratio_for_length():
+    e1 = next(c for c in CLAIMS if c.id == "E1")
+    e3a = next(c for c in CLAIMS if c.id == "E3a")
+    assert paper_effect(e1, 12.0) == pytest.approx(58.04 - 51.56)  # our b arm's level does not matter
+    assert paper_effect(e3a, 30.0) == pytest.approx((338.14 / 64.42 - 1) * 30.0)  # x5.25 of our b arm's length
+
+
+def test_scorecard_row_carries_the_paper_effect_and_the_detectable_effect():
+    claim = Claim("X", "a beats b", "e", "a", "b", "accuracy", +1, "ref", 60.0, 50.0)
+    rng = np.random.default_rng(0)
+    a = [_run(list(rng.random(200) < 0.55)) for _ in range(3)]
+    b = [_run(list(rng.random(200) < 0.50)) for _ in range(3)]
+    row = evaluate_claim(claim, a, b)
+    assert row["paper_effect"] == pytest.approx(10.0) and row["unit"] == "points"
+    assert 7.0 < row["mde"] < 20.0  # independent coin flips on 3 x 200 items: about 2.8 x 70.7 / sqrt(600) = 8.1
+    assert row["verdict"] in VERDICTS
+
+
 def test_evaluate_claim_uses_only_the_claims_modalities():
-    claim = Claim("X", "a beats b out of domain", "e", "a", "b", "accuracy", +1, "ref", ("CT",))
+    claim = Claim("X", "a beats b out of domain", "e", "a", "b", "accuracy", +1, "ref", 60.0, 50.0, ("CT",))
     a = [_run([True] * 20, modality="CT")]
     b = [_run([False] * 20, modality="CT")]
     row = evaluate_claim(claim, a, b, n_boot=200)
@@ -63,3 +100,17 @@ def test_item_matrix_keeps_the_shared_items_in_one_column_order():
     assert ids == ["i1", "i2"] and m.tolist() == [[0.0, 100.0], [0.0, 100.0]]
     with pytest.raises(ValueError, match="share no test items"):
         item_matrix([a], "accuracy", modalities=("CT",))
+
+
+def test_power_rows_project_the_detectable_effect_to_other_designs():
+    from medrl_lib.claims import power_rows
+
+    claim = Claim("X", "a beats b", "e", "a", "b", "accuracy", +1, "ref", 60.0, 50.0)
+    rng = np.random.default_rng(0)
+    runs = {"a": [_run(list(rng.random(200) < 0.55)) for _ in range(3)],
+            "b": [_run(list(rng.random(200) < 0.50)) for _ in range(3)]}
+    (row,) = power_rows([claim], runs, [(3, 200), (3, 800), (12, 200)])
+    small, more_items, more_seeds = (float(row[k]) for k in ("3 seeds x 200 items", "3 seeds x 800 items",
+                                                             "12 seeds x 200 items"))
+    assert row["paper's effect"] == "10.0 points"
+    assert more_items < small and more_seeds < small  # both shrink it; coin flips: items and seeds alike

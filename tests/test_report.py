@@ -54,14 +54,34 @@ def test_format_summary_notes(config, rate, expected):
 
 @pytest.mark.parametrize("verdicts, expected", [
     pytest.param(["holds"], "Of 1 claim tested here (3 seeds per arm): 1 holds, 0 reversed", id="one-holds"),  # singular
-    pytest.param(["holds", "holds", "inconclusive"], "2 hold, 0 reversed, 1 inconclusive", id="counts"),  # plural
+    pytest.param(["holds", "holds", "inconclusive"], "2 hold, 0 reversed, 0 smaller than the paper's, "
+                 "0 no effect of the paper's size, 1 inconclusive", id="counts"),  # plural, every verdict counted
     pytest.param(["reversed"], "Not shown by the miniature: C0.", id="reversed-not-shown"),  # only 'holds' is shown
+    pytest.param(["holds", "no effect of the paper's size"], "Absent at the paper's size (the interval excludes it, "
+                 "either way): C1.", id="absent"),  # the equivalence verdict is named
+    pytest.param(["smaller than the paper's"], "Smaller than the paper's: C0.", id="smaller"),
 ])
 def test_claims_summary_counts(verdicts, expected):
     from medrl_lib.report import claims_summary
 
     rows = [{"id": f"C{i}", "verdict": v, "seeds": 3} for i, v in enumerate(verdicts)]
     assert expected in claims_summary(rows)
+
+
+@pytest.mark.parametrize("mde, effect, flagged", [
+    (8.0, 6.5, True),    # the study detects 8 points at best, the paper saw 6.5: too small a study
+    (3.0, 6.5, False),   # it detects 3: it could have shown the paper's effect
+    (8.0, -9.7, False),  # the size counts, not the sign
+])
+def test_claims_summary_flags_claims_the_study_is_too_small_for(mde, effect, flagged):
+    from medrl_lib.report import claims_summary, claims_table
+
+    rows = [{"id": "E1", "verdict": "inconclusive", "seeds": 3, "mde": mde, "paper_effect": effect, "unit": "points",
+             "claim": "c", "paper": "p", "ours": "o", "difference [95% CI]": "d", "items": 10}]
+    assert ("Too small a study for the paper's effect" in claims_summary(rows)) is flagged
+    table = claims_table(rows)
+    assert table.loc["E1", "detectable (80% power)"] == f"{mde:.1f} points"
+    assert table.loc["E1", "paper's effect"] == f"{effect:+.1f} points"
 
 
 def test_runs_table_one_row_per_run_trained_or_loaded():
@@ -77,3 +97,44 @@ def test_runs_table_one_row_per_run_trained_or_loaded():
     assert list(table.index) == [("zero-shot", "-"), ("instruct + GRPO", 0), ("instruct + GRPO", 1)]
     assert list(table["this build"]) == ["loaded", "run", "loaded"]  # a zero-shot run has no seed
     assert list(table["accuracy (%)"]) == [40.0, 61.2, 58.0] and table["train (s)"].iloc[1] == 12.3
+
+
+def test_machines_table_counts_runs_per_cpu(tmp_path):
+    import json
+
+    from medrl_lib.config import load_profile
+    from medrl_lib.report import machines_table
+
+    p = load_profile("smoke", {"results_dir": str(tmp_path)})
+    machines = [("CPU A", ["avx2", "fma"]), ("CPU A", ["avx2", "fma"]), ("CPU B", ["avx512f"])]
+    for k, (model, flags) in enumerate(machines):
+        run = tmp_path / "smoke" / "zhu" / "arm" / f"seed{k}"
+        run.mkdir(parents=True)
+        (run / "provenance.json").write_text(json.dumps({"cpu_model": model, "vector_extensions": flags,
+                                                         "torch_threads": 2, "cpu_count": 2}))
+    table = machines_table(p)
+    assert sorted(zip(table["CPU"], table["vector extensions"], table["runs"])) == [
+        ("CPU A", "avx2 fma", 2), ("CPU B", "avx512f", 1)]  # two runs on one machine, one on another
+
+
+def test_design_table_reads_the_length_experiments_room_from_its_arm():
+    from medrl_lib import study
+    from medrl_lib.config import load_profile
+    from medrl_lib.report import design_table
+
+    p = load_profile("cpu")
+    e3 = study.arm_profile("cpu", "grpo-sa-ecr")
+    table = design_table(p, e3, list(range(600)), list(range(600)))[p.name]
+    assert table["completion cap (tokens), E3"] == str(p.length_rewards["grpo.max_completion_length"])
+    assert table["completion cap (tokens), E1, E2, E4-E6"] == str(p.grpo.max_completion_length)
+    assert int(table["completion cap (tokens), E3"]) > int(table["length target of ECR / CWR (tokens), E3"])
+    assert table["seeds per arm"] == str(len(p.seeds))
+
+
+def test_e3_baseline_is_e2s_run_where_the_profile_gives_e3_no_settings():
+    from medrl_lib import study
+
+    assert study.stored_arm("cpu", "grpo-sa-len") == "grpo-sa-len"  # cpu: E3 has its own room, its own +SA
+    assert study.stored_arm("cpu", "grpo-sa-len", {"length_rewards": {}}) == "grpo-sa"  # none: E2's run, shared
+    assert study.arm_profile("cpu", "grpo-sa").grpo.max_completion_length != \
+        study.arm_profile("cpu", "grpo-sa-len").grpo.max_completion_length

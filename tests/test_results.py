@@ -98,3 +98,23 @@ def test_run_key_ignores_storage_paths_but_not_settings():
     assert config_key(run_settings(a)) == config_key(run_settings(b))  # same runs, stored elsewhere
     assert config_key(run_settings(a)) != config_key(run_settings(c))  # a real setting changes the key
     assert config_key(run_settings(a, drop=("grpo",))) == config_key(run_settings(c, drop=("grpo",)))
+
+
+@pytest.mark.parametrize("cpuinfo, model, flags", [
+    ("model name\t: Xeon\nflags\t\t: fpu avx avx2 fma avx512f\n", "Xeon", ["avx", "avx2", "fma", "avx512f"]),  # x86
+    ("Hardware\t: Neoverse\nFeatures\t: fp asimd sve\n", "Neoverse", ["asimd", "sve"]),  # Arm spells them so
+    ("", None, []),  # no /proc/cpuinfo: the platform's name, no flags
+])
+def test_cpu_info_reads_model_and_vector_extensions(cpuinfo, model, flags):
+    from medrl_lib.results import cpu_info
+
+    info = cpu_info(cpuinfo)
+    assert info["vector_extensions"] == flags and info["torch_threads"] >= 1
+    if model:
+        assert info["cpu_model"] == model
+
+
+def test_provenance_records_the_cpu(tmp_path):
+    run = cached_run(tmp_path / "r", {"lr": 1}, _work([]))
+    prov = json.loads((run.path / "provenance.json").read_text())
+    assert prov["cpu_model"] and isinstance(prov["vector_extensions"], list) and prov["torch_threads"] >= 1
