@@ -159,6 +159,17 @@ def verdict(low: float, high: float, direction: int, paper: float | None = None)
     return "inconclusive"
 
 
+def arm_arrays(claim: Claim, runs_a: Sequence, runs_b: Sequence) -> tuple[np.ndarray, np.ndarray] | None:
+    """The (seeds, items) arrays of ``claim.quantity`` of its two arms on the items every run of both shares (one
+    column order); ``None`` when they share none."""
+    try:
+        _, ids = item_matrix([*runs_a, *runs_b], claim.quantity, claim.modalities)
+    except ValueError:
+        return None
+    return (item_matrix(runs_a, claim.quantity, claim.modalities, ids)[0],
+            item_matrix(runs_b, claim.quantity, claim.modalities, ids)[0])
+
+
 def evaluate_claim(claim: Claim, runs_a: Sequence, runs_b: Sequence, *, n_boot: int = 2000, seed: int = 0) -> dict:
     """A scorecard row for ``claim`` from the seeds' runs of its two arms (matched by position): the difference
     with its interval and verdict, the paper's effect in our units (``paper_effect``) and the minimum detectable
@@ -167,46 +178,47 @@ def evaluate_claim(claim: Claim, runs_a: Sequence, runs_b: Sequence, *, n_boot: 
         raise ValueError(f"{claim.id}: need the same, non-zero number of seeds per arm, got {len(runs_a)} and "
                          f"{len(runs_b)}")
     unit = "points" if claim.quantity == "accuracy" else "tokens"
-    try:
-        _, ids = item_matrix([*runs_a, *runs_b], claim.quantity, claim.modalities)
-    except ValueError:
+    arrays = arm_arrays(claim, runs_a, runs_b)
+    if arrays is None:
         if claim.quantity != "thinking_length":
-            raise ValueError(f"{claim.id}: the two arms share no test items") from None
+            raise ValueError(f"{claim.id}: the two arms share no test items")
         nan = float("nan")  # no item has a reasoning in every run of both arms: nothing to compare
         return {"claim": claim.text, "id": claim.id, "paper": claim.paper, "ours": "no shared reasoning",
                 "difference [95% CI]": "n/a", "verdict": "inconclusive", "seeds": len(runs_a), "items": 0,
                 "diff": nan, "low": nan, "high": nan, "paper_effect": nan, "mde": nan, "unit": unit,
                 "quantity": claim.quantity, "direction": claim.direction}
-    a, _ = item_matrix(runs_a, claim.quantity, claim.modalities, ids)
-    b, _ = item_matrix(runs_b, claim.quantity, claim.modalities, ids)
+    a, b = arrays
     diff, low, high = difference_interval(a, b, n_boot=n_boot, seed=seed)
     effect = paper_effect(claim, float(b.mean()))
     mde = detectable_effect(a, b)
     return {"claim": claim.text, "id": claim.id, "paper": claim.paper,
             "ours": f"{a.mean():.1f} vs {b.mean():.1f}",
             "difference [95% CI]": f"{diff:+.1f} [{low:+.1f}, {high:+.1f}] {unit}",
-            "verdict": verdict(low, high, claim.direction, effect), "seeds": len(runs_a), "items": len(ids),
+            "verdict": verdict(low, high, claim.direction, effect), "seeds": len(runs_a), "items": a.shape[1],
             "diff": diff, "low": low, "high": high, "paper_effect": effect, "mde": mde, "unit": unit,
             "quantity": claim.quantity, "direction": claim.direction}
 
 
-def power_rows(claims: Sequence[Claim], runs: dict, designs: Sequence[tuple[int, int]]) -> list[dict]:
+def power_rows(claims: Sequence[Claim], runs: dict, designs: Sequence[tuple[int, int]] | None = None) -> list[dict]:
     """Per claim, the minimum detectable effect (80% power) at each ``(seeds, items)`` design, projected from the
     variance components observed in its runs (:func:`medrl_lib.stats.detectable_effect`), beside the paper's
-    effect: which numbers of seeds and test items could show it."""
+    effect: which numbers of seeds and test items could show it. Items count the whole test split (a claim on some
+    modalities gets its share). Default designs: the observed seeds and items, each doubled, and both."""
+    if designs is None:
+        first = next(rs for rs in runs.values() if rs)
+        seeds, items = len(first), len(first[0].records)
+        designs = [(seeds, items), (seeds, 2 * items), (2 * seeds, items), (2 * seeds, 2 * items)]
     out = []
     for claim in claims:
-        try:
-            _, ids = item_matrix([*runs[claim.a], *runs[claim.b]], claim.quantity, claim.modalities)
-        except ValueError:
+        arrays = arm_arrays(claim, runs[claim.a], runs[claim.b])
+        if arrays is None:
             continue  # no shared reasoning: nothing to project
-        a, _ = item_matrix(runs[claim.a], claim.quantity, claim.modalities, ids)
-        b, _ = item_matrix(runs[claim.b], claim.quantity, claim.modalities, ids)
+        a, b = arrays
         unit = "points" if claim.quantity == "accuracy" else "tokens"
         row = {"id": claim.id, "paper's effect": f"{abs(paper_effect(claim, float(b.mean()))):.1f} {unit}"}
-        share = len(ids) / max(1, len({r["id"] for r in runs[claim.a][0].records}))  # the claim's share of items
+        share = a.shape[1] / max(1, len(runs[claim.a][0].records))  # the claim's share of the test items
         for seeds, items in designs:
-            n = max(2, round(items * share))
-            row[f"{seeds} seeds x {items} items"] = f"{detectable_effect(a, b, seeds=seeds, items=n):.1f}"
+            mde = detectable_effect(a, b, seeds=seeds, items=max(2, round(items * share)))
+            row[f"{seeds} seeds x {items} items"] = f"{mde:.1f}"
         out.append(row)
     return out

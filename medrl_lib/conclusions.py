@@ -151,13 +151,9 @@ def _length_room(row: dict, c: Claim, p: Profile) -> str:
     return f"For {c.id}, {where}: room for a change of the paper's size (no length reward is involved)."
 
 
-def _items_per_step(p: Profile) -> int:
-    return p.sft.per_device_train_batch_size * p.num_processes
-
-
 def _sft_budget(claims: Sequence[Claim], settings: Mapping[str, Profile], profile: Profile) -> list[str]:
     """A sentence on the supervised arms' budget against GRPO's, for the claims that compare with one."""
-    from .train import grpo_prompts_per_step, supervised_steps
+    from .train import grpo_prompts_per_step, supervised_items_per_step, supervised_steps
 
     pairs = list(dict.fromkeys((c.a, c.b) for c in claims if study.ARMS[c.b][0] in ("sft", "lora", "dpo")))
     out = []
@@ -168,7 +164,7 @@ def _sft_budget(claims: Sequence[Claim], settings: Mapping[str, Profile], profil
         how = ("matched to" if budgets == {"grpo"} else "set by hand (`sft.budget: steps`), not matched to" if
                budgets == {"steps"} else "partly matched to")
         steps = {b: supervised_steps(settings.get(b, profile), study.ARMS[b][0]) for b in arms}
-        each = [f"{_label(b)} {n:,} steps on {n * _items_per_step(settings.get(b, profile)):,} items"
+        each = [f"{_label(b)} {n:,} steps on {n * supervised_items_per_step(settings.get(b, profile)):,} items"
                 for b, n in steps.items()]
         out.append(f"The supervised arms trained on a budget {how} the {q.grpo.max_steps * grpo_prompts_per_step(q):,} "
                    f"prompts of {_label(a)} ({q.grpo.num_generations} completions each): {_list(each)}.")
@@ -337,21 +333,11 @@ def arm_settings(profile_name: str, arms: Sequence[str], overrides: dict | None 
 
 
 def format_shares(runs: Mapping[str, Sequence]) -> dict[str, float]:
-    """Arm -> percent of well-formed test completions (mean over seeds, the format reward's rule; a run without
-    records: its ``eval/format/all``), for the arms asked with the reasoning prompt (a plain-prompt arm answers a
-    bare letter by design)."""
-    from .metrics import format_rate
-    from .train import SUPERVISED_METHODS
+    """Arm -> percent of well-formed test completions (:func:`medrl_lib.report.format_rates`), for the arms asked
+    with the reasoning prompt (a plain-prompt arm answers a bare letter by design)."""
+    from .report import asked_plain, format_rates
 
-    out = {}
-    for arm, rs in runs.items():
-        rs = list(rs)
-        if not rs or all(r.config.get("kind") in SUPERVISED_METHODS and
-                         r.config.get("settings", {}).get("sft", {}).get("target") == "plain" for r in rs):
-            continue
-        rates = [format_rate(r.records) if r.records else r.metrics.get("eval/format/all", math.nan) for r in rs]
-        out[arm] = sum(rates) / len(rates)
-    return out
+    return {arm: rate for arm, rate in format_rates(runs).items() if not asked_plain(runs[arm])}
 
 
 def calibration_for(profile_name: str, overrides: dict | None = None, force: bool = False,

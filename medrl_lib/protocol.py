@@ -121,7 +121,7 @@ def arm_protocol(profile_name: str, arm: str, overrides: dict | None = None) -> 
     """What ``arm`` of ``profile_name`` really trains and is scored with (zero-shot rows: 'zero-shot-instruct',
     'zero-shot-base', evaluated with the plain prompt as both papers' baselines)."""
     from . import study
-    from .train import grpo_prompts_per_step, supervised_steps
+    from .train import grpo_prompts_per_step, supervised_items_per_step, supervised_steps
 
     zero_shot = arm.startswith("zero-shot-")
     group = "zhu"
@@ -150,7 +150,7 @@ def arm_protocol(profile_name: str, arm: str, overrides: dict | None = None) -> 
     elif method in ("sft", "lora", "dpo"):
         s = p.sft
         steps = supervised_steps(p, method)
-        items = s.per_device_train_batch_size * p.num_processes
+        items = supervised_items_per_step(p)
         lr = {"sft": s.learning_rate, "lora": s.lora_learning_rate, "dpo": s.dpo_learning_rate}[method]
         out.update(prompts_per_step=items, num_generations=None, completions_per_step=None, max_steps=steps,
                    epochs=round(steps * items / p.data.train_size, 2), temperature=None, max_completion_length=None,

@@ -432,24 +432,35 @@ def machines_table(profile) -> pd.DataFrame:
     return pd.DataFrame([[*k, n] for k, n in seen.items()], columns=cols)
 
 
-def format_summary(runs: dict, labels: dict | None = None) -> str:
-    """Per arm, the share of well-formed test completions (mean over seeds), as a sentence each, so that an
-    accuracy of 0 reads as 'never learned the format' rather than 'always wrong'. Well-formed is the format
-    reward's rule (both blocks, in order, nothing outside: :func:`medrl_lib.metrics.format_rate` of the run's
-    records); a run stored without records falls back to its ``eval/format/all`` metric."""
+def asked_plain(runs: Sequence[Run]) -> bool:
+    """Whether every run is a supervised baseline trained on final answers, which ``sft_arm`` asks with the plain
+    prompt: a bare letter is its expected answer, not a format failure."""
     from .train import SUPERVISED_METHODS
+
+    return all(r.config.get("kind") in SUPERVISED_METHODS
+               and r.config.get("settings", {}).get("sft", {}).get("target") == "plain" for r in runs)
+
+
+def format_rates(runs: dict) -> dict[str, float]:
+    """Arm -> percent of well-formed test completions, mean over seeds. Well-formed is the format reward's rule
+    (both blocks, in order, nothing outside: :func:`medrl_lib.metrics.format_rate` of the run's records); a run
+    stored without records falls back to its ``eval/format/all`` metric."""
     from .metrics import format_rate
 
     def run_rate(r) -> float:
         return format_rate(r.records) if r.records else r.metrics.get("eval/format/all", float("nan"))
 
+    return {name: sum(run_rate(r) for r in rs) / len(rs) for name, rs in _as_lists(runs).items() if rs}
+
+
+def format_summary(runs: dict, labels: dict | None = None) -> str:
+    """Per arm, the share of well-formed test completions (:func:`format_rates`), as a sentence each, so that an
+    accuracy of 0 reads as 'never learned the format' rather than 'always wrong'."""
     lines = []
-    for name, rs in _as_lists(runs).items():
-        rate = sum(run_rate(r) for r in rs) / len(rs)
+    for name, rate in format_rates(runs).items():
+        rs = _as_lists(runs)[name]
         acc = sum(r.metrics.get("eval/accuracy/all", float("nan")) for r in rs) / len(rs)
-        plain = all(r.config.get("kind") in SUPERVISED_METHODS  # sft_arm asks these with the plain prompt
-                    and r.config.get("settings", {}).get("sft", {}).get("target") == "plain" for r in rs)
-        note = (" (asked with the plain prompt: a bare letter is the expected answer)" if plain else
+        note = (" (asked with the plain prompt: a bare letter is the expected answer)" if asked_plain(rs) else
                 " (never produced the `<think>`/`<answer>` format)" if rate == 0 else "")
         lines.append(f"- **{(labels or {}).get(name, name)}**: {rate:.0f}% of test completions well-formed, "
                      f"accuracy {acc:.1f}%{note}.")

@@ -434,10 +434,7 @@ def gap_interval(inside: np.ndarray, outside: np.ndarray, *, n_boot: int = 2000,
             terms.append((vc.residual / side.shape[1], side.shape[1] - 1))
         else:
             terms.append((vc.item / side.shape[1], side.shape[1] - 1))
-    variance = sum(v for v, _ in terms)
-    denom = sum(v * v / d for v, d in terms if d > 0 and v > 0)
-    dof = variance * variance / denom if denom > 0 else math.inf
-    half = _t_half(variance, dof, level)
+    half = _t_half(sum(v for v, _ in terms), _satterthwaite(terms), level)
     return gap, gap - half, gap + half
 
 

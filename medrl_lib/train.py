@@ -355,6 +355,11 @@ def grpo_prompts_per_step(profile: Profile) -> int:
     return g.prompts_per_device * g.gradient_accumulation_steps * profile.num_processes
 
 
+def supervised_items_per_step(profile: Profile) -> int:
+    """Items per optimizer step of a supervised baseline: items per device x processes."""
+    return profile.sft.per_device_train_batch_size * profile.num_processes
+
+
 def supervised_steps(profile: Profile, method: str) -> int:
     """Optimizer steps of a supervised baseline ('sft', 'lora' or 'dpo'). With ``sft.budget: grpo`` it sees as many
     items as the GRPO arm of the same protocol sees prompts (MedVLM-R1 trains its SFT baseline "using the same
@@ -370,8 +375,7 @@ def supervised_steps(profile: Profile, method: str) -> int:
     if s.budget == "steps":
         return s.dpo_max_steps if method == "dpo" else s.max_steps
     prompts = profile.grpo.max_steps * grpo_prompts_per_step(profile)
-    per_step = s.per_device_train_batch_size * profile.num_processes
-    return -(-prompts // per_step)
+    return -(-prompts // supervised_items_per_step(profile))
 
 
 def load_settings(profile: Profile, dtype: str | None = None) -> dict:

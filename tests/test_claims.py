@@ -114,3 +114,15 @@ def test_power_rows_project_the_detectable_effect_to_other_designs():
                                                              "12 seeds x 200 items"))
     assert row["paper's effect"] == "10.0 points"
     assert more_items < small and more_seeds < small  # both shrink it; coin flips: items and seeds alike
+
+
+def test_power_rows_default_designs_double_the_observed_seeds_and_items():
+    from medrl_lib.claims import power_rows
+
+    claim = Claim("X", "a beats b", "e", "a", "b", "accuracy", +1, "ref", 60.0, 50.0)
+    rng = np.random.default_rng(1)
+    runs = {"a": [_run(list(rng.random(100) < 0.6)) for _ in range(3)],
+            "b": [_run(list(rng.random(100) < 0.5)) for _ in range(3)]}
+    (row,) = power_rows([claim], runs)
+    assert list(row)[2:] == ["3 seeds x 100 items", "3 seeds x 200 items", "6 seeds x 100 items",
+                             "6 seeds x 200 items"]  # read from the runs: 3 seeds, 100 items each
