@@ -67,7 +67,8 @@ test: setup chromium
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow"
 
-# Regenerate the lock file from the current venv (after a deliberate upgrade).
+# Regenerate the lock file from the current venv (after a deliberate upgrade). requirements/lock-gpu.txt (GPU
+# machines, environment.yml) must follow it but for the vllm pins that tests/test_engines.py names.
 lock:
 	$(PY) -m pip freeze --exclude-editable | grep -v '^py-spy==' | sed -E 's/^torch==([0-9.]+)\+cpu$$/torch==\1/' > requirements/lock.txt
 

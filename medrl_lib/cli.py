@@ -3,6 +3,7 @@
     medrl book [--profile cpu|smoke|overnight|rehearsal|paper] [--only 06_ood_generalization] [--force] [...]
     medrl check [--profile paper]         preflight: models, data, GPUs, disk and packages, one verdict a line
     medrl launch [--profile paper]        dry run: every resolved setting, the launch command, the disk a run needs
+    medrl estimate [--profile paper]      GPU-hours, wall time and disk of every arm before GPUs are booked
     medrl protocol [--profile P] [--json] what every arm really trains and is scored with, beside each paper's
     medrl models [--profile cpu]          build (or find) the start models of a profile (each seed's if per_seed)
     medrl tensorboard [--profile cpu]     TensorBoard over every run's event files (``<run>/tensorboard``)
@@ -335,11 +336,39 @@ def cmd_launch(args) -> int:
         parameters, source = profile_parameters(profile)
     except (OSError, ValueError) as exc:
         print(f"disk per GRPO run: unknown ({exc})")
-        return 0
-    estimate = disk_estimate(profile, parameters)
-    print(f"disk (parameters from {source}):")
-    for line in estimate.lines():
-        print("  " + line)
+    else:
+        estimate = disk_estimate(profile, parameters)
+        print(f"disk (parameters from {source}):")
+        for line in estimate.lines():
+            print("  " + line)
+    from .estimate import estimate as study_estimate
+
+    try:
+        totals = study_estimate(args.profile, overrides).total_lines()
+    except (KeyError, ValueError) as exc:  # no figures for the GPU, or an engine this machine cannot resolve
+        totals = [f"estimate of the study: unknown ({exc})"]
+    for line in totals:
+        print(line)
+    print(f"  (every arm and assumption: medrl estimate --profile {args.profile})")
+    return 0
+
+
+def cmd_estimate(args) -> int:
+    """Print the GPU-hours, wall time and disk of every arm of a profile's study, the totals and the assumptions."""
+    import json
+
+    from .config import ConfigError
+    from .estimate import estimate, format_estimate
+
+    try:
+        est = estimate(args.profile, json.loads(args.overrides), gpu=args.gpu, vllm=True if args.vllm else None)
+    except ConfigError as exc:
+        print(f"medrl: {exc}\n  (add --vllm to estimate for a machine that has the vllm package)", file=sys.stderr)
+        return 2
+    except KeyError as exc:
+        print(f"medrl: {exc.args[0]}", file=sys.stderr)
+        return 2
+    print(format_estimate(est))
     return 0
 
 
@@ -377,6 +406,14 @@ def main(argv: list[str] | None = None) -> int:
     la = sub.add_parser("launch", help="dry run: resolve every setting of a profile and print the launch command")
     profile_arguments(la, "paper")
     la.set_defaults(func=cmd_launch)
+    es = sub.add_parser("estimate", help="GPU-hours, wall time and disk of every arm of a profile's study")
+    profile_arguments(es, "paper")
+    es.add_argument("--gpu", default="A100-80GB", help="GPU of the throughput figures: A100-80GB (default), H100, H200 "
+                    "or a name as torch.cuda.get_device_name gives it")
+    es.add_argument("--vllm", action="store_true", help="the machine that runs the study has the vllm package "
+                    "(default: as this one); the profile's grpo.rollouts / eval.engine still choose "
+                    "('auto' then picks vLLM)")
+    es.set_defaults(func=cmd_estimate)
     tb = sub.add_parser("tensorboard", help="training curves of every run of a profile (live while runs train)")
     profile_arguments(tb, "cpu")
     tb.add_argument("--port", type=int, default=6006)

@@ -8,13 +8,17 @@ way both get the calibration rows; :func:`arm_settings` and :func:`format_shares
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 from . import study
 from .calibration import RESTS_ON, calibration_rows
 from .claims import CLAIMS, VERDICTS, Claim
-from .config import Profile, load_profile
+from .config import Profile, load_profile, resolve_path
+from .results import read_json, write_json
 
 #: A share of well-formed answers below this (percent) is named beside the verdict: accuracy then measures the
 #: format as much as the answer.
@@ -343,18 +347,65 @@ def format_shares(runs: Mapping[str, Sequence]) -> dict[str, float]:
 def calibration_for(profile_name: str, overrides: dict | None = None, force: bool = False,
                     seeds: Sequence[int] | None = None) -> list[dict]:
     """The calibration rows (C1-C4) of a profile from its runs: GRPO from each start, the MRI-trained arms and
-    the zero-shot starts, loaded from the results store (trained where missing, or with ``force``)."""
+    the zero-shot starts, loaded from the results store (trained where missing, or with ``force``).
+
+    Every chapter closes with them, so they are computed once and kept in ``<results>/<profile>/calibration.json``
+    with what made them: the resolved profile, the seeds, the code of the checks and a digest of each run's
+    ``metrics.json``. A later call with the same settings, code and runs reads them back (a no-change rebuild of the
+    book loads no run for them); anything else recomputes them."""
+    p = load_profile(profile_name, overrides)
+    seeds = list(seeds or p.seeds)
+    cache = resolve_path(p.results_dir) / p.name / "calibration.json"
+    stamp = _calibration_stamp(p, seeds)
+    if not force:
+        rows = _stored_calibration(cache, stamp)
+        if rows is not None:
+            return rows
+    rows, runs = _calibration_rows(profile_name, overrides, force, seeds)
+    write_json(cache, {"stamp": stamp, "runs": {str(r.path): _digest(Path(r.path) / "metrics.json") for r in runs},
+                       "rows": rows})
+    return json.loads(json.dumps(rows, default=float))  # as read back: the same types on every call
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def _calibration_stamp(p: Profile, seeds: Sequence[int]) -> str:
+    """What the calibration rows depend on besides the runs: the profile, the seeds, the code that checks them."""
+    from . import calibration, stats
+
+    code = "".join(Path(m.__file__).read_text() for m in (calibration, stats))
+    blob = json.dumps({"profile": p.to_dict(), "seeds": list(seeds)}, sort_keys=True, default=str) + code
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _stored_calibration(cache: Path, stamp: str) -> list[dict] | None:
+    """The rows stored at ``cache`` if they were made with ``stamp`` from runs whose metrics are unchanged."""
+    try:
+        stored = read_json(cache)
+        if stored["stamp"] != stamp:
+            return None
+        if any(_digest(Path(path) / "metrics.json") != digest for path, digest in stored["runs"].items()):
+            return None
+        return stored["rows"]
+    except (OSError, ValueError, KeyError, TypeError):  # absent, torn or of an older layout: recompute
+        return None
+
+
+def _calibration_rows(profile_name: str, overrides: dict | None, force: bool, seeds: list[int]):
+    """(rows, the runs they were computed from)."""
     from .evaluate import random_guess_accuracy
 
     p = load_profile(profile_name, overrides)
     ood_arms = ["ood-grpo", "ood-sft"]
-    runs = study.run_arms(profile_name, ["grpo-instruct", "grpo-base", *ood_arms], list(seeds or p.seeds),
-                          overrides, force)
-    return calibration_rows(
-        ood_start=study.zero_shot(profile_name, "instruct", "ood", overrides, force),
-        instruct_start=study.zero_shot(profile_name, "instruct", "zhu", overrides, force),
-        base_start=study.zero_shot(profile_name, "base", "zhu", overrides, force),
-        grpo_instruct=runs["grpo-instruct"], grpo_base=runs["grpo-base"],
+    runs = study.run_arms(profile_name, ["grpo-instruct", "grpo-base", *ood_arms], seeds, overrides, force)
+    starts = {(which, group): study.zero_shot(profile_name, which, group, overrides, force)
+              for which, group in (("instruct", "ood"), ("instruct", "zhu"), ("base", "zhu"))}
+    rows = calibration_rows(
+        ood_start=starts["instruct", "ood"], instruct_start=starts["instruct", "zhu"],
+        base_start=starts["base", "zhu"], grpo_instruct=runs["grpo-instruct"], grpo_base=runs["grpo-base"],
         mri_trained={study.LABELS[a]: runs[a] for a in ood_arms},
         chance=random_guess_accuracy(study.test_split(profile_name, "ood", overrides)),
         in_domain=p.data.train_modalities, n_boot=p.eval.n_boot, seed=p.eval.bootstrap_seed)
+    return rows, [*starts.values(), *(r for arm_runs in runs.values() for r in arm_runs)]

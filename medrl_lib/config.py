@@ -10,16 +10,13 @@ of the wrong type is a :class:`ConfigError` naming the file and the dotted key. 
 >>> load_profile("smoke", overrides={"grpo.bogus": 1})
 Traceback (most recent call last):
 ...
-medrl_lib.config.ConfigError: overrides: unknown key 'grpo.bogus' (known: ...)
+medrl_lib.strict.ConfigError: overrides: unknown key 'grpo.bogus' (known: ...)
 """
 
 from __future__ import annotations
 
 import copy
-import dataclasses
 import os
-import types
-import typing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,13 +24,10 @@ from typing import Any
 import yaml
 
 from .models import TinyModelConfig
+from .strict import ConfigError, from_dict, known_keys, set_dotted
 
 #: Folder of the shipped profiles (``configs/`` at the repository root, or MEDRL_CONFIG_DIR).
 CONFIG_DIR = Path(os.environ.get("MEDRL_CONFIG_DIR", Path(__file__).resolve().parent.parent / "configs"))
-
-
-class ConfigError(ValueError):
-    """A profile file or override is invalid; the message names the file and the key."""
 
 
 @dataclass
@@ -205,6 +199,21 @@ class GRPOSettings:
     """recompute activations in the backward pass (Zhu: off)"""
     bf16: bool = False
     """bfloat16 mixed precision (Zhu: on, GPUs only)"""
+    rollouts: str = "hf"
+    """who samples the completions: 'hf' (the policy's own ``generate``), 'vllm' (TRL's vLLM engine; needs the
+    ``vllm`` extra and a GPU) or 'auto' (vLLM when both are present, else 'hf'); the papers sampled with 'hf'"""
+    vllm_mode: str = "colocate"
+    """TRL's vLLM mode: 'colocate' (the engine shares each training GPU) or 'server' (``trl vllm-serve``)"""
+    vllm_gpu_memory_utilization: float = 0.3
+    """share of each GPU's memory the colocated engine reserves (weights and KV cache)"""
+    vllm_max_model_length: int = 0
+    """the engine's context (prompt + completion tokens); 0: max_prompt_length + max_completion_length"""
+    vllm_importance_sampling_mode: str = "token_truncate"
+    """TRL's correction for the engine's and the trainer's differing log-probabilities: the per-token ratio
+    ``exp(logp_trainer - logp_engine)``, 'token_truncate' (capped at vllm_importance_sampling_clip_max) or
+    'token_mask' (tokens above it dropped); it multiplies the clipped term of the loss (Methods, Losses)"""
+    vllm_importance_sampling_clip_max: float = 3.0
+    """cap of that ratio (TRL's default)"""
     seed: int = 0
     """seed of sampling and of the data order"""
 
@@ -282,6 +291,12 @@ class EvalSettings:
     device: str = "auto"
     """where the policy answers the test items: 'auto' (the first GPU when there is one, else the CPU), 'cpu'
     or a torch device such as 'cuda:0'"""
+    engine: str = "hf"
+    """who answers the test items: 'hf' (``generate`` in batches on ``device``), 'sharded' (``generate`` in one
+    process per GPU, each on its share of the items), 'vllm' (vLLM offline generation on one GPU; needs the
+    ``vllm`` extra) or 'auto' (vLLM when installed and a GPU is present, else sharded over every GPU, else 'hf')"""
+    vllm_gpu_memory_utilization: float = 0.85
+    """share of the GPU's memory vLLM takes for evaluation (the policy has left it; the metric models load after)"""
 
 
 @dataclass
@@ -322,58 +337,6 @@ class Profile:
         return asdict(self)
 
 
-def _check_value(value: Any, tp: Any, where: str, key: str) -> Any:
-    """Coerce YAML ``value`` to the annotated type ``tp`` or raise a ConfigError naming ``where`` and ``key``."""
-    origin = typing.get_origin(tp)
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where}: key '{key}' must be a mapping, got {type(value).__name__}")
-        return _from_dict(tp, value, where, key + ".")
-    if origin in (typing.Union, types.UnionType):
-        for arg in typing.get_args(tp):
-            try:
-                return _check_value(value, arg, where, key)
-            except ConfigError:
-                continue
-        raise ConfigError(f"{where}: key '{key}' has a value of the wrong type: {value!r}")
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where}: key '{key}' must be a list, got {value!r}")
-        (inner, *_rest) = typing.get_args(tp)
-        return tuple(_check_value(v, inner, where, key) for v in value)
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where}: key '{key}' must be a mapping, got {value!r}")
-        _, vt = typing.get_args(tp)
-        return {str(k): _check_value(v, vt, where, f"{key}.{k}") for k, v in value.items()}
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: key '{key}' must be a number, got {value!r}")
-        return float(value)
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where}: key '{key}' must be an integer, got {value!r}")
-        return value
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where}: key '{key}' must be true or false, got {value!r}")
-        return value
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{where}: key '{key}' must be a string, got {value!r}")
-        return value
-    return value
-
-
-def _from_dict(cls, data: dict, where: str, prefix: str = ""):
-    """Build dataclass ``cls`` from ``data``, strictly."""
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise ConfigError(f"{where}: unknown key '{prefix}{unknown[0]}' (known: {', '.join(sorted(names))})")
-    kwargs = {k: _check_value(v, hints[k], where, prefix + k) for k, v in data.items()}
-    return cls(**kwargs)
 
 
 _CHOICES = {
@@ -391,6 +354,10 @@ _CHOICES = {
     "sft.target": ("reasoning", "plain"),
     "sft.budget": ("grpo", "steps"),
     "eval.letter_rule": ("strict", "lenient"),  # medrl_lib.evaluate.LETTER_RULES
+    "grpo.rollouts": ("hf", "vllm", "auto"),
+    "grpo.vllm_mode": ("colocate", "server"),
+    "grpo.vllm_importance_sampling_mode": ("token_truncate", "token_mask", "sequence_truncate", "sequence_mask"),
+    "eval.engine": ("hf", "sharded", "vllm", "auto"),
 }
 
 
@@ -440,9 +407,16 @@ def validate(p: Profile, where: str) -> Profile:
     if p.standins.per_seed and p.model.kind == "hub":
         raise ConfigError(f"{where}: key 'standins.per_seed' must be false with model.kind 'hub' (a hub model is one "
                           "draw; per-seed start models are built for tiny profiles only)")
+    for key in ("grpo.vllm_gpu_memory_utilization", "eval.vllm_gpu_memory_utilization"):
+        if not 0.0 < _setting(p, key) <= 1.0:
+            raise ConfigError(f"{where}: key '{key}' must lie in (0, 1], got {_setting(p, key)}")
+    g = p.grpo
+    if g.vllm_max_model_length and g.vllm_max_model_length < g.max_prompt_length + g.max_completion_length:
+        raise ConfigError(f"{where}: key 'grpo.vllm_max_model_length' ({g.vllm_max_model_length}) is below "
+                          f"max_prompt_length + max_completion_length ({g.max_prompt_length + g.max_completion_length})")
     if p.grpo.num_generations < 2:
         raise ConfigError(f"{where}: key 'grpo.num_generations' must be at least 2 (advantages are group-relative)")
-    known = _known_keys(Profile)
+    known = known_keys(Profile)
     for section in ("medvlm_r1", "length_rewards"):
         for key in getattr(p, section):
             if key not in known or key.startswith(("medvlm_r1", "length_rewards")):
@@ -459,25 +433,6 @@ def validate(p: Profile, where: str) -> Profile:
     return p
 
 
-def _set_dotted(data: dict, key: str, value: Any) -> None:
-    parts = key.split(".")
-    node = data
-    for part in parts[:-1]:
-        node = node.setdefault(part, {})
-        if not isinstance(node, dict):
-            raise ConfigError(f"overrides: key '{key}' goes through a non-mapping")
-    node[parts[-1]] = value
-
-
-def _known_keys(cls, prefix: str = "") -> list[str]:
-    out = []
-    for f in dataclasses.fields(cls):
-        tp = typing.get_type_hints(cls)[f.name]
-        if dataclasses.is_dataclass(tp):
-            out += _known_keys(tp, prefix + f.name + ".")
-        else:
-            out.append(prefix + f.name)
-    return out
 
 
 def profile_path(name_or_path: str | Path) -> Path:
@@ -499,15 +454,15 @@ def load_profile(name_or_path: str | Path = "cpu", overrides: dict[str, Any] | N
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping")
-    profile = _from_dict(Profile, data, str(path))
+    profile = from_dict(Profile, data, str(path))
     if overrides:
-        known = _known_keys(Profile)
+        known = known_keys(Profile)
         merged = copy.deepcopy(data)
         for key, value in overrides.items():
             if key not in known and not any(key.startswith(k + ".") for k in known if k.endswith("reward_weights")):
                 raise ConfigError(f"overrides: unknown key '{key}' (known: {', '.join(known)})")
-            _set_dotted(merged, key, value)
-        profile = _from_dict(Profile, merged, "overrides")
+            set_dotted(merged, key, value)
+        profile = from_dict(Profile, merged, "overrides")
     return validate(profile, str(path) if not overrides else f"{path} + overrides")
 
 

@@ -27,9 +27,9 @@ from typing import Literal
 import torch
 from tqdm import tqdm
 
+from .completions import answer_letter, extract_choice, parse_completion, well_formed
 from .models import eos_token_ids, vision_token_ids
 from .prompts import chat_messages
-from .completions import answer_letter, extract_choice, parse_completion, well_formed
 from .rewards import ACCURACY_REQUIRES_FORMAT, accuracy_reward
 
 LetterRule = Literal["strict", "lenient"]
@@ -111,6 +111,29 @@ def score_completion(completion: str, answer: str, options: list[str], mode: str
     return stripped == gold, extracted
 
 
+def prompt_texts(processor, questions: list[str], options: list[list[str]], mode: str = "reasoning") -> list[str]:
+    """The chat-template text of each item's prompt (``<|vision_start|><|image_pad|><|vision_end|>`` where the image
+    goes, the generation prompt at the end): what :func:`generate_records` and the vLLM engine
+    (:func:`medrl_lib.generation.vllm_records`) give the model."""
+    return [processor.apply_chat_template(chat_messages(q, o, mode), add_generation_prompt=True, tokenize=False)
+            for q, o in zip(questions, options)]
+
+
+def make_record(tokenizer, row: dict, prompt: str, completion: str, *, mode: str = "reasoning",
+                require_format: bool = ACCURACY_REQUIRES_FORMAT, letter_rule: LetterRule = "strict") -> Record:
+    """The :class:`Record` of one decoded completion of the item ``row`` (its ``id``, ``modality``, ``options`` and
+    ``answer``), scored by :func:`score_completion`; every engine's completions go through here."""
+    options, answer = row["options"], row["answer"]
+    correct, extracted = score_completion(completion, answer, options, mode, require_format=require_format,
+                                          letter_rule=letter_rule)
+    parsed = parse_completion(completion)
+    reasoning = parsed.think
+    n_tok = len(tokenizer(reasoning, add_special_tokens=False)["input_ids"]) if reasoning else 0
+    return Record(id=row["id"], modality=row["modality"], prompt=prompt, completion=completion, extracted=extracted,
+                  answer=answer, correct=correct, reasoning=reasoning, reasoning_tokens=n_tok,
+                  n_options=len(options), well_formed=parsed.well_formed)
+
+
 @torch.no_grad()
 def generate_records(model, processor, ds, *, batch_size: int = 32, max_new_tokens: int = 128,
                      mode: str = "reasoning", greedy: bool = True, temperature: float = 1.0,
@@ -131,29 +154,21 @@ def generate_records(model, processor, ds, *, batch_size: int = 32, max_new_toke
     for start in tqdm(range(0, len(ds), batch_size), desc=desc, leave=False, disable=None):
         rows = cols[start:start + batch_size]
         images = ds[start:start + batch_size]["image"]
-        texts = [processor.apply_chat_template(chat_messages(q, o, mode), add_generation_prompt=True, tokenize=False)
-                 for q, o in zip(rows["question"], rows["options"])]
+        texts = prompt_texts(processor, rows["question"], rows["options"], mode)
         enc = processor(text=texts, images=images, padding=True, return_tensors="pt").to(device)
-        gen_kwargs = dict(max_new_tokens=max_new_tokens, do_sample=not greedy, use_cache=True,
-                          pad_token_id=tokenizer.pad_token_id, eos_token_id=eos_token_ids(model, tokenizer),
-                          suppress_tokens=vision_token_ids(model) or None,
-                          repetition_penalty=1.0)  # not whatever a checkpoint's generation_config carries
+        gen_kwargs = {"max_new_tokens": max_new_tokens, "do_sample": not greedy, "use_cache": True,
+                      "pad_token_id": tokenizer.pad_token_id, "eos_token_id": eos_token_ids(model, tokenizer),
+                      "suppress_tokens": vision_token_ids(model) or None,
+                      "repetition_penalty": 1.0}  # not whatever a checkpoint's generation_config carries
         if not greedy:
             gen_kwargs.update(temperature=temperature, top_p=1.0, top_k=0)  # not the hub config's near-greedy top_p/top_k
-        out = model.generate(**enc, **gen_kwargs)
-        new = out[:, enc["input_ids"].shape[1]:]
+        out = model.generate(**enc, **gen_kwargs)                                        # (B, P + T)
+        new = out[:, enc["input_ids"].shape[1]:]                                          # (B, T)
         completions = tokenizer.batch_decode(new, skip_special_tokens=True)
         for i, completion in enumerate(completions):
-            options, answer = rows["options"][i], rows["answer"][i]
-            correct, extracted = score_completion(completion, answer, options, mode, require_format=require_format,
-                                                  letter_rule=letter_rule)
-            parsed = parse_completion(completion)
-            reasoning = parsed.think
-            n_tok = len(tokenizer(reasoning, add_special_tokens=False)["input_ids"]) if reasoning else 0
-            records.append(Record(id=rows["id"][i], modality=rows["modality"][i], prompt=texts[i],
-                                  completion=completion, extracted=extracted, answer=answer, correct=correct,
-                                  reasoning=reasoning, reasoning_tokens=n_tok, n_options=len(options),
-                                  well_formed=parsed.well_formed))
+            row = {k: rows[k][i] for k in ("id", "modality", "options", "answer")}
+            records.append(make_record(tokenizer, row, texts[i], completion, mode=mode,
+                                       require_format=require_format, letter_rule=letter_rule))
     return records
 
 

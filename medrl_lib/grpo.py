@@ -59,12 +59,17 @@ NORMALISERS: dict[str, Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]
 
 def policy_loss(logps: torch.Tensor, old_logps: torch.Tensor, ref_logps: torch.Tensor | None,
                 advantages: torch.Tensor, completion_mask: torch.Tensor, *, loss_type: str, beta: float,
-                epsilon: float, max_completion_length: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+                epsilon: float, max_completion_length: int,
+                importance_sampling_ratio: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The clipped GRPO objective plus ``beta`` x k3 KL, normalised by ``loss_type``; returns (loss, stats).
 
     ``logps``, ``old_logps``, ``ref_logps`` and ``completion_mask`` are (B, T) per-token values over the
     completion; ``advantages`` is (B,). ``ref_logps`` may be None when ``beta`` is 0. ``stats`` holds the
     per-token KL and the clipping indicators, for logging.
+
+    ``importance_sampling_ratio`` (B, T), or (B, 1) per sequence, corrects for completions sampled by another
+    engine than the one that scores them (vLLM rollouts): the truncated ratio of the trainer's to the engine's
+    probabilities multiplies the clipped term before the KL term is added, as TRL does (Methods, Losses).
     """
     if loss_type not in NORMALISERS:
         raise ValueError(f"loss_type must be one of {sorted(NORMALISERS)}, got {loss_type!r}")
@@ -75,6 +80,8 @@ def policy_loss(logps: torch.Tensor, old_logps: torch.Tensor, ref_logps: torch.T
     per_token = -torch.min(ratio * adv, clipped * adv)                       # (B, T)
     stats = {"low_clipped": (ratio < 1 - epsilon) & (adv < 0),               # (B, T)
              "high_clipped": (ratio > 1 + epsilon) & (adv > 0)}              # (B, T)
+    if importance_sampling_ratio is not None:
+        per_token = per_token * importance_sampling_ratio                    # (B, T), rollout-engine correction
     if beta != 0.0:
         if ref_logps is None:
             raise ValueError("ref_logps is required when beta != 0")
@@ -103,8 +110,13 @@ def _grpo_trainer_class():
                     raise ValueError(f"MedrlGRPOTrainer supports {name} in {allowed}, got {getattr(self.args, name)!r}")
             if self.args.epsilon_high != self.args.epsilon:
                 raise ValueError("MedrlGRPOTrainer clips symmetrically: set epsilon_high equal to epsilon")
-            if self.use_vllm or self.top_entropy_quantile < 1.0 or self.off_policy_mask_threshold is not None:
-                raise ValueError("MedrlGRPOTrainer does not implement vLLM correction, entropy masks or OPSM")
+            if self.top_entropy_quantile < 1.0 or self.off_policy_mask_threshold is not None:
+                raise ValueError("MedrlGRPOTrainer does not implement entropy masks or OPSM")
+            if self.use_vllm and self.args.use_bias_correction_kl:
+                raise ValueError("MedrlGRPOTrainer does not weight the KL term by the importance ratio: "
+                                 "set use_bias_correction_kl=False")
+            if self.use_vllm and self.loss_type not in ("grpo", "dr_grpo"):
+                raise ValueError(f"vLLM rollouts need loss_type grpo or dr_grpo, got {self.loss_type!r}")
 
         def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
             """Restore the weights of a checkpoint strictly. Transformers 5.23's Trainer loads them with a
@@ -145,9 +157,12 @@ def _grpo_trainer_class():
                 **{k: inputs.get(k) for k in forward_keys})                                     # (B, T)
             old = inputs.get("old_per_token_logps")
             old = logps.detach() if old is None else old                                        # (B, T)
+            correct = self.use_vllm and self.vllm_importance_sampling_correction
+            is_ratio = inputs["importance_sampling_ratio"] if correct else None                # (B, T) or (B, 1)
             loss, stats = policy_loss(logps, old, inputs.get("ref_per_token_logps"), inputs["advantages"], mask,
                                       loss_type=self.loss_type, beta=self.beta, epsilon=self.epsilon_low,
-                                      max_completion_length=self.max_completion_length)
+                                      max_completion_length=self.max_completion_length,
+                                      importance_sampling_ratio=is_ratio)
             mode = "train" if self.model.training else "eval"
             self._log_loss_stats(mode, stats, entropies, mask)
             return loss / (self.current_gradient_accumulation_steps if mode == "train" else 1.0)

@@ -147,7 +147,8 @@ def train_tokenizer(corpus: Iterable[str], vocab_size: int):
 
 @functools.lru_cache(maxsize=None)
 def processor_class():
-    """Qwen2VLProcessor without a video processor (the stock one needs torchvision, which we never install).
+    """Qwen2VLProcessor without a video processor (the stock one needs torchvision, absent on CPU machines; where
+    the ``vllm`` extra brings it, this PIL-based processor is kept, so that preprocessing is the same everywhere).
 
     One class for the tiny models and the hub Qwen2-VL models (built once, so ``isinstance`` holds across calls);
     its ``from_pretrained`` is :func:`load_qwen2vl_processor`, its ``save_pretrained`` writes the tokenizer (with
@@ -411,7 +412,7 @@ def load_model(name_or_path: str | Path, *, dtype: str = "float32", attn_impleme
 
     Its processor: Qwen2-VL models (``model_type`` ``qwen2_vl`` in ``config.json``) get the images-only
     processor of :func:`load_qwen2vl_processor` (``AutoProcessor`` would build Qwen2-VL's video processor,
-    whose only backend is torchvision, which we never install), with ``max_pixels`` applied and checked:
+    whose only backend is torchvision, absent on CPU machines), with ``max_pixels`` applied and checked:
     ``ValueError`` unless the loaded image processor's pixel limit is exactly ``max_pixels``. Other VLMs go
     through ``AutoProcessor`` (``max_pixels`` passed on when given).
 

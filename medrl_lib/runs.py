@@ -19,19 +19,18 @@ import time
 
 from .config import Profile, resolve_path
 from .data.splits import make_splits
+from .engines import free_accelerator
 from .results import Run, cached_run, run_dir
-
 
 _SCORERS: dict[tuple, object] = {}
 
 
 def metric_scorers(profile: Profile) -> dict:
     """The similarity, perplexity and thinking scorers the profile names (built once per process)."""
+    from .config import resolve_source
     from .metrics import CrossEncoderSimilarity, MiniLMSimilarity, Perplexity
     from .oracle import OracleThinkingScorer
     from .thinking import LLMThinkingScorer
-
-    from .config import resolve_source
 
     e = profile.eval
     key = (e.similarity, e.perplexity, e.thinking, profile.cache_dir)
@@ -66,37 +65,22 @@ def release_scorers() -> int:
     return n
 
 
-def free_accelerator() -> None:
-    """Collect garbage and return cached GPU memory to the driver (a no-op without a GPU)."""
-    import gc
-
-    import torch
-
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-
-
-def _evaluate(model, processor, profile: Profile, test, prompt_mode: str | None = None) -> tuple[dict, list[dict]]:
-    """Answer the test items, then every metric of Zhu Appendix B with its bootstrap 95% interval.
+def _evaluate(model, processor, profile: Profile, test, prompt_mode: str | None = None,
+              out=None) -> tuple[dict, list[dict]]:
+    """Answer the test items (the engine of ``eval.engine``, :func:`medrl_lib.generation.answer_items`; 'sharded'
+    and 'vllm' save the policy to ``out/eval_model`` for the time they answer), then every metric of Zhu
+    Appendix B with its bootstrap 95% interval.
 
     Metrics land as ``eval/<name>`` (value), ``eval/<name>/low`` and ``/high`` (interval), ``/n`` (items
-    scored) and ``/n_missing``; ``eval/accuracy/all`` is the overall accuracy."""
-    from .evaluate import generate_records
+    scored) and ``/n_missing``; ``eval/accuracy/all`` is the overall accuracy, ``eval/engine`` the engine."""
+    from .generation import answer_items
     from .metrics import compute_metrics, format_rate
-
-    import torch
-
-    from .train import attention_kernel, eval_device
+    from .train import attention_kernel
 
     e = profile.eval
-    device = eval_device(profile)
-    model.to(device=device, dtype=getattr(torch, profile.model.dtype))  # a single process trains in float32
     t0 = time.time()
-    records = [dataclasses.asdict(r) for r in generate_records(
-        model, processor, test, batch_size=e.batch_size, max_new_tokens=e.max_new_tokens,
-        mode=prompt_mode or e.prompt_mode, greedy=e.greedy, temperature=e.temperature,
-        require_format=e.accuracy_requires_format, letter_rule=e.letter_rule)]
+    answers = answer_items(model, processor, profile, test, prompt_mode, out)
+    records = [dataclasses.asdict(r) for r in answers.records]
     t_gen = time.time() - t0
     cols = test.select_columns(["question", "options", "answer", "facts"])
     references = [opts[ord(ans) - 65] for opts, ans in zip(cols["options"], cols["answer"])]
@@ -122,7 +106,8 @@ def _evaluate(model, processor, profile: Profile, test, prompt_mode: str | None 
     metrics["eval/format/all"] = format_rate(records)
     metrics["time/generate_s"] = t_gen
     metrics["eval/items_per_s"] = len(records) / max(t_gen, 1e-9)
-    metrics["eval/device"] = str(device)
+    metrics["eval/device"] = answers.device
+    metrics["eval/engine"] = answers.engine
     metrics["model/attn_implementation"] = attention_kernel(model)
     metrics["time/eval_s"] = time.time() - t0
     return metrics, records
@@ -149,8 +134,11 @@ _NOT_RESULTS = ("cache_dir", "results_dir", "seeds", "name", "medvlm_r1", "lengt
 
 def run_settings(profile: Profile, drop: tuple[str, ...] = ()) -> dict:
     """The part of the profile that determines a run's result: its cache key. Sections a run does not use
-    (``drop``) and storage paths are left out, so that changing them reuses stored runs."""
-    return {k: v for k, v in profile.to_dict().items() if k not in _NOT_RESULTS + drop}
+    (``drop``) and storage paths are left out, so that changing them reuses stored runs; the engines are resolved
+    for this machine (:func:`medrl_lib.engines.keyed_settings`)."""
+    from .engines import keyed_settings
+
+    return keyed_settings(profile, {k: v for k, v in profile.to_dict().items() if k not in _NOT_RESULTS + drop})
 
 
 def _keyed(profile: Profile, config: dict, seed: int | None) -> dict:
@@ -225,7 +213,7 @@ def grpo_arm(profile: Profile, group: str, arm: str, seed: int, *, force: bool =
         t0 = time.time()
         model, processor, log = _train(profile, "grpo", policy, train, out)
         train_s = time.time() - t0
-        metrics, records = _evaluate(model, processor, profile, test)
+        metrics, records = _evaluate(model, processor, profile, test, out=out)
         metrics["time/train_s"] = train_s
         _finish(out, profile.grpo.keep_final_model, train, test)
         return {"metrics": metrics, "records": records, "log_history": log,
@@ -256,7 +244,7 @@ def zero_shot_arm(profile: Profile, group: str, arm: str, which: str = "instruct
     def work(out):
         train, test = make_splits(profile)
         model, processor = load_policy(profile, ensure_start_model(profile, which, seed=seed))
-        metrics, records = _evaluate(model, processor, profile, test, prompt_mode)
+        metrics, records = _evaluate(model, processor, profile, test, prompt_mode, out)
         _finish(out, False, train, test)
         return {"metrics": metrics, "records": records, "test_ids": test["id"]}
 
@@ -288,7 +276,7 @@ def sft_arm(profile: Profile, group: str, arm: str, seed: int, method: str = "sf
         train_s = time.time() - t0
         # a model tuned on plain letters is asked and scored with the plain prompt (MedVLM-R1 section 4)
         prompt_mode = "plain" if profile.sft.target == "plain" else None
-        metrics, records = _evaluate(model, processor, profile, test, prompt_mode)
+        metrics, records = _evaluate(model, processor, profile, test, prompt_mode, out)
         metrics["time/train_s"] = train_s
         del model
         _finish(out, False, train, test)

@@ -324,6 +324,7 @@ def grpo_kwargs(profile: Profile, output_dir: str, **extra) -> dict:
         importance_sampling_level="token",
         multi_objective_aggregation="sum_then_normalize",
         mask_truncated_completions=False,
+        use_bias_correction_kl=False,  # the papers' GRPO (TRL 0.14-0.16): k3 KL unweighted (TRL 1.x weights it)
         reward_weights=[g.reward_weights[n] for n in names],
         logging_steps=g.logging_steps,
         save_steps=g.save_steps,
@@ -344,8 +345,25 @@ def grpo_kwargs(profile: Profile, output_dir: str, **extra) -> dict:
         disable_tqdm=True,
         log_completions=False,
     )
+    kwargs.update(vllm_kwargs(profile))
     kwargs.update(extra)
     return kwargs
+
+
+def vllm_kwargs(profile: Profile) -> dict:
+    """``GRPOConfig``'s rollout-engine settings: vLLM (TRL's colocate or server mode, with the truncated
+    importance-sampling correction that :func:`medrl_lib.grpo.policy_loss` applies) where
+    :func:`medrl_lib.engines.rollout_engine` resolves to it, else the policy's own ``generate``."""
+    from .engines import rollout_engine
+
+    g = profile.grpo
+    if rollout_engine(profile) != "vllm":
+        return {"use_vllm": False}
+    return dict(use_vllm=True, vllm_mode=g.vllm_mode, vllm_gpu_memory_utilization=g.vllm_gpu_memory_utilization,
+                vllm_max_model_length=g.vllm_max_model_length or g.max_prompt_length + g.max_completion_length,
+                vllm_importance_sampling_correction=True, vllm_importance_sampling_mode=g.vllm_importance_sampling_mode,
+                vllm_importance_sampling_clip_max=g.vllm_importance_sampling_clip_max,
+                vllm_enable_sleep_mode=False)
 
 
 def grpo_prompts_per_step(profile: Profile) -> int:

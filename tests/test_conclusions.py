@@ -247,7 +247,7 @@ def test_format_shares_skip_plain_prompt_arms():
     assert conclusions.format_shares({"grpo-instruct": [grpo, grpo], "sft": [sft]}) == {"grpo-instruct": 75.0}
 
 
-def test_calibration_for_computes_the_rows_as_the_summary_did(monkeypatch):
+def test_calibration_rows_are_computed_as_the_summary_did(monkeypatch):
     import medrl_lib.evaluate
 
     calls = {}
@@ -258,13 +258,42 @@ def test_calibration_for_computes_the_rows_as_the_summary_did(monkeypatch):
     monkeypatch.setattr(study, "test_split", lambda prof, group, ov: f"test-{group}")
     monkeypatch.setattr(medrl_lib.evaluate, "random_guess_accuracy", lambda ds: {"from": ds})
     monkeypatch.setattr(conclusions, "calibration_rows", lambda **kw: kw)
-    kw = conclusions.calibration_for("smoke")
+    kw, runs = conclusions._calibration_rows("smoke", None, False, list(SMOKE.seeds))
+    assert runs == ["instruct-ood", "instruct-zhu", "base-zhu", *(r for a in fake for r in fake[a])]
     assert calls["arms"] == (["grpo-instruct", "grpo-base", "ood-grpo", "ood-sft"], list(SMOKE.seeds), False)
     mri_trained = {study.LABELS[a]: fake[a] for a in ("ood-grpo", "ood-sft")}
     assert kw == {"ood_start": "instruct-ood", "instruct_start": "instruct-zhu", "base_start": "base-zhu",
                   "grpo_instruct": fake["grpo-instruct"], "grpo_base": fake["grpo-base"], "mri_trained": mri_trained,
                   "chance": {"from": "test-ood"}, "in_domain": SMOKE.data.train_modalities,
                   "n_boot": SMOKE.eval.n_boot, "seed": SMOKE.eval.bootstrap_seed}
+
+
+def test_calibration_rows_are_stored_once_and_recomputed_when_anything_they_rest_on_changes(monkeypatch, tmp_path):
+    runs = []
+    for name in ("grpo-instruct", "base-zero-shot"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "metrics.json").write_text('{"eval/accuracy/all": 50.0}')
+        runs.append(Run(path=tmp_path / name, config={}, metrics={}))
+    computed = []
+
+    def compute(profile, overrides, force, seeds):
+        computed.append(list(seeds))
+        return [{"check": "C1", "verdict": "met", "ours": f"{len(computed)}"}], runs
+
+    monkeypatch.setattr(conclusions, "_calibration_rows", compute)
+    ov = {"results_dir": str(tmp_path / "store")}
+    first = conclusions.calibration_for("smoke", ov)
+    assert (tmp_path / "store" / "smoke" / "calibration.json").exists()
+    # table: what happens next -> how many computations in all, and the rows' "ours" (which computation made them)
+    assert conclusions.calibration_for("smoke", ov) == first and len(computed) == 1  # unchanged: read back
+    (tmp_path / "grpo-instruct" / "metrics.json").write_text('{"eval/accuracy/all": 51.0}')  # a run was retrained
+    assert conclusions.calibration_for("smoke", ov)[0]["ours"] == "2"
+    assert conclusions.calibration_for("smoke", ov, seeds=[7])[0]["ours"] == "3"  # other seeds
+    assert conclusions.calibration_for("smoke", {**ov, "eval.n_boot": 7})[0]["ours"] == "4"  # other settings
+    assert conclusions.calibration_for("smoke", {**ov, "eval.n_boot": 7}, force=True)[0]["ours"] == "5"  # forced
+    (tmp_path / "store" / "smoke" / "calibration.json").write_text('{"stamp": ')  # torn file: recomputed
+    assert conclusions.calibration_for("smoke", {**ov, "eval.n_boot": 7})[0]["ours"] == "6"
+    assert conclusions.calibration_for("smoke", {**ov, "eval.n_boot": 7})[0]["ours"] == "6"  # and stored again
 
 
 def test_arms_that_score_alike_on_every_item_say_nothing():

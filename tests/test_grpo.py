@@ -46,17 +46,22 @@ def _batch(seed=0, b=4, t=5):
     return logps, old, ref, adv, mask
 
 
-def test_policy_loss_by_hand():
-    # one sequence of two tokens, no clipping active: loss = -mean(ratio * A) + beta * mean(k3)
+@pytest.mark.parametrize("is_ratio, scale_policy", [
+    pytest.param(None, 1.0, id="by-hand"),  # no clipping active: loss = -mean(ratio * A) + beta * mean(k3)
+    pytest.param(torch.ones(1, 2), 1.0, id="ones"),  # a ratio of 1 (engine and trainer agree) changes nothing
+    pytest.param(torch.full((1, 2), 2.0), 2.0, id="token-2x"),  # doubles the clipped term, not the KL term
+    pytest.param(torch.full((1, 1), 0.5), 0.5, id="sequence-half"),  # a (B, 1) ratio broadcasts over the tokens
+])
+def test_policy_loss_by_hand_and_the_importance_ratio_scales_the_clipped_term_only(is_ratio, scale_policy):
     logps = torch.tensor([[-1.0, -2.0]])
     old = torch.tensor([[-1.0, -2.1]])
     ref = torch.tensor([[-1.5, -2.0]])
     adv = torch.tensor([0.5])
     ratio = torch.exp(logps - old)
     k3 = torch.exp(ref - logps) - (ref - logps) - 1
-    expected = (-(ratio * 0.5) + 0.1 * k3).mean()
+    expected = (-(ratio * 0.5) * scale_policy + 0.1 * k3).mean()
     loss, _ = policy_loss(logps, old, ref, adv, torch.ones(1, 2), loss_type="grpo", beta=0.1, epsilon=0.2,
-                          max_completion_length=2)
+                          max_completion_length=2, importance_sampling_ratio=is_ratio)
     assert loss.item() == pytest.approx(expected.item(), abs=1e-7)
 
 
@@ -101,8 +106,13 @@ def trainer(smoke_profile, tmp_path_factory):
     return t
 
 
-@pytest.mark.parametrize("loss_type", ["grpo", "dr_grpo"])
-def test_our_loss_equals_trl_loss_on_a_real_batch(trainer, loss_type):
+@pytest.mark.parametrize("loss_type, is_ratio", [
+    pytest.param("grpo", False, id="grpo"),  # HF rollouts: no correction
+    pytest.param("dr_grpo", False, id="dr_grpo"),
+    pytest.param("grpo", True, id="grpo-vllm"),  # vLLM rollouts: TRL's truncated ratio multiplies the clipped term
+    pytest.param("dr_grpo", True, id="dr_grpo-vllm"),
+])
+def test_our_loss_equals_trl_loss_on_a_real_batch(trainer, loss_type, is_ratio, monkeypatch):
     from trl import GRPOTrainer
 
     batch = next(iter(trainer.get_train_dataloader()))
@@ -117,12 +127,56 @@ def test_our_loss_equals_trl_loss_on_a_real_batch(trainer, loss_type):
             mm_token_type_ids=inputs.get("mm_token_type_ids"), num_images=inputs.get("num_images"))
     inputs["old_per_token_logps"] = logps + 0.3 * torch.randn(logps.shape, generator=torch.Generator().manual_seed(1))
     inputs["advantages"] = torch.linspace(-1.5, 1.5, len(inputs["advantages"]))
+    # the policy is the reference here: move the reference so that the KL term is not zero and is compared too
+    inputs["ref_per_token_logps"] = logps + 0.2 * torch.randn(logps.shape, generator=torch.Generator().manual_seed(2))
+    if is_ratio:  # as TRL's vLLM path leaves it: a ratio per token, truncated at the cap
+        monkeypatch.setattr(trainer, "use_vllm", True)
+        monkeypatch.setattr(trainer, "vllm_importance_sampling_correction", True)
+        inputs["importance_sampling_ratio"] = torch.empty(logps.shape).uniform_(
+            0.2, 3.0, generator=torch.Generator().manual_seed(3))
     trainer.loss_type = loss_type
     trainer.model.train()
     ours = trainer._compute_loss(trainer.model, inputs)
     theirs = GRPOTrainer._compute_loss(trainer, trainer.model, inputs)
     assert ours.item() == pytest.approx(theirs.item(), abs=1e-6)
     assert ours.item() != 0.0
+    if is_ratio:  # the ratio reached the loss: without it the value differs
+        monkeypatch.setattr(trainer, "use_vllm", False)
+        assert trainer._compute_loss(trainer.model, inputs).item() != pytest.approx(ours.item(), abs=1e-4)
+
+
+@pytest.mark.parametrize("rollouts, vllm, gpus, expected", [
+    pytest.param("hf", True, 4, {"use_vllm": False}, id="hf"),  # asked for generate: generate
+    pytest.param("auto", False, 4, {"use_vllm": False}, id="auto-no-vllm"),  # vllm not installed
+    pytest.param("auto", True, 0, {"use_vllm": False}, id="auto-no-gpu"),  # no GPU
+    pytest.param("auto", True, 4, {"use_vllm": True, "vllm_mode": "colocate", "vllm_max_model_length": 1724,
+                                   "vllm_importance_sampling_correction": True,
+                                   "vllm_importance_sampling_mode": "token_truncate",
+                                   "vllm_importance_sampling_clip_max": 3.0}, id="auto-vllm"),  # 1024 + 700
+])
+def test_rollout_settings_reach_trl(rollouts, vllm, gpus, expected, monkeypatch):
+    from medrl_lib import engines
+    from medrl_lib.config import load_profile
+    from medrl_lib.train import grpo_kwargs
+
+    monkeypatch.setattr(engines, "vllm_installed", lambda: vllm)
+    monkeypatch.setattr(engines, "gpu_count", lambda: gpus)
+    kwargs = grpo_kwargs(load_profile("paper", {"grpo.rollouts": rollouts, "grpo.vllm_max_model_length": 0}), "/tmp/x")
+    assert {k: kwargs[k] for k in expected} == expected
+    assert kwargs["use_bias_correction_kl"] is False  # the papers' KL term, whatever TRL's default
+
+
+def test_vllm_asked_where_it_cannot_run_is_a_clear_error(monkeypatch):
+    from medrl_lib import engines
+    from medrl_lib.config import ConfigError, load_profile
+
+    monkeypatch.setattr(engines, "vllm_installed", lambda: False)
+    with pytest.raises(ConfigError, match="vllm package is not installed"):
+        engines.rollout_engine(load_profile("smoke", {"grpo.rollouts": "vllm"}))
+    monkeypatch.setattr(engines, "vllm_installed", lambda: True)
+    monkeypatch.setattr(engines, "gpu_count", lambda: 0)
+    with pytest.raises(ConfigError, match="no GPU"):
+        engines.eval_engine(load_profile("smoke", {"eval.engine": "vllm"}))
 
 
 def test_trainer_replaces_advantages_with_ours(trainer):

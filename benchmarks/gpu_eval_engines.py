@@ -1,0 +1,166 @@
+"""The evaluation engines on one fixed batch of items: items/s of 'hf', 'sharded' and 'vllm', the share of greedy
+completions each shares with 'hf' (exact string match) and each engine's accuracy, as one JSON line.
+
+'hf' is :func:`medrl_lib.evaluate.generate_records` on one device; 'sharded' runs it in one process per GPU
+(``--devices``, default every visible GPU; needs two or more unless named) and 'vllm' is vLLM offline generation
+(needs the vllm package and a GPU), both from the policy saved to a folder (:mod:`medrl_lib.generation`). Their
+times include starting their processes or engine and loading the policy, as an evaluation pays them.
+
+The default model is the tiny random Qwen2-VL of the smoke profile (its trained tokenizer and processor, random
+weights) with Gaussian noise (``--noise``) added to its language model, so that completions differ between items
+(the bare random model writes the same token for every item, and every engine would trivially agree).
+
+    python benchmarks/gpu_eval_engines.py                                    # on a GPU: every engine it has
+    python benchmarks/gpu_eval_engines.py --model PATH --profile paper       # a saved Qwen2-VL policy
+    python benchmarks/gpu_eval_engines.py --engines hf,sharded --devices cuda:0,cuda:0   # two processes, one GPU
+    python benchmarks/gpu_eval_engines.py --engines hf --items 4             # anywhere, CPU included
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ENGINES = ("hf", "sharded", "vllm")
+
+
+def tiny_policy(profile, noise: float, seed: int = 0):
+    """The smoke profile's random tiny model (built once in its cache) with ``noise`` times standard Gaussian noise
+    added to every weight of its language model: ``(model, processor)``."""
+    import dataclasses
+
+    import torch
+
+    from medrl_lib.standins import ensure_start_model
+    from medrl_lib.train import load_policy
+
+    random_init = dataclasses.replace(profile, standins=dataclasses.replace(
+        profile.standins, base=dataclasses.replace(profile.standins.base, steps=0)))
+    model, processor = load_policy(profile, ensure_start_model(random_init, "base"))
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.model.language_model.parameters():
+            p.add_(noise * torch.randn(p.shape, generator=generator).to(p.dtype))
+    return model, processor
+
+
+def eval_items(profile, n: int):
+    """The first ``n`` synthetic test items of ``profile`` (enough per modality generated to have ``n``)."""
+    import dataclasses
+
+    from medrl_lib.data.splits import make_splits
+
+    per = math.ceil(n / len(profile.data.test_modalities))
+    _, test = make_splits(dataclasses.replace(profile, data=dataclasses.replace(profile.data, test_per_modality=per)))
+    return test.select(range(min(n, len(test))))
+
+
+def _summary(records, seconds: float, reference) -> dict:
+    row = {"seconds": seconds, "items_per_s": len(records) / max(seconds, 1e-9),
+           "accuracy": sum(r.correct for r in records) / max(1, len(records))}
+    if reference is not None:
+        row["equal_to_hf"] = sum(a.completion == b.completion for a, b in zip(records, reference)) / max(1, len(records))
+    return row
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command line of :func:`main`."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--profile", default="smoke", help="profile whose settings load the model and make the items")
+    ap.add_argument("--model", help="a saved policy folder (default: a tiny profile's random model with noise, a "
+                    "hub profile's instruct model)")
+    ap.add_argument("--noise", type=float, default=0.1, help="noise added to the default tiny model's weights")
+    ap.add_argument("--cache-dir", help="where the tiny model is built (default: the profile's cache_dir)")
+    ap.add_argument("--engines", default="auto", help="comma-separated among hf,sharded,vllm; auto: all this "
+                    "machine can run")
+    ap.add_argument("--devices", help="comma-separated devices of 'sharded' (default: every visible GPU)")
+    ap.add_argument("--items", type=int, default=256)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--max-new-tokens", type=int, default=64)
+    ap.add_argument("--dtype", help="weights dtype (default: bfloat16 on a GPU, else the profile's)")
+    ap.add_argument("--gpu-memory-utilization", type=float, default=0.85)
+    ap.add_argument("--json", help="also write the result to this file")
+    return ap
+
+
+def run(a: argparse.Namespace) -> dict:
+    """Answer the items with each engine of ``a`` (:func:`parser`); returns the result that :func:`main` prints."""
+    import torch
+
+    from medrl_lib.config import load_profile
+    from medrl_lib.engines import gpu_count, vllm_installed
+    from medrl_lib.evaluate import generate_records
+    from medrl_lib.generation import save_policy, sharded_records, vllm_records
+    from medrl_lib.standins import ensure_start_model
+    from medrl_lib.train import load_policy
+
+    gpus = gpu_count()
+    overrides = {"model.dtype": a.dtype or ("bfloat16" if gpus else None), "cache_dir": a.cache_dir}
+    profile = load_profile(a.profile, {k: v for k, v in overrides.items() if v is not None})
+    devices = a.devices.split(",") if a.devices else [f"cuda:{i}" for i in range(gpus)]
+    engines = [e for e in ENGINES if e != "sharded" or len(devices) >= 2] if a.engines == "auto" else a.engines.split(",")
+    unknown = sorted(set(engines) - set(ENGINES))
+    if unknown:
+        raise SystemExit(f"unknown engines {unknown}; choose among {', '.join(ENGINES)}")
+    items = eval_items(profile, a.items)
+    if a.model or profile.model.kind == "hub":
+        name = a.model or ensure_start_model(profile, "instruct")
+        model, processor = load_policy(profile, name)
+    else:
+        name, (model, processor) = f"tiny random + noise {a.noise}", tiny_policy(profile, a.noise)
+    gen = {"max_new_tokens": a.max_new_tokens, "mode": profile.eval.prompt_mode, "greedy": True}
+    device = "cuda:0" if gpus else "cpu"
+    result = {"device": torch.cuda.get_device_name(0) if gpus else "cpu", "gpus": gpus, "model": str(name),
+              "dtype": profile.model.dtype, "items": len(items),
+              "batch_size": a.batch_size, "max_new_tokens": a.max_new_tokens, "engines": {}}
+    with tempfile.TemporaryDirectory(prefix="eval-engines-") as tmp:
+        model.to(device=device, dtype=getattr(torch, profile.model.dtype))
+        generate_records(model, processor, items.select(range(min(2, len(items)))), batch_size=2, **gen)  # warm-up
+        t0 = time.perf_counter()
+        reference = generate_records(model, processor, items, batch_size=a.batch_size, **gen)  # every engine's yardstick
+        hf_s = time.perf_counter() - t0
+        folder = save_policy(model, processor, profile, Path(tmp) / "eval_model")  # the model leaves the GPU
+        for engine in engines:
+            if engine == "hf":
+                result["engines"]["hf"] = _summary(reference, hf_s, reference)
+                continue
+            if engine == "sharded" and len(devices) < 2:
+                result["engines"][engine] = {"skipped": f"{len(devices)} device(s); pass --devices"}
+                continue
+            if engine == "vllm" and not (vllm_installed() and gpus):
+                result["engines"][engine] = {"skipped": "needs the vllm package and a GPU"}
+                continue
+            t0 = time.perf_counter()
+            try:
+                if engine == "sharded":
+                    records = sharded_records(str(folder), profile, items, devices, batch_size=a.batch_size,
+                                              work_dir=tmp, **gen)
+                else:
+                    records = vllm_records(str(folder), processor, items, dtype=profile.model.dtype,
+                                           gpu_memory_utilization=a.gpu_memory_utilization, **gen)
+            except Exception as exc:  # noqa: BLE001 - one engine's failure is reported, the others still run
+                result["engines"][engine] = {"error": f"{type(exc).__name__}: {str(exc)[:2000]}"}
+                continue
+            result["engines"][engine] = _summary(records, time.perf_counter() - t0, reference)
+            if engine == "sharded":
+                result["engines"][engine]["devices"] = devices
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print the result as one JSON line; exit status 1 when an engine that was asked for failed."""
+    a = parser().parse_args(argv)
+    line = json.dumps(result := run(a))
+    print(line, flush=True)
+    if a.json:
+        Path(a.json).write_text(line + "\n")
+    return 1 if any("error" in row for row in result["engines"].values()) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
