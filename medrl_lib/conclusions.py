@@ -157,7 +157,7 @@ def _length_room(row: dict, c: Claim, p: Profile) -> str:
 
 def _sft_budget(claims: Sequence[Claim], settings: Mapping[str, Profile], profile: Profile) -> list[str]:
     """A sentence on the supervised arms' budget against GRPO's, for the claims that compare with one."""
-    from .train import grpo_prompts_per_step, supervised_items_per_step, supervised_steps
+    from .budget import grpo_prompts_per_step, supervised_items_per_step, supervised_steps
 
     pairs = list(dict.fromkeys((c.a, c.b) for c in claims if study.ARMS[c.b][0] in ("sft", "lora", "dpo")))
     out = []
@@ -220,7 +220,7 @@ def _sample(rows: Sequence[dict], profile: Profile) -> str:
 
 def _steps(rows: Sequence[dict], settings: Mapping[str, Profile], profile: Profile) -> str:
     """GRPO's training (steps, prompts seen) against the paper's, a sentence per paper of the rows."""
-    from .train import grpo_prompts_per_step
+    from .budget import grpo_prompts_per_step
 
     out = []
     for group in dict.fromkeys(study.ARMS[_claim(r).a][1] for r in rows):

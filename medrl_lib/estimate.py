@@ -10,9 +10,9 @@ Every distinct stored run is counted once per seed of the profile (an arm that r
 assumed mean prompt (:data:`PROMPT_FRACTION` of ``grpo.max_prompt_length``), per GPU:
 
 * a GRPO step: ``c x L_c / generation + c x (L_p + L_c) x num_iterations / grpo`` seconds, ``c`` the completions a
-  GPU samples per step (:func:`medrl_lib.train.grpo_prompts_per_step` x G / ``num_processes``);
+  GPU samples per step (:func:`medrl_lib.budget.grpo_prompts_per_step` x G / ``num_processes``);
 * a supervised step: ``i x (L_p + target) x SUPERVISED_COST[method] / supervised`` seconds, ``i`` the items a GPU
-  takes per step (:func:`medrl_lib.train.supervised_items_per_step` / ``num_processes``);
+  takes per step (:func:`medrl_lib.budget.supervised_items_per_step` / ``num_processes``);
 * an evaluation: ``test items x answer tokens / evaluation / GPUs of the engine`` seconds.
 
 The figures (tokens per second per GPU) come from :data:`THROUGHPUT_FILE`, for the GPU asked and the engines that
@@ -180,11 +180,7 @@ def estimate(profile_name: str = "paper", overrides: dict | None = None, *, gpu:
     from . import engines, study
     from .config import load_profile
     from .preflight import WEIGHT_BYTES, disk_estimate
-    from .train import (
-        grpo_prompts_per_step,
-        supervised_items_per_step,
-        supervised_steps,
-    )
+    from .budget import grpo_prompts_per_step, supervised_items_per_step, supervised_steps
 
     table = load_throughput(path)
     has_vllm = engines.vllm_installed() if vllm is None else vllm

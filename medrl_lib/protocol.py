@@ -121,7 +121,7 @@ def arm_protocol(profile_name: str, arm: str, overrides: dict | None = None) -> 
     """What ``arm`` of ``profile_name`` really trains and is scored with (zero-shot rows: 'zero-shot-instruct',
     'zero-shot-base', evaluated with the plain prompt as both papers' baselines)."""
     from . import study
-    from .train import grpo_prompts_per_step, supervised_items_per_step, supervised_steps
+    from .budget import grpo_prompts_per_step, supervised_items_per_step, supervised_steps
 
     zero_shot = arm.startswith("zero-shot-")
     group = "zhu"

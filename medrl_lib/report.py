@@ -435,7 +435,7 @@ def machines_table(profile) -> pd.DataFrame:
 def asked_plain(runs: Sequence[Run]) -> bool:
     """Whether every run is a supervised baseline trained on final answers, which ``sft_arm`` asks with the plain
     prompt: a bare letter is its expected answer, not a format failure."""
-    from .train import SUPERVISED_METHODS
+    from .budget import SUPERVISED_METHODS
 
     return all(r.config.get("kind") in SUPERVISED_METHODS
                and r.config.get("settings", {}).get("sft", {}).get("target") == "plain" for r in runs)

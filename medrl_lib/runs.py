@@ -258,7 +258,7 @@ def sft_arm(profile: Profile, group: str, arm: str, seed: int, method: str = "sf
     like GRPO runs. Its config holds the steps it trains (with ``sft.budget: grpo`` they follow GRPO's settings,
     which it drops)."""
     from .standins import ensure_start_model
-    from .train import SUPERVISED_METHODS, supervised_steps
+    from .budget import SUPERVISED_METHODS, supervised_steps
 
     if method not in SUPERVISED_METHODS:
         raise ValueError(f"method must be one of {SUPERVISED_METHODS}, got {method!r}")
