@@ -1,6 +1,6 @@
 """The training budget of every method, from a profile alone (no training library is imported here, so that the
 book's chapters can read a run's budget without loading transformers): prompts per GRPO step, items per supervised
-step, and the steps a supervised baseline trains."""
+step, the steps a supervised baseline trains, and the test items a run answers."""
 
 from __future__ import annotations
 
@@ -40,3 +40,9 @@ def supervised_steps(profile: Profile, method: str) -> int:
         return s.dpo_max_steps if method == "dpo" else s.max_steps
     prompts = profile.grpo.max_steps * grpo_prompts_per_step(profile)
     return -(-prompts // supervised_items_per_step(profile))
+
+
+def count_test_items(profile: Profile) -> int:
+    """Test items of a resolved profile: PMC-VQA's ``data.test_size``, else ``test_per_modality`` per modality."""
+    d = profile.data
+    return d.test_size if d.source == "pmc-vqa" else d.test_per_modality * len(d.test_modalities)

@@ -157,7 +157,11 @@ def _length_room(row: dict, c: Claim, p: Profile) -> str:
 
 def _sft_budget(claims: Sequence[Claim], settings: Mapping[str, Profile], profile: Profile) -> list[str]:
     """A sentence on the supervised arms' budget against GRPO's, for the claims that compare with one."""
-    from .budget import grpo_prompts_per_step, supervised_items_per_step, supervised_steps
+    from .budget import (
+        grpo_prompts_per_step,
+        supervised_items_per_step,
+        supervised_steps,
+    )
 
     pairs = list(dict.fromkeys((c.a, c.b) for c in claims if study.ARMS[c.b][0] in ("sft", "lora", "dpo")))
     out = []
@@ -328,6 +332,16 @@ def study_paragraph(rows: Sequence[dict], *, calibration: Sequence[dict] | None,
     caveats += _formats(rows, formats)
     caveats += [_steps(rows, settings, profile), _sample(rows, profile)]
     return text + "\n\n*What this rests on.* " + " ".join(caveats)
+
+
+def chapter_closing(profile_name: str, rows: Sequence[dict], runs: Mapping[str, Sequence], arms: Sequence[str],
+                    overrides: dict | None = None, seeds: Sequence[int] | None = None) -> str:
+    """A chapter's closing paragraph in one call: :func:`chapter_paragraph` of its scorecard ``rows``, with the
+    calibration rows (:func:`calibration_for`), the shares of well-formed answers of its ``runs``
+    (:func:`format_shares`) and the settings of its ``arms`` (:func:`arm_settings`)."""
+    return chapter_paragraph(rows, calibration=calibration_for(profile_name, overrides, seeds=seeds),
+                             profile=load_profile(profile_name, overrides), formats=format_shares(runs),
+                             settings=arm_settings(profile_name, arms, overrides))
 
 
 def arm_settings(profile_name: str, arms: Sequence[str], overrides: dict | None = None) -> dict[str, Profile]:

@@ -154,11 +154,6 @@ class StudyEstimate:
                  f"trains = {kept + ckpt:,.0f} GiB at the peak")]
 
 
-def count_test_items(p) -> int:
-    """Test items of a resolved profile: PMC-VQA's ``data.test_size``, else ``test_per_modality`` per modality."""
-    return p.data.test_size if p.data.source == "pmc-vqa" else p.data.test_per_modality * len(p.data.test_modalities)
-
-
 def _parameters(p) -> tuple[int | None, str]:
     """Policy parameters of ``p`` and where the count comes from (counted once per policy)."""
     from .preflight import profile_parameters
@@ -178,9 +173,14 @@ def estimate(profile_name: str = "paper", overrides: dict | None = None, *, gpu:
     """The cost of ``profile_name``'s study on ``gpu``. ``vllm``: whether the machine that runs it has the vllm
     package (default: whether this one has it); each arm's machine has its ``num_processes`` GPUs."""
     from . import engines, study
+    from .budget import (
+        count_test_items,
+        grpo_prompts_per_step,
+        supervised_items_per_step,
+        supervised_steps,
+    )
     from .config import load_profile
     from .preflight import WEIGHT_BYTES, disk_estimate
-    from .budget import grpo_prompts_per_step, supervised_items_per_step, supervised_steps
 
     table = load_throughput(path)
     has_vllm = engines.vllm_installed() if vllm is None else vllm
@@ -259,8 +259,9 @@ def estimate(profile_name: str = "paper", overrides: dict | None = None, *, gpu:
         + f" tokens), {PLAIN_ANSWER_TOKENS} tokens with the plain prompt (a letter and the end of the turn)",
         (f"mean prompt (image and question): {prompt_fraction:.0%} of grpo.max_prompt_length (PROMPT_FRACTION): "
          f"{prompt_fraction * base.grpo.max_prompt_length:g} of {base.grpo.max_prompt_length} tokens; plain "
-         f"supervised targets {PLAIN_ANSWER_TOKENS} tokens; a supervised token costs (of full SFT's): LoRA 1, DPO 8/3 "
-         "(two sequences per item, through the policy and the frozen reference)"),
+         f"supervised targets {PLAIN_ANSWER_TOKENS} tokens; a supervised token costs (of full SFT's, SUPERVISED_COST): "
+         + ", ".join(f"{m} {c:.3g}" for m, c in SUPERVISED_COST.items() if m != "sft")
+         + " (DPO: two sequences per item, through the policy and the frozen reference)"),
         *[f"{engine} {figure}: {e['value']:,.4g} {e['unit']}; {e['source']}" for (engine, figure), e in used.items()],
         ("GPU-hours = wall hours x the GPUs a run holds (num_processes while it trains and evaluates: evaluating on "
          "one GPU keeps the others booked; a zero-shot evaluation: the GPUs of its engine); runs go one after another"),

@@ -35,6 +35,7 @@ from typing import NamedTuple
 
 from .config import Profile
 from .evaluate import LetterRule, Record, make_record, prompt_texts
+from .results import write_text
 from .rewards import ACCURACY_REQUIRES_FORMAT
 
 #: The folder, inside a run's folder, that holds the policy while 'sharded' or 'vllm' answers (removed after).
@@ -90,13 +91,6 @@ def merge_shards(parts: Sequence[Sequence[tuple[int, Record]]], n: int) -> list[
     return [by_index[i] for i in range(n)]
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary sibling and a rename: a reader never sees half a file."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def _shard_worker(k: int, device: str, threads: int, model_dir: str, profile: Profile, shard, start: int,
                   gen_kwargs: dict, folder: str) -> None:
     """One process of :func:`sharded_records`: load the policy onto ``device``, answer ``shard`` (items ``start``..)
@@ -115,9 +109,9 @@ def _shard_worker(k: int, device: str, threads: int, model_dir: str, profile: Pr
         model, processor = load_policy(profile, model_dir, device=device)
         records = generate_records(model, processor, shard, desc=f"eval shard {k}", **gen_kwargs)
         lines = [json.dumps({"index": start + i, "record": dataclasses.asdict(r)}) for i, r in enumerate(records)]
-        _write_atomic(out / f"shard-{k}.jsonl", "".join(line + "\n" for line in lines))
+        write_text(out / f"shard-{k}.jsonl", "".join(line + "\n" for line in lines))
     except Exception:  # noqa: BLE001 - any failure goes to the parent, which names the shard
-        _write_atomic(out / f"shard-{k}.error", traceback.format_exc())
+        write_text(out / f"shard-{k}.error", traceback.format_exc())
         raise SystemExit(1) from None
 
 
@@ -294,8 +288,8 @@ def answer_items(model, processor, profile: Profile, test, prompt_mode: str | No
     import torch
 
     from . import engines
-    from .evaluate import generate_records  # looked up at each call: tests replace it
     from .engines import free_accelerator
+    from .evaluate import generate_records  # looked up at each call: tests replace it
     from .train import eval_device
 
     e = profile.eval

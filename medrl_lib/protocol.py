@@ -113,15 +113,16 @@ def _data_name(p: Profile) -> str:
     return f"synthetic ({', '.join(d.train_modalities)} train)"
 
 
-def _test_items(p: Profile) -> int:
-    return p.data.test_size if p.data.source == "pmc-vqa" else p.data.test_per_modality * len(p.data.test_modalities)
-
-
 def arm_protocol(profile_name: str, arm: str, overrides: dict | None = None) -> dict[str, Any]:
     """What ``arm`` of ``profile_name`` really trains and is scored with (zero-shot rows: 'zero-shot-instruct',
     'zero-shot-base', evaluated with the plain prompt as both papers' baselines)."""
     from . import study
-    from .budget import grpo_prompts_per_step, supervised_items_per_step, supervised_steps
+    from .budget import (
+        count_test_items,
+        grpo_prompts_per_step,
+        supervised_items_per_step,
+        supervised_steps,
+    )
 
     zero_shot = arm.startswith("zero-shot-")
     group = "zhu"
@@ -133,7 +134,7 @@ def arm_protocol(profile_name: str, arm: str, overrides: dict | None = None) -> 
         method, group, _ = study.ARMS[arm]
     g, m = p.grpo, p.model
     out: dict[str, Any] = {"arm": arm, "group": group, "method": method, "data": _data_name(p),
-                           "train_items": 0 if zero_shot else p.data.train_size, "test_items": _test_items(p),
+                           "train_items": 0 if zero_shot else p.data.train_size, "test_items": count_test_items(p),
                            "max_pixels": m.max_pixels if m.kind == "hub" else p.data.image_size ** 2,
                            "dtype": m.dtype, "seeds": list(p.seeds), "num_processes": p.num_processes,
                            "start": "base" if (arm == "zero-shot-base" or m.init == "base") else "instruct"}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-
 from typing import Sequence
 
 import numpy as np
@@ -253,6 +252,14 @@ def claims_table(rows: Sequence[dict]) -> pd.DataFrame:
         row.update({c: r[c] for c in ["verdict", "seeds", "items"]})
         out.append(row)
     return pd.DataFrame(out).set_index("id")
+
+
+def power_table(claims, runs: dict) -> pd.DataFrame:
+    """The detectable effect of every claim at other numbers of seeds and test items
+    (:func:`medrl_lib.claims.power_rows`, its default designs), indexed by claim."""
+    from .claims import power_rows
+
+    return pd.DataFrame(power_rows(claims, runs)).set_index("id")
 
 
 def with_interval(metrics: dict, key: str, digits: int = 1) -> str:

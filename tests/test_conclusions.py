@@ -312,3 +312,14 @@ def test_checks_not_met_on_the_same_claims_share_one_sentence():
     assert "Calibration checks C1 (what C1 checks: not met, figure of C1), C3 (" in text
     assert "and C4 (what C4 checks: not met, figure of C4) are not met; E1 rests on them" in text
     assert text.count("Calibration check") == 1 and "But calibration checks C1, C3 and C4" in text  # and the lead
+
+
+def test_chapter_closing_is_the_paragraph_of_the_stored_calibration_formats_and_settings(monkeypatch):
+    cal = [cal_row("C4", met=False)]
+    monkeypatch.setattr(conclusions, "calibration_for", lambda prof, ov, seeds=None: cal)
+    rows = [row("E1")]
+    runs = {"grpo-base": [], "grpo-instruct": []}
+    got = conclusions.chapter_closing("smoke", rows, runs, ["grpo-base", "grpo-instruct"])
+    assert got == conclusions.chapter_paragraph(rows, calibration=cal, profile=SMOKE, formats={},
+                                                settings=conclusions.arm_settings("smoke", ["grpo-base", "grpo-instruct"]))
+    assert "C4" in got  # E1 rests on C4, which is not met here

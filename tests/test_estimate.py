@@ -165,7 +165,7 @@ def test_disk_grows_with_keep_final_model(hand):
 def test_paper_disk_is_qwen2_vl_2b(paper):
     est = paper[False]
     row = rows_by_arm(est)[("zhu", "grpo-instruct")]
-    n = 2_208_985_600  # Qwen2-VL-2B's published architecture (medrl_lib.preflight.QWEN2_VL_2B)
+    n = profile_parameters(load_profile("paper"))[0]  # Qwen2-VL-2B's published architecture, not downloaded
     assert row.disk_kept_gib == pytest.approx(3 * 2 * n / E.GIB)  # 3 seeds x the bf16 model
     assert est.total("disk_kept_gib") == pytest.approx(sum(r.disk_kept_gib for r in est.rows))
 

@@ -54,6 +54,7 @@ def test_evaluation_moves_the_policy_to_the_eval_device_and_back(monkeypatch, sm
     assert model.moves[0] == ((), {"device": "cuda:0", "dtype": torch.float32})  # to the GPU, in the profile's dtype
     assert model.moves[-1] == (("cpu",), {})  # off the GPU before the metric models load
     assert metrics["eval/device"] == "cuda:0" and "eval/items_per_s" in metrics
+    assert metrics["eval/engine"] == "hf"  # one GPU, no vllm: generate on it
     assert metrics["model/attn_implementation"] == "sdpa"  # the kernel actually used is stored
 
 
