@@ -18,6 +18,7 @@ from . import study
 from .calibration import RESTS_ON, calibration_rows
 from .claims import CLAIMS, VERDICTS, Claim
 from .config import Profile, load_profile, resolve_path
+from .reference import MEDVLM_R1_TABLE1, ZHU_TABLE1
 from .results import read_json, write_json
 
 #: A share of well-formed answers below this (percent) is named beside the verdict: accuracy then measures the
@@ -26,6 +27,15 @@ FORMAT_FLOOR = 50.0
 
 #: The paper each results group reproduces.
 PAPERS = {"zhu": "Zhu et al.", "ood": "MedVLM-R1"}
+
+#: The start model counts as answering the plain prompt when its zero-shot accuracy there is at least this share of
+#: its accuracy with the reasoning prompt (Qwen2-VL-2B-Instruct answers both); below it, the chapters say that the
+#: plain-prompt arms learn the bare-letter answer as well as the task.
+PLAIN_START_SHARE = 0.5
+
+#: Each paper's zero-shot accuracy of its start model with the plain prompt (its Table 1).
+PAPER_ZERO_SHOT = {"zhu": ZHU_TABLE1[study.ZHU_ROWS["zero-shot"]]["accuracy"],
+                   "ood": MEDVLM_R1_TABLE1["Qwen2-VL-2B"]["average"]}
 
 _VERDICT_WORDS = {
     "holds": "the claim holds here (the interval lies entirely on the side the paper claims)",
@@ -247,6 +257,48 @@ def _formats(rows: Sequence[dict], formats: Mapping[str, float] | None) -> list[
              "measures the format as much as the answer.")]
 
 
+def _accuracy(runs: Sequence) -> float:
+    return sum(r.metrics.get("eval/accuracy/all", math.nan) for r in runs) / len(runs) if runs else math.nan
+
+
+def plain_start(runs: Mapping[str, Sequence], group: str) -> dict | None:
+    """What the plain-prompt caveat reads: the start model's accuracy asked with the plain prompt
+    (``runs['zero-shot']``, the papers' zero-shot row) and with the reasoning prompt (``runs['start']``), and the
+    mean accuracy of each arm of ``group`` in ``runs`` that is asked with the plain prompt. None without both rows."""
+    from .report import asked_plain
+
+    if not runs.get("zero-shot") or not runs.get("start"):
+        return None
+    arms = {a: _accuracy(rs) for a, rs in runs.items()
+            if a in study.ARMS and study.ARMS[a][1] == group and rs and asked_plain(rs)}
+    return {"group": group, "zero_shot": _accuracy(runs["zero-shot"]), "start": _accuracy(runs["start"]),
+            "arms": arms}
+
+
+def _plain_caveat(rows: Sequence[dict], plain: Sequence[Mapping]) -> list[str]:
+    """When the start model cannot answer the plain prompt, the plain-prompt arms of the claims learn the bare-letter
+    answer as well as the task; an arm that stays below the start model's reasoning-prompt accuracy is named."""
+    out = []
+    claimed = {a for r in rows for a in (_claim(r).a, _claim(r).b)}
+    for p in plain:
+        if not p:
+            continue
+        arms = {a: v for a, v in p["arms"].items() if a in claimed}
+        if not arms or not p["zero_shot"] < PLAIN_START_SHARE * p["start"]:
+            continue
+        low = [f"{_label(a)} ({v:.1f}%)" for a, v in arms.items() if v < p["start"]]
+        out.append(f"Asked with the plain prompt, the start model answers {p['zero_shot']:.1f}% of the test items "
+                   f"correctly, against {p['start']:.1f}% with the reasoning prompt ({PAPERS[p['group']]}'s start "
+                   f"model: {PAPER_ZERO_SHOT[p['group']]:g}% with the plain prompt): it has not learned to answer "
+                   f"with a bare letter, so {_list([_label(a) for a in arms])} learn{'s' if len(arms) == 1 else ''} "
+                   "that answer as well as the task"
+                   + (f", and {_list(low)} stay{'s' if len(low) == 1 else ''} below the start model asked with the "
+                      "reasoning prompt: a verdict against "
+                      f"{'it' if len(low) == 1 else 'them'} measures the bare-letter answer as much as the method."
+                      if low else "."))
+    return out
+
+
 def _lead(rows: Sequence[dict], calibration: Sequence[dict] | None) -> str:
     """The chapter's answer: which claims the miniature shows, what it says about the others, and whether a
     calibration check they rest on is not met."""
@@ -273,11 +325,12 @@ def _lead(rows: Sequence[dict], calibration: Sequence[dict] | None) -> str:
 
 def chapter_paragraph(rows: Sequence[dict], *, calibration: Sequence[dict] | None, profile: Profile,
                       formats: Mapping[str, float] | None = None,
-                      settings: Mapping[str, Profile] | None = None) -> str:
+                      settings: Mapping[str, Profile] | None = None, plain: Sequence[Mapping | None] = ()) -> str:
     """Markdown: a chapter's answer, then per claim row its difference, verdict and detectability, then the caveats
     computed from ``calibration`` (checks not met that a claim rests on), the settings (``settings``: arm -> its
-    resolved profile, :func:`arm_settings`; ``profile`` for arms not in it), seeds, items, the start-model draw
-    and ``formats`` (arm -> percent of well-formed test answers, :func:`format_shares`)."""
+    resolved profile, :func:`arm_settings`; ``profile`` for arms not in it), seeds, items, the start-model draw,
+    ``formats`` (arm -> percent of well-formed test answers, :func:`format_shares`) and ``plain`` (per results
+    group, the start model with the plain prompt, :func:`plain_start`)."""
     if not rows:
         return "No claim of the papers is tested in this chapter."
     settings = settings or {}
@@ -288,7 +341,7 @@ def chapter_paragraph(rows: Sequence[dict], *, calibration: Sequence[dict] | Non
         if r["quantity"] == "thinking_length" and r["diff"] == r["diff"]:
             caveats.append(_length_room(r, c, settings.get(c.a, profile)))
     caveats += _sft_budget(claims, settings, profile)
-    caveats += _formats(rows, formats)
+    caveats += _formats(rows, formats) + _plain_caveat(rows, plain)
     caveats += [_steps(rows, settings, profile), _sample(rows, profile)]
     return f"{_lead(rows, calibration)} {body}\n\n*What this rests on.* " + " ".join(caveats)
 
@@ -304,9 +357,10 @@ _COUNTED = {"holds": ("holds", "hold"), "reversed": ("is reversed", "are reverse
 
 def study_paragraph(rows: Sequence[dict], *, calibration: Sequence[dict] | None, profile: Profile,
                     formats: Mapping[str, float] | None = None,
-                    settings: Mapping[str, Profile] | None = None) -> str:
+                    settings: Mapping[str, Profile] | None = None, plain: Sequence[Mapping | None] = ()) -> str:
     """Markdown over every claim row: counts per verdict, which claims the miniature could have shown at the
-    paper's size and what became of them, and the caveats shared by all (calibration, steps, start models)."""
+    paper's size and what became of them, and the caveats shared by all (calibration, steps, start models, the
+    start model with the plain prompt: ``plain`` as in :func:`chapter_paragraph`)."""
     if not rows:
         return "No claim was tested."
     settings = settings or {}
@@ -329,7 +383,7 @@ def study_paragraph(rows: Sequence[dict], *, calibration: Sequence[dict] | None,
                                                          "paper's, or the arms differ on no item)")
                  + ": " + "; ".join(said) + ".")
     caveats = _check_caveats([r["id"] for r in rows], calibration)
-    caveats += _formats(rows, formats)
+    caveats += _formats(rows, formats) + _plain_caveat(rows, plain)
     caveats += [_steps(rows, settings, profile), _sample(rows, profile)]
     return text + "\n\n*What this rests on.* " + " ".join(caveats)
 
@@ -338,10 +392,25 @@ def chapter_closing(profile_name: str, rows: Sequence[dict], runs: Mapping[str, 
                     overrides: dict | None = None, seeds: Sequence[int] | None = None) -> str:
     """A chapter's closing paragraph in one call: :func:`chapter_paragraph` of its scorecard ``rows``, with the
     calibration rows (:func:`calibration_for`), the shares of well-formed answers of its ``runs``
-    (:func:`format_shares`) and the settings of its ``arms`` (:func:`arm_settings`)."""
+    (:func:`format_shares`), the settings of its ``arms`` (:func:`arm_settings`) and, where ``runs`` holds the
+    start model's rows 'zero-shot' and 'start', its answers to the plain prompt (:func:`plain_start`)."""
+    groups = dict.fromkeys(study.ARMS[a][1] for a in arms if a in study.ARMS)
     return chapter_paragraph(rows, calibration=calibration_for(profile_name, overrides, seeds=seeds),
                              profile=load_profile(profile_name, overrides), formats=format_shares(runs),
-                             settings=arm_settings(profile_name, arms, overrides))
+                             settings=arm_settings(profile_name, arms, overrides),
+                             plain=[plain_start(runs, g) for g in groups])
+
+
+def study_closing(profile_name: str, rows: Sequence[dict], runs: Mapping[str, Sequence],
+                  starts: Mapping[str, tuple], calibration: Sequence[dict] | None,
+                  overrides: dict | None = None) -> str:
+    """The summary's closing paragraph in one call: :func:`study_paragraph` of every claim row, with the shares of
+    well-formed answers of ``runs``, their settings and, per results group of ``starts`` (group -> the start
+    model's zero-shot run with the plain prompt and its run with the reasoning prompt), :func:`plain_start`."""
+    return study_paragraph(rows, calibration=calibration, profile=load_profile(profile_name, overrides),
+                           formats=format_shares(runs), settings=arm_settings(profile_name, list(runs), overrides),
+                           plain=[plain_start({"zero-shot": [zero], "start": [start], **runs}, group)
+                                  for group, (zero, start) in starts.items()])
 
 
 def arm_settings(profile_name: str, arms: Sequence[str], overrides: dict | None = None) -> dict[str, Profile]:

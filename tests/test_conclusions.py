@@ -323,3 +323,55 @@ def test_chapter_closing_is_the_paragraph_of_the_stored_calibration_formats_and_
     assert got == conclusions.chapter_paragraph(rows, calibration=cal, profile=SMOKE, formats={},
                                                 settings=conclusions.arm_settings("smoke", ["grpo-base", "grpo-instruct"]))
     assert "C4" in got  # E1 rests on C4, which is not met here
+
+
+# -- the start model and the plain prompt -----------------------------------------------------------------------
+
+def acc_run(accuracy, kind="grpo", target=None):
+    """A stored run with only what the plain-prompt caveat reads: its accuracy and how it was asked."""
+    settings = {"sft": {"target": target}} if target else {}
+    return Run(path=None, config={"kind": kind, "settings": settings}, metrics={"eval/accuracy/all": accuracy},
+               records=[])
+
+
+def start_runs(zero_shot, start, dpo=(10.0, 12.0)):
+    return {"zero-shot": [acc_run(zero_shot, kind="zero-shot")], "start": [acc_run(start, kind="zero-shot")],
+            "grpo-instruct": [acc_run(56.0), acc_run(57.0)], "sft": [acc_run(57.0, "sft", "plain")],
+            "dpo": [acc_run(a, "dpo", "plain") for a in dpo], "ood-sft": [acc_run(50.0, "sft", "plain")]}
+
+
+def test_plain_start_reads_the_start_rows_and_the_plain_prompt_arms_of_the_group():
+    got = conclusions.plain_start(start_runs(0.0, 40.0), "zhu")
+    # grpo-instruct is asked with the reasoning prompt; ood-sft belongs to the other paper
+    assert got == {"group": "zhu", "zero_shot": 0.0, "start": 40.0, "arms": {"sft": 57.0, "dpo": 11.0}}
+    assert conclusions.plain_start({"grpo-instruct": [acc_run(56.0)]}, "zhu") is None  # no start rows: nothing
+
+
+@pytest.mark.parametrize("cid, zero_shot, dpo, named", [
+    ("E5c", 0.0, (10.0, 12.0), "DPO (11.0%) stays below"),   # cannot answer the plain prompt, DPO below the start
+    ("E5c", 0.0, (50.0, 52.0), "learns that answer as well as the task."),  # cannot, but DPO rises above the start
+    ("E5a", 3.0, (10.0, 12.0), "full SFT learns that answer"),  # E5a's plain arm is SFT; DPO is not in its claims
+    ("E5c", 35.0, (10.0, 12.0), None),                        # answers the plain prompt (35 of 40): no caveat
+    ("E1", 0.0, (10.0, 12.0), None),                          # no plain-prompt arm in the claim: no caveat
+])
+def test_the_start_models_plain_prompt_answers_are_named_when_it_cannot_give_them(cid, zero_shot, dpo, named):
+    plain = [conclusions.plain_start(start_runs(zero_shot, 40.0, dpo), "zhu")]
+    text = para(row(cid), plain=plain)
+    if named is None:
+        assert "plain prompt" not in text
+    else:
+        assert (f"the start model answers {zero_shot:.1f}% of the test items correctly, against 40.0% with the "
+                "reasoning prompt (Zhu et al.'s start model: 47.29% with the plain prompt)") in text
+        assert named in text
+
+
+def test_the_study_closing_is_the_study_paragraph_with_its_plain_prompt_caveat(monkeypatch):
+    runs = start_runs(0.0, 40.0)
+    zero, start = runs.pop("zero-shot")[0], runs.pop("start")[0]
+    rows = [row("E5c"), row("E6")]
+    got = conclusions.study_closing("smoke", rows, runs, {"zhu": (zero, start), "ood": (zero, start)}, ALL_MET)
+    plain = [conclusions.plain_start({"zero-shot": [zero], "start": [start], **runs}, g) for g in ("zhu", "ood")]
+    assert got == conclusions.study_paragraph(rows, calibration=ALL_MET, profile=SMOKE,
+                                              formats=conclusions.format_shares(runs),
+                                              settings=conclusions.arm_settings("smoke", list(runs)), plain=plain)
+    assert "Zhu et al.'s start model: 47.29%" in got and "MedVLM-R1's start model: 55.11%" in got
