@@ -134,11 +134,26 @@ def _measured(row: dict, c: Claim) -> str:
     else:
         text += (f"the miniature could not have shown an effect of the paper's size: the smallest effect it detects "
                  f"at 80% power is {_n(row['mde'], unit, False)}, the paper's is {_n(abs(effect), unit, False)}.")
-        if row["verdict"] == "holds" and abs(row["diff"]) > abs(effect):
-            text += " What holds here is an effect larger than the paper's."
-        elif row["verdict"] in _EXCLUDES:
+        if row["verdict"] in _EXCLUDES:
             text += " The interval excludes an effect of that size all the same."
-    return text
+    return text + _held_size(row, c)
+
+
+def _held_size(row: dict, c: Claim) -> str:
+    """For a claim that holds: whether its interval also lies wholly below or above the paper's effect (the direction
+    holds, the size does not)."""
+    size = row["paper_effect"] * c.direction
+    if row["verdict"] != "holds" or _flat(row) or not size > 0:
+        return ""
+    low, high = sorted((row["low"] * c.direction, row["high"] * c.direction))
+    unit = row["unit"]
+    if high < size:
+        return (f" What holds is the direction, not the size: the interval lies wholly below the paper's "
+                f"{_n(size, unit, False)}.")
+    if low > size:
+        return (f" What holds is an effect larger than the paper's: the interval lies wholly above its "
+                f"{_n(size, unit, False)}.")
+    return ""
 
 
 def _length_room(row: dict, c: Claim, p: Profile) -> str:

@@ -375,3 +375,19 @@ def test_the_study_closing_is_the_study_paragraph_with_its_plain_prompt_caveat(m
                                               formats=conclusions.format_shares(runs),
                                               settings=conclusions.arm_settings("smoke", list(runs)), plain=plain)
     assert "Zhu et al.'s start model: 47.29%" in got and "MedVLM-R1's start model: 55.11%" in got
+
+
+@pytest.mark.parametrize("cid, diff, low, high, words", [
+    ("E3a", 3.2, 1.4, 4.9, "the interval lies wholly below the paper's 110.9 tokens"),   # ECR: +3 tokens, not x5
+    ("E5c", 45.8, 40.5, 51.2, "the interval lies wholly above its 11.1 points"),           # far beyond the paper's
+    ("E4a", 2.0, 0.5, 3.5, None),                      # holds, and the paper's 3.1 lies inside: nothing to add
+    ("E3b", -3.0, -5.0, -1.0, "the interval lies wholly below the paper's 9.7 points"),  # a cost: direction -1
+    ("E4a", 0.5, -1.0, 2.0, None),                     # does not hold: no sentence on its size
+])
+def test_a_claim_that_holds_says_whether_the_papers_size_holds_too(cid, diff, low, high, words):
+    text = para(row(cid, diff=diff, low=low, high=high, mde=2.0, b=26.1 if cid == "E3a" else 57.0),
+                settings=conclusions.arm_settings("cpu", ["grpo-sa-ecr"]))
+    if words is None:
+        assert "What holds" not in text
+    else:
+        assert words in text and text.count("What holds") == 1
