@@ -406,10 +406,12 @@ def main(argv: list[str] | None = None) -> int:
     la = sub.add_parser("launch", help="dry run: resolve every setting of a profile and print the launch command")
     profile_arguments(la, "paper")
     la.set_defaults(func=cmd_launch)
+    from .estimate import DEFAULT_GPU  # a light module: no training library
+
     es = sub.add_parser("estimate", help="GPU-hours, wall time and disk of every arm of a profile's study")
     profile_arguments(es, "paper")
-    es.add_argument("--gpu", default="A100-80GB", help="GPU of the throughput figures: A100-80GB (default), H100, H200 "
-                    "or a name as torch.cuda.get_device_name gives it")
+    es.add_argument("--gpu", default=DEFAULT_GPU, help=f"GPU of the throughput figures: {DEFAULT_GPU} (default), H100, "
+                    "H200 or a name as torch.cuda.get_device_name gives it")
     es.add_argument("--vllm", action="store_true", help="the machine that runs the study has the vllm package "
                     "(default: as this one); the profile's grpo.rollouts / eval.engine still choose "
                     "('auto' then picks vLLM)")

@@ -35,7 +35,7 @@ PLAIN_START_SHARE = 0.5
 
 #: Each paper's zero-shot accuracy of its start model with the plain prompt (its Table 1).
 PAPER_ZERO_SHOT = {"zhu": ZHU_TABLE1[study.ZHU_ROWS["zero-shot"]]["accuracy"],
-                   "ood": MEDVLM_R1_TABLE1["Qwen2-VL-2B"]["average"]}
+                   "ood": MEDVLM_R1_TABLE1[study.OOD_ROWS["zero-shot"]]["average"]}
 
 _VERDICT_WORDS = {
     "holds": "the claim holds here (the interval lies entirely on the side the paper claims)",
@@ -183,12 +183,13 @@ def _length_room(row: dict, c: Claim, p: Profile) -> str:
 def _sft_budget(claims: Sequence[Claim], settings: Mapping[str, Profile], profile: Profile) -> list[str]:
     """A sentence on the supervised arms' budget against GRPO's, for the claims that compare with one."""
     from .budget import (
+        SUPERVISED_METHODS,
         grpo_prompts_per_step,
         supervised_items_per_step,
         supervised_steps,
     )
 
-    pairs = list(dict.fromkeys((c.a, c.b) for c in claims if study.ARMS[c.b][0] in ("sft", "lora", "dpo")))
+    pairs = list(dict.fromkeys((c.a, c.b) for c in claims if study.ARMS[c.b][0] in SUPERVISED_METHODS))
     out = []
     for a in dict.fromkeys(a for a, _ in pairs):
         q = settings.get(a, profile)
@@ -272,21 +273,17 @@ def _formats(rows: Sequence[dict], formats: Mapping[str, float] | None) -> list[
              "measures the format as much as the answer.")]
 
 
-def _accuracy(runs: Sequence) -> float:
-    return sum(r.metrics.get("eval/accuracy/all", math.nan) for r in runs) / len(runs) if runs else math.nan
-
-
 def plain_start(runs: Mapping[str, Sequence], group: str) -> dict | None:
     """What the plain-prompt caveat reads: the start model's accuracy asked with the plain prompt
     (``runs['zero-shot']``, the papers' zero-shot row) and with the reasoning prompt (``runs['start']``), and the
     mean accuracy of each arm of ``group`` in ``runs`` that is asked with the plain prompt. None without both rows."""
-    from .report import asked_plain
+    from .report import asked_plain, mean_accuracy
 
     if not runs.get("zero-shot") or not runs.get("start"):
         return None
-    arms = {a: _accuracy(rs) for a, rs in runs.items()
+    arms = {a: mean_accuracy(rs) for a, rs in runs.items()
             if a in study.ARMS and study.ARMS[a][1] == group and rs and asked_plain(rs)}
-    return {"group": group, "zero_shot": _accuracy(runs["zero-shot"]), "start": _accuracy(runs["start"]),
+    return {"group": group, "zero_shot": mean_accuracy(runs["zero-shot"]), "start": mean_accuracy(runs["start"]),
             "arms": arms}
 
 

@@ -337,8 +337,6 @@ class Profile:
         return asdict(self)
 
 
-
-
 _CHOICES = {
     "data.source": ("synthetic", "pmc-vqa", "huatuo-eval"),
     "model.kind": ("tiny", "hub"),
@@ -431,8 +429,6 @@ def validate(p: Profile, where: str) -> Profile:
         warnings.warn(f"{where}: loss_type={p.grpo.loss_type!r} with scale_rewards={p.grpo.scale_rewards!r} "
                       "mixes GRPO and Dr.GRPO (Methods, Losses: GRPO pairs grpo+group, Dr.GRPO dr_grpo+none)", stacklevel=3)
     return p
-
-
 
 
 def profile_path(name_or_path: str | Path) -> Path:

@@ -157,6 +157,25 @@ def captured(log_path: str | Path, *, fds: bool = True) -> Iterator[Path]:
             tee.closed_log = True
 
 
+def text_table(rows: list[list[str]], right: list[bool] | None = None, max_width: int | None = None) -> list[str]:
+    """Lines of a fixed-width table, columns two spaces apart and a rule under the first row (the header); a column
+    is right-aligned where ``right`` says so, and no wider than ``max_width``.
+
+    >>> for line in text_table([["arm", "h"], ["sft", "1.5"]], right=[False, True]):
+    ...     print(line)
+    arm    h
+    ---  ---
+    sft  1.5
+    """
+    right = right or [False] * len(rows[0])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    widths = [min(w, max_width) for w in widths] if max_width else widths
+    lines = ["  ".join(c.rjust(w) if r_ else c.ljust(w) for c, w, r_ in zip(row, widths, right)).rstrip()
+             for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return lines
+
+
 def quiet_notebook() -> None:
     """Under ``medrl book``: library warnings and progress bars raised outside a run go to the notebook's log file,
     not into the book. Interactively (no :data:`LOG_ENV`) nothing changes."""

@@ -53,6 +53,13 @@ def _have(vllm: bool | None, gpus: int | None) -> tuple[bool, int]:
     return (vllm_installed() if vllm is None else vllm), (gpu_count() if gpus is None else gpus)
 
 
+def _require_vllm(profile: Profile, key: str, has_vllm: bool, n_gpus: int, instead: str) -> None:
+    """A ConfigError naming ``key`` and what is missing, where 'vllm' is asked for and cannot run here."""
+    if not (has_vllm and n_gpus):
+        missing = "no GPU is visible" if has_vllm else "the vllm package is not installed (pip install -e .[vllm])"
+        raise ConfigError(f"profile {profile.name}: {key} is 'vllm' but {missing}; set it to {instead}")
+
+
 def rollout_engine(profile: Profile, *, vllm: bool | None = None, gpus: int | None = None) -> str:
     """'hf' or 'vllm': who samples GRPO's completions under ``profile`` on this machine (``vllm``/``gpus``
     stand for what the machine has, for tests). 'vllm' asked where it cannot run is a ConfigError."""
@@ -60,10 +67,8 @@ def rollout_engine(profile: Profile, *, vllm: bool | None = None, gpus: int | No
     choice = profile.grpo.rollouts
     if choice == "auto":
         return "vllm" if has_vllm and n_gpus else "hf"
-    if choice == "vllm" and not (has_vllm and n_gpus):
-        raise ConfigError(f"profile {profile.name}: grpo.rollouts is 'vllm' but "
-                          f"{'no GPU is visible' if has_vllm else 'the vllm package is not installed (pip install -e .[vllm])'}"
-                          "; set it to 'auto' or 'hf'")
+    if choice == "vllm":
+        _require_vllm(profile, "grpo.rollouts", has_vllm, n_gpus, "'auto' or 'hf'")
     return choice
 
 
@@ -74,10 +79,8 @@ def eval_engine(profile: Profile, *, vllm: bool | None = None, gpus: int | None 
     choice = profile.eval.engine
     if choice == "auto":
         choice = "vllm" if has_vllm and n_gpus else "sharded"
-    if choice == "vllm" and not (has_vllm and n_gpus):
-        raise ConfigError(f"profile {profile.name}: eval.engine is 'vllm' but "
-                          f"{'no GPU is visible' if has_vllm else 'the vllm package is not installed (pip install -e .[vllm])'}"
-                          "; set it to 'auto', 'sharded' or 'hf'")
+    if choice == "vllm":
+        _require_vllm(profile, "eval.engine", has_vllm, n_gpus, "'auto', 'sharded' or 'hf'")
     if choice == "sharded" and n_gpus < 2:
         return "hf"
     return choice

@@ -311,14 +311,12 @@ def format_estimate(est: StudyEstimate) -> str:
         value = row.get(field, "")
         return value if digits is None or value == "" else f"{value:,.{digits}f}"
 
+    from .console import text_table
+
     rows = [asdict(r) for r in est.rows] + [_total_row(est)]
     cells = [[h for h, _, _ in COLUMNS]] + [[cell(r, f, d) for _, f, d in COLUMNS] for r in rows]
-    widths = [max(len(c[i]) for c in cells) for i in range(len(COLUMNS))]
-    numeric = [d is not None for _, _, d in COLUMNS]
-    lines = ["  ".join(c.rjust(w) if num else c.ljust(w) for c, w, num in zip(r, widths, numeric)).rstrip()
-             for r in cells]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    lines.insert(-1, lines[1])
+    lines = text_table(cells, right=[d is not None for _, _, d in COLUMNS])
+    lines.insert(-1, lines[1])  # a rule above the total row too
     return "\n".join([f"Cost of the {est.profile} study on {est.gpu} (medrl_lib.estimate)", "", *lines, "",
                       *est.total_lines(), "", "Assumptions:", *(f"- {a}" for a in est.assumptions)])
 

@@ -324,10 +324,10 @@ def profile_parameters(profile: Profile) -> tuple[int, str]:
 
 def format_table(checks: list[Check]) -> str:
     """The checks as a fixed-width table with a closing verdict line."""
-    rows = [("check", "needs", "found", "verdict")] + [(c.what, c.needs, c.found, c.verdict) for c in checks]
-    widths = [min(60, max(len(r[i]) for r in rows)) for i in range(4)]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
+    from .console import text_table
+
+    rows = [["check", "needs", "found", "verdict"]] + [[c.what, c.needs, c.found, c.verdict] for c in checks]
+    lines = text_table(rows, max_width=60)
     failed = [c for c in checks if c.verdict == "FAIL"]
     lines.append("")
     lines.append(f"preflight: {len(failed)} check(s) failed: " + "; ".join(c.what for c in failed) if failed

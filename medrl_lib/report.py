@@ -460,13 +460,18 @@ def format_rates(runs: dict) -> dict[str, float]:
     return {name: sum(run_rate(r) for r in rs) / len(rs) for name, rs in _as_lists(runs).items() if rs}
 
 
+def mean_accuracy(runs: Sequence[Run]) -> float:
+    """Mean over seeds of ``eval/accuracy/all`` (percent); NaN for no runs."""
+    return sum(r.metrics.get("eval/accuracy/all", float("nan")) for r in runs) / len(runs) if runs else float("nan")
+
+
 def format_summary(runs: dict, labels: dict | None = None) -> str:
     """Per arm, the share of well-formed test completions (:func:`format_rates`), as a sentence each, so that an
     accuracy of 0 reads as 'never learned the format' rather than 'always wrong'."""
     lines = []
     for name, rate in format_rates(runs).items():
         rs = _as_lists(runs)[name]
-        acc = sum(r.metrics.get("eval/accuracy/all", float("nan")) for r in rs) / len(rs)
+        acc = mean_accuracy(rs)
         note = (" (asked with the plain prompt: a bare letter is the expected answer)" if asked_plain(rs) else
                 " (never produced the `<think>`/`<answer>` format)" if rate == 0 else "")
         lines.append(f"- **{(labels or {}).get(name, name)}**: {rate:.0f}% of test completions well-formed, "

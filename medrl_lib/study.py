@@ -62,6 +62,8 @@ ZHU_ROWS = {"grpo-base": "base + GRPO", "grpo-instruct": "instruct + GRPO", "grp
             "grpo-sa-ecr": "+SA+ECR", "grpo-sa-cwr": "+SA+CWR", "dr-grpo": "Dr.GRPO", "sft": "full SFT",
             "lora": "LoRA", "dpo": "DPO", "zero-shot": "Qwen2-VL-2B-Instruct zero-shot",
             "zero-shot-instruct": "Qwen2-VL-2B-Instruct zero-shot"}
+#: Arm -> its row in MedVLM-R1's Table 1 (:data:`medrl_lib.reference.MEDVLM_R1_TABLE1`).
+OOD_ROWS = {"zero-shot": "Qwen2-VL-2B", "ood-grpo": "GRPO-2B", "ood-sft": "SFT-2B"}
 
 
 def arm_overrides(arm: str) -> dict[str, Any]:

@@ -435,8 +435,6 @@ def run_grpo(profile: Profile, model_path: str, train_ds, output_dir: str, *, ca
             "trainer": trainer, "args": asdict(profile.grpo)}
 
 
-
-
 def trains_in_bf16(profile: Profile, method: str) -> bool:
     """Whether ``method`` trains in bfloat16 mixed precision: ``grpo.bf16`` for GRPO, ``sft.bf16`` for the
     supervised baselines."""

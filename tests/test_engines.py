@@ -58,6 +58,16 @@ def test_run_keys_hold_the_resolved_engine_only_where_it_changes_the_computation
             assert settings[section] == {k: v for k, v in full[section].items() if k not in fields}
 
 
+def test_vllm_asked_where_it_cannot_run_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(engines, "vllm_installed", lambda: False)
+    with pytest.raises(ConfigError, match=r"grpo\.rollouts is 'vllm' but the vllm package is not installed.*set it to 'auto' or 'hf'"):
+        engines.rollout_engine(load_profile("smoke", {"grpo.rollouts": "vllm"}))
+    monkeypatch.setattr(engines, "vllm_installed", lambda: True)
+    monkeypatch.setattr(engines, "gpu_count", lambda: 0)
+    with pytest.raises(ConfigError, match=r"eval\.engine is 'vllm' but no GPU is visible; set it to 'auto', 'sharded' or 'hf'"):
+        engines.eval_engine(load_profile("smoke", {"eval.engine": "vllm"}))
+
+
 def test_a_bad_engine_name_names_the_key():
     with pytest.raises(ConfigError, match="eval.engine"):
         load_profile("smoke", {"eval.engine": "tgi"})

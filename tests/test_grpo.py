@@ -166,19 +166,6 @@ def test_rollout_settings_reach_trl(rollouts, vllm, gpus, expected, monkeypatch)
     assert kwargs["use_bias_correction_kl"] is False  # the papers' KL term, whatever TRL's default
 
 
-def test_vllm_asked_where_it_cannot_run_is_a_clear_error(monkeypatch):
-    from medrl_lib import engines
-    from medrl_lib.config import ConfigError, load_profile
-
-    monkeypatch.setattr(engines, "vllm_installed", lambda: False)
-    with pytest.raises(ConfigError, match="vllm package is not installed"):
-        engines.rollout_engine(load_profile("smoke", {"grpo.rollouts": "vllm"}))
-    monkeypatch.setattr(engines, "vllm_installed", lambda: True)
-    monkeypatch.setattr(engines, "gpu_count", lambda: 0)
-    with pytest.raises(ConfigError, match="no GPU"):
-        engines.eval_engine(load_profile("smoke", {"eval.engine": "vllm"}))
-
-
 def test_trainer_replaces_advantages_with_ours(trainer):
     batch = next(iter(trainer.get_train_dataloader()))
     inputs = trainer._generate_and_score_completions(batch)

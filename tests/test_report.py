@@ -1,5 +1,7 @@
 """Figures computed from stored runs: the seed band and the reward panels."""
 
+import math
+
 import pandas as pd
 import pytest
 
@@ -138,3 +140,24 @@ def test_e3_baseline_is_e2s_run_where_the_profile_gives_e3_no_settings():
     assert study.stored_arm("cpu", "grpo-sa-len", {"length_rewards": {}}) == "grpo-sa"  # none: E2's run, shared
     assert study.arm_profile("cpu", "grpo-sa").grpo.max_completion_length != \
         study.arm_profile("cpu", "grpo-sa-len").grpo.max_completion_length
+
+
+def test_reference_rows_name_rows_of_the_papers_tables():
+    from medrl_lib import study
+    from medrl_lib.reference import MEDVLM_R1_TABLE1, ZHU_TABLE1
+
+    assert set(study.ZHU_ROWS.values()) <= set(ZHU_TABLE1)
+    assert set(study.OOD_ROWS.values()) <= set(MEDVLM_R1_TABLE1)
+    assert set(study.OOD_ROWS) - {"zero-shot"} == {a for a, (_, group, _) in study.ARMS.items() if group == "ood"}
+
+
+@pytest.mark.parametrize("accuracies, mean", [
+    ([50.0, 60.0, 70.0], 60.0),   # the mean over seeds
+    ([42.5], 42.5),               # one run: its accuracy
+])
+def test_mean_accuracy_over_seeds(accuracies, mean):
+    from medrl_lib.report import mean_accuracy
+
+    runs = [Run(path=None, config={}, metrics={"eval/accuracy/all": a}, records=[]) for a in accuracies]
+    assert mean_accuracy(runs) == pytest.approx(mean)
+    assert math.isnan(mean_accuracy([]))  # no runs: not a number, never 0
