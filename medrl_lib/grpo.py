@@ -19,9 +19,13 @@ Shao et al. 2024 (GRPO) and Liu et al. 2025 (Dr.GRPO); the book's Methods page. 
 
 from __future__ import annotations
 
+import contextlib
+import functools
 from typing import Callable
 
 import torch
+
+from . import vllm_inputs
 
 #: Advantage scales: how the group-centred rewards are divided.
 ADVANTAGE_SCALES = ("group", "none")
@@ -92,6 +96,81 @@ def policy_loss(logps: torch.Tensor, old_logps: torch.Tensor, ref_logps: torch.T
     return loss, stats
 
 
+def rollout_sampling_kwargs(args, eos_token_ids) -> dict:
+    """The keyword arguments of ``vllm.SamplingParams`` for each rollout of ``MedrlGRPOTrainer`` with ``args`` (a
+    ``GRPOConfig`` with ``use_vllm``) and a policy stopping on ``eos_token_ids``: TRL 1.16's colocated sampling
+    settings (``trl/generation/vllm_generation.py``: one completion per prompt copy, logprobs of the sampled token),
+    then ``args.generation_kwargs`` as vLLM takes them (:func:`medrl_lib.vllm_inputs.sampling_extras`)."""
+    out = {"n": 1, "repetition_penalty": args.repetition_penalty, "temperature": args.temperature,
+           "top_p": args.top_p, "top_k": args.top_k, "min_p": args.min_p or 0.0,
+           "max_tokens": args.max_completion_length, "logprobs": 0}
+    out.update(vllm_inputs.sampling_extras(args.generation_kwargs, eos_token_ids))
+    return out
+
+
+@functools.lru_cache(maxsize=None)
+def _vllm_generation_class():
+    """TRL's colocated vLLM engine (``VLLMGeneration``) with two changes, used by ``MedrlGRPOTrainer``:
+
+    * the engine starts with the multimodal settings of :func:`medrl_lib.vllm_inputs.engine_kwargs` (TRL builds
+      ``vllm.LLM(model=name_or_path, ...)`` with none) and, on vLLM's CPU build, in eager mode (compilation costs
+      minutes on a CPU and gains nothing there);
+    * on vLLM's CPU build the weights are pushed with vLLM's in-place ``reload_weights``: its CPU kernels repack
+      every linear layer's weight after loading and drop the original, so TRL's per-parameter ``load_weights``
+      finds empty parameters. On GPUs TRL's own push is kept;
+    * after each push the engine's encoder cache is emptied: vLLM keeps vision features by image hash, and TRL 1.16
+      does not reset them, so an image seen again would be answered with features of older weights.
+    """
+    from trl.generation import vllm_generation
+
+    class MedrlVLLMGeneration(vllm_generation.VLLMGeneration):
+        engine_extra: dict = {}
+
+        def _init_vllm(self):
+            factory = vllm_generation.LLM
+            vllm_generation.LLM = functools.partial(factory, **self.engine_extra)
+            try:
+                super()._init_vllm()
+            finally:
+                vllm_generation.LLM = factory
+
+        def sync_weights(self):
+            if self.mode != "colocate":
+                return super().sync_weights()
+            if vllm_inputs.vllm_is_cpu_build():
+                runner = self.llm.llm_engine.model_executor.driver_worker.model_runner
+                runner.reload_weights(weights_iterator=self._iter_named_params(), is_checkpoint_format=True)
+                self.llm.reset_mm_cache()  # the worker's multimodal cache was cleared: the engine's must follow
+                self.llm.reset_prefix_cache()
+            else:
+                super().sync_weights()
+            # vision features computed with the old weights must not be reused (vLLM keeps them by image hash)
+            self.llm.llm_engine.reset_encoder_cache()
+
+    return MedrlVLLMGeneration
+
+
+@contextlib.contextmanager
+def _vllm_engine_settings(processing_class, use_vllm: bool):
+    """While TRL's trainer is built, it builds :func:`_vllm_generation_class`'s engine, with the multimodal
+    settings of ``processing_class``'s image processor."""
+    image_processor = getattr(processing_class, "image_processor", None)
+    if not use_vllm or image_processor is None:
+        yield
+        return
+    from trl.trainer import grpo_trainer
+
+    cls = type("MedrlVLLMGeneration", (_vllm_generation_class(),), {})
+    cls.engine_extra = vllm_inputs.engine_kwargs(image_processor)
+    if vllm_inputs.vllm_is_cpu_build():
+        cls.engine_extra["enforce_eager"] = True
+    original, grpo_trainer.VLLMGeneration = grpo_trainer.VLLMGeneration, cls
+    try:
+        yield
+    finally:
+        grpo_trainer.VLLMGeneration = original
+
+
 def _grpo_trainer_class():
     """``MedrlGRPOTrainer``: TRL's GRPOTrainer with advantages and loss from this module (built lazily)."""
     from trl import GRPOTrainer
@@ -104,7 +183,12 @@ def _grpo_trainer_class():
                       "multi_objective_aggregation": ("sum_then_normalize",), "scale_rewards": ADVANTAGE_SCALES}
 
         def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
+            config = kwargs.get("args", args[2] if len(args) > 2 else None)
+            with _vllm_engine_settings(kwargs.get("processing_class"), bool(getattr(config, "use_vllm", False))):
+                super().__init__(*args, **kwargs)
+            if self.use_vllm:  # vLLM's own names for suppress_tokens, and every EOS id the HF path stops on
+                self.vllm_generation.generation_kwargs = vllm_inputs.sampling_extras(
+                    self.vllm_generation.generation_kwargs, self.eos_token_ids)
             for name, allowed in self._SUPPORTED.items():
                 if getattr(self.args, name) not in allowed:
                     raise ValueError(f"MedrlGRPOTrainer supports {name} in {allowed}, got {getattr(self.args, name)!r}")
@@ -128,6 +212,18 @@ def _grpo_trainer_class():
                 return super()._load_from_checkpoint(resume_from_checkpoint, model)
             restored = type(model).from_pretrained(resume_from_checkpoint, dtype=next(model.parameters()).dtype)
             model.load_state_dict(restored.state_dict(), strict=True)
+
+        def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
+            """vLLM gets each prompt with one placeholder per image and the image at the policy's size
+            (:mod:`medrl_lib.vllm_inputs`), so that it expands it to the tokens the policy is trained on."""
+            if self.use_vllm:
+                processor = self.processing_class
+                prompt_ids = [vllm_inputs.collapse_image_tokens(ids, processor.image_token_id) for ids in prompt_ids]
+                if images is not None:
+                    images = [None if imgs is None else [vllm_inputs.fit_image(im, processor.image_processor)
+                                                         for im in imgs] for imgs in images]
+            return super()._generate_single_turn(prompt_ids, images, multimodal_fields, num_generations,
+                                                 has_tool_images)
 
         def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
             rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)

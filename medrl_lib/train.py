@@ -397,6 +397,15 @@ def last_checkpoint(output_dir: str) -> str | None:
     return get_last_checkpoint(output_dir) if os.path.isdir(output_dir) else None
 
 
+def rollout_generation_kwargs(model) -> dict:
+    """``GRPOConfig.generation_kwargs`` of a policy: its vision tokens never sampled (a sampled vision token, not only
+    TRL's image token, breaks M-RoPE positions in the loss's forward pass). Written for ``generate``; the trainer
+    gives vLLM the same in vLLM's terms (:func:`medrl_lib.grpo.rollout_sampling_kwargs`)."""
+    from .models import vision_token_ids
+
+    return {"suppress_tokens": vision_token_ids(model)}
+
+
 def run_grpo(profile: Profile, model_path: str, train_ds, output_dir: str, *, callbacks: Sequence = (),
              trainer_cls=None, **extra) -> dict:
     """Train with GRPO; returns ``{"log_history": [...], "model": model, "processor": processor}``.
@@ -410,10 +419,7 @@ def run_grpo(profile: Profile, model_path: str, train_ds, output_dir: str, *, ca
     distributed = bool(extra.get("deepspeed"))
     model, processor = load_policy(profile, model_path, dtype=training_dtype(profile, distributed))
     check_prompt_lengths(train_ds, processor, profile.grpo.max_prompt_length, "grpo train set")
-    from .models import vision_token_ids
-
-    # a sampled vision token (not only TRL's image token) breaks M-RoPE positions in the loss's forward pass
-    extra.setdefault("generation_kwargs", {"suppress_tokens": vision_token_ids(model)})
+    extra.setdefault("generation_kwargs", rollout_generation_kwargs(model))
     args, reward_funcs = grpo_args(profile, output_dir, processor.tokenizer, **extra)
     data = with_prompts(train_ds)
     if profile.grpo.beta > 0 and not getattr(model.config, "_name_or_path", ""):

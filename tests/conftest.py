@@ -13,6 +13,9 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
+# tests/vllm run the real vLLM engine in the rehearsal's vLLM environment (make test-vllm), never in this one
+collect_ignore = [] if os.environ.get("MEDRL_VLLM_TESTS") else ["vllm"]
+
 
 @pytest.fixture(scope="session")
 def smoke_dirs(tmp_path_factory):

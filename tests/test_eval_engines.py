@@ -9,6 +9,8 @@ from types import SimpleNamespace as NS
 
 import pytest
 
+from medrl_lib import vllm_inputs
+
 from medrl_lib.generation import ShardError, merge_shards, shard_indices
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -117,7 +119,9 @@ def test_vllm_branch_gives_the_records_of_generate_records(tiny):
     assert got == tiny.ref[1]  # same prompts, stop ids, decoding and scoring as generate_records, one item a batch
     [engine] = llm.built
     assert (engine["model"], engine["limit_mm_per_prompt"], engine["seed"], engine["gpu_memory_utilization"]) == \
-        (str(tiny.folder), {"image": 1}, 0, 0.5)
+        (str(tiny.folder), {"image": 1, "video": 0}, 0, 0.5)
+    low, high = vllm_inputs.pixel_limits(tiny.processor.image_processor)  # vLLM resizes as the policy's processor
+    assert engine["mm_processor_kwargs"] == {"size": {"shortest_edge": low, "longest_edge": high}}
     longest = max(len(tiny.processor(text=[r.prompt], images=[im])["input_ids"][0])
                   for r, im in zip(got, tiny.items["image"]))
     assert longest + NEW_TOKENS <= engine["max_model_len"] <= longest + NEW_TOKENS + 64  # holds prompt + answer
@@ -130,7 +134,7 @@ def test_vllm_branch_gives_the_records_of_generate_records(tiny):
 @pytest.mark.parametrize("engine, called, device", [
     pytest.param("hf", "generate_records", "cpu", id="hf"),  # in this process on eval.device, as before engines
     pytest.param("sharded", "sharded_records", "cuda:0,cuda:1", id="sharded"),  # every visible GPU (two, faked)
-    pytest.param("vllm", "vllm_records", "cuda:0", id="vllm"),  # vLLM from the saved folder
+    pytest.param("vllm", "sharded_records", "cuda:0", id="vllm"),  # vLLM from the saved folder, in a process of its own
 ])
 def test_answer_items_dispatches_on_the_resolved_engine(engine, called, device, tiny, monkeypatch, tmp_path):
     from medrl_lib import engines, evaluate, generation
@@ -164,6 +168,11 @@ def test_answer_items_dispatches_on_the_resolved_engine(engine, called, device, 
         assert saved and args[0] == str(tmp_path / "eval_model") and not (tmp_path / "eval_model").exists()
     if engine == "sharded":
         assert args[3] == ["cuda:0", "cuda:1"] and kwargs["batch_size"] == e.batch_size
+        assert kwargs.get("vllm_settings") is None
+    if engine == "vllm":  # one worker process on the first GPU, which answers with vLLM (fails on 2c2ad0e^: in-process)
+        assert args[3] == ["cuda:0"]
+        assert kwargs["vllm_settings"] == {"gpu_memory_utilization": e.vllm_gpu_memory_utilization,
+                                           "dtype": tiny.profile.model.dtype}
 
 
 def test_sharded_setting_without_two_gpus_answers_with_hf(tiny, monkeypatch):
