@@ -6,7 +6,10 @@ completions each shares with 'hf' (exact string match) and each engine's accurac
 (needs the vllm package and a GPU), both from the policy saved to a folder (:mod:`medrl_lib.generation`). Their
 times include starting their processes or engine and loading the policy, as an evaluation pays them.
 
-The default model is the tiny random Qwen2-VL of the smoke profile (its trained tokenizer and processor, random
+On a GPU the default model is Qwen2-VL-2B's architecture with random weights (``--architecture qwen2-vl-2b``,
+``benchmarks/paper_shapes.py``), prompted with the rehearsal profile's settings (the paper's pixel cap), so that
+start-up does not dominate as it does for a tiny model. Elsewhere the default model is the tiny random Qwen2-VL of
+the smoke profile (its trained tokenizer and processor, random
 weights) with Gaussian noise (``--noise``) added to its language model, so that completions differ between items
 (the bare random model writes the same token for every item, and every engine would trivially agree).
 
@@ -25,6 +28,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 ENGINES = ("hf", "sharded", "vllm")
 
@@ -74,6 +79,10 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--profile", default="smoke", help="profile whose settings load the model and make the items")
     ap.add_argument("--model", help="a saved policy folder (default: a tiny profile's random model with noise, a "
                     "hub profile's instruct model)")
+    ap.add_argument("--architecture", choices=["qwen2-vl-2b", "tiny"], default=None,
+                    help="the default model: Qwen2-VL-2B's architecture with random weights (default on a GPU) or the "
+                    "smoke profile's tiny model (default elsewhere)")
+    ap.add_argument("--work-dir", help="where the qwen2-vl-2b model is made (default: a temporary folder)")
     ap.add_argument("--noise", type=float, default=0.1, help="noise added to the default tiny model's weights")
     ap.add_argument("--cache-dir", help="where the tiny model is built (default: the profile's cache_dir)")
     ap.add_argument("--engines", default="auto", help="comma-separated among hf,sharded,vllm; auto: all this "
@@ -100,6 +109,12 @@ def run(a: argparse.Namespace) -> dict:
     from medrl_lib.train import load_policy
 
     gpus = gpu_count()
+    architecture = a.architecture or ("qwen2-vl-2b" if gpus else "tiny")
+    if architecture == "qwen2-vl-2b" and not a.model:
+        from paper_shapes import policy_folder
+
+        a.model = str(policy_folder(Path(a.work_dir or tempfile.mkdtemp(prefix="qwen2-vl-2b-")), "paper"))
+        a.profile = "rehearsal" if a.profile == "smoke" else a.profile
     overrides = {"model.dtype": a.dtype or ("bfloat16" if gpus else None), "cache_dir": a.cache_dir}
     profile = load_profile(a.profile, {k: v for k, v in overrides.items() if v is not None})
     devices = a.devices.split(",") if a.devices else [f"cuda:{i}" for i in range(gpus)]
@@ -150,6 +165,14 @@ def run(a: argparse.Namespace) -> dict:
             if engine == "sharded":
                 result["engines"][engine]["devices"] = devices
     return result
+
+
+def measure_architecture(scale: str, work: Path) -> dict:
+    """The GPU acceptance's part: every engine that runs here on 12 test items, Qwen2-VL-2B's architecture at the
+    paper's scale, the rehearsal's stand-in at the rehearsal's."""
+    argv = ["--items", "12", "--max-new-tokens", "64", "--batch-size", "12", "--work-dir", str(work)]
+    argv += ["--architecture", "qwen2-vl-2b"] if scale == "paper" else ["--profile", "rehearsal"]
+    return run(parser().parse_args(argv))
 
 
 def main(argv: list[str] | None = None) -> int:

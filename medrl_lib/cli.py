@@ -205,8 +205,8 @@ def preflight(profile_name: str, overrides: dict | None = None, log=print) -> bo
 def cmd_check(args) -> int:
     import json
 
-    os.environ.update(hub_environment(args.profile, json.loads(args.overrides)))
-    return 0 if preflight(args.profile, json.loads(args.overrides)) else 1
+    os.environ.update(hub_environment(args.profile, parse_overrides(args.overrides)))
+    return 0 if preflight(args.profile, parse_overrides(args.overrides)) else 1
 
 
 def cmd_protocol(args) -> int:
@@ -215,7 +215,7 @@ def cmd_protocol(args) -> int:
 
     from .protocol import protocol, protocol_table
 
-    overrides = json.loads(args.overrides)
+    overrides = parse_overrides(args.overrides)
     if args.json:
         for entry in protocol(args.profile, overrides):
             print(json.dumps(entry))
@@ -228,7 +228,7 @@ def cmd_protocol(args) -> int:
 
 
 def cmd_book(args) -> int:
-    overrides = {}
+    overrides = parse_overrides(args.overrides)
     if args.results_dir:
         overrides["results_dir"] = str(Path(args.results_dir).resolve())
     if args.cache_dir:
@@ -299,7 +299,7 @@ def cmd_tensorboard(args) -> int:
     import json
     import shlex
 
-    cmd = tensorboard_command(args.profile, json.loads(args.overrides), args.port)
+    cmd = tensorboard_command(args.profile, parse_overrides(args.overrides), args.port)
     print("tensorboard:", shlex.join(cmd), flush=True)
     if args.print_only:
         return 0
@@ -317,7 +317,7 @@ def cmd_launch(args) -> int:
     from .standins import ensure_start_model
     from .train import grpo_kwargs
 
-    overrides = json.loads(args.overrides)
+    overrides = parse_overrides(args.overrides)
     profile = load_profile(args.profile, overrides)
     print(yaml.safe_dump(json.loads(json.dumps(profile.to_dict())), sort_keys=False))
     policy = ensure_start_model(profile) if profile.model.kind == "hub" else "<tiny model built on demand>"
@@ -361,7 +361,7 @@ def cmd_estimate(args) -> int:
     from .estimate import estimate, format_estimate
 
     try:
-        est = estimate(args.profile, json.loads(args.overrides), gpu=args.gpu, vllm=True if args.vllm else None)
+        est = estimate(args.profile, parse_overrides(args.overrides), gpu=args.gpu, vllm=True if args.vllm else None)
     except ConfigError as exc:
         print(f"medrl: {exc}\n  (add --vllm to estimate for a machine that has the vllm package)", file=sys.stderr)
         return 2
@@ -370,6 +370,26 @@ def cmd_estimate(args) -> int:
         return 2
     print(format_estimate(est))
     return 0
+
+
+def parse_overrides(text: str) -> dict:
+    """``--overrides``: a JSON object of dotted-key settings; anything else is an ``argparse.ArgumentTypeError``
+    naming the option and what is allowed.
+
+    >>> parse_overrides('{"num_processes": 1}')
+    {'num_processes': 1}
+    """
+    import json
+
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"--overrides is not JSON ({exc.msg} at character {exc.pos}): give an "
+                                         """object of dotted-key settings, e.g. '{"num_processes": 1}'""") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"--overrides must be a JSON object of dotted-key settings, got "
+                                         f"{type(value).__name__}")
+    return value
 
 
 def profile_arguments(parser: argparse.ArgumentParser, default: str) -> None:
@@ -391,6 +411,8 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--no-build", action="store_true", help="execute the notebooks but do not build the book")
     b.add_argument("--book-dir", help="book sources to execute into and build (default: book/)")
     b.add_argument("--skip-check", action="store_true", help="do not run the preflight checks first")
+    b.add_argument("--overrides", default="{}", help="JSON object of dotted-key settings applied to every arm, e.g. "
+                   """'{"num_processes": 1}' (the rehearsal on one GPU)""")
     b.set_defaults(func=cmd_book)
     c = sub.add_parser("check", help="preflight: every model, dataset, GPU, disk and package the study needs")
     profile_arguments(c, "paper")
@@ -422,7 +444,11 @@ def main(argv: list[str] | None = None) -> int:
     tb.add_argument("--print-only", action="store_true", help="print the command, do not start TensorBoard")
     tb.set_defaults(func=cmd_tensorboard)
     args = parser.parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except argparse.ArgumentTypeError as exc:
+        print(f"medrl {args.command}: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

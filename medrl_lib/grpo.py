@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import time
 from typing import Callable
 
 import torch
@@ -222,8 +223,12 @@ def _grpo_trainer_class():
                 if images is not None:
                     images = [None if imgs is None else [vllm_inputs.fit_image(im, processor.image_processor)
                                                          for im in imgs] for imgs in images]
-            return super()._generate_single_turn(prompt_ids, images, multimodal_fields, num_generations,
-                                                 has_tool_images)
+            start = time.perf_counter()
+            out = super()._generate_single_turn(prompt_ids, images, multimodal_fields, num_generations,
+                                                has_tool_images)
+            mode = "train" if self.model.training else "eval"
+            self._metrics[mode]["timing/rollouts_s"].append(time.perf_counter() - start)  # this rank's sampling
+            return out
 
         def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
             rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)

@@ -110,6 +110,7 @@ def main(argv: list[str] | None = None) -> None:
               deepspeed=str(repo_root() / DEEPSPEED_CONFIG))
     trainer, model, processor, log = res["trainer"], res["model"], res["processor"], res["log_history"]
     state = trainer.accelerator.state
+    peaks = trainer.accelerator.gather(peak_memory(trainer.accelerator.device)).tolist()  # one pair per rank
     if a.method == "grpo":
         trainer.save_model(str(out / "final"))  # every rank takes part (ZeRO); rank 0 writes
     if trainer.accelerator.is_main_process:
@@ -121,11 +122,27 @@ def main(argv: list[str] | None = None) -> None:
         plugin = state.deepspeed_plugin
         info = {"method": a.method, "deepspeed": trainer.is_deepspeed_enabled,
                 "zero_stage": plugin.zero_stage if plugin else None, "world_size": trainer.accelerator.num_processes,
-                "backend": str(state.backend)}
+                "backend": str(state.backend),
+                "peak_memory_gib": [{"allocated": a / 2**30, "reserved": r / 2**30} for a, r in peaks]}
         (out / "launch_info.json").write_text(json.dumps(info))
         (out / "log_history.json").write_text(json.dumps(log))
     trainer.accelerator.wait_for_everyone()  # no rank leaves while rank 0 still writes
     print(f"{DONE} {trainer.accelerator.process_index}", flush=True)
+
+
+def peak_memory(device):
+    """``[[allocated, reserved]]`` peak bytes of this process on ``device`` (CUDA's allocator; on a CPU, the
+    process's peak resident memory for both), as a tensor on ``device`` for gathering over the ranks."""
+    import torch
+
+    if torch.device(device).type == "cuda":
+        pair = [torch.cuda.max_memory_allocated(device), torch.cuda.max_memory_reserved(device)]
+    else:
+        import resource
+
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+        pair = [rss, rss]
+    return torch.tensor([pair], dtype=torch.float64, device=device)
 
 
 def exit_now(code: int = 0) -> None:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import Profile, is_local, resolve_path, resolve_source
+from .memory import GIB, WEIGHT_BYTES, grpo_memory_plan, model_states_per_process, shapes_of
 
 #: Qwen2-VL-2B's architecture as published (text and vision sides), for estimates made before it is downloaded.
 QWEN2_VL_2B = {
@@ -36,13 +37,9 @@ QWEN2_VL_2B = {
 #: bf16 weights (safetensors, 2), DeepSpeed's bf16 module states (2) and its fp32 master weights with both Adam
 #: moments (12).
 CHECKPOINT_BYTES_FULL = 2 + 2 + 12
-#: Bytes per parameter of a weights-only checkpoint (``grpo.save_only_model``) and of the kept final model (bf16).
-WEIGHT_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4}
 #: A training process whose model states stay under this many GiB can run on a CPU (the rehearsal, the tiny
 #: profiles); above it the profile needs GPUs.
 CPU_STATES_GIB = 2.0
-
-GIB = 1024 ** 3
 
 
 def qwen2_vl_2b_config():
@@ -65,21 +62,28 @@ def count_parameters(config) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def policy_parameters(model_id: str) -> tuple[int, str]:
-    """``(parameters, where the count comes from)`` of the policy ``model_id`` (local folder or hub id)."""
+def policy_config(model_id: str):
+    """``(config, where it comes from)`` of the policy ``model_id`` (local folder or hub id): its ``config.json``
+    from the folder or the hub cache, else, for Qwen2-VL-2B, its published architecture (nothing is downloaded)."""
     from transformers import AutoConfig
 
     source = resolve_source(model_id)
     if Path(source).is_dir():
-        return count_parameters(AutoConfig.from_pretrained(source)), f"{source}/config.json"
+        return AutoConfig.from_pretrained(source), f"{source}/config.json"
     from huggingface_hub import try_to_load_from_cache
 
     cached = try_to_load_from_cache(source, "config.json")
     if isinstance(cached, str):
-        return count_parameters(AutoConfig.from_pretrained(str(Path(cached).parent))), "hub cache config.json"
+        return AutoConfig.from_pretrained(str(Path(cached).parent)), "hub cache config.json"
     if "Qwen2-VL-2B" in source:
-        return count_parameters(qwen2_vl_2b_config()), "Qwen2-VL-2B's published architecture"
+        return qwen2_vl_2b_config(), "Qwen2-VL-2B's published architecture"
     raise FileNotFoundError(f"{model_id}: no local folder and no cached config.json to count its parameters")
+
+
+def policy_parameters(model_id: str) -> tuple[int, str]:
+    """``(parameters, where the count comes from)`` of the policy ``model_id`` (local folder or hub id)."""
+    config, source = policy_config(model_id)
+    return count_parameters(config), source
 
 
 @dataclass
@@ -123,18 +127,6 @@ def disk_estimate(profile: Profile, parameters: int) -> DiskEstimate:
                         final_model=parameters * WEIGHT_BYTES[dtype] if g.keep_final_model else 0)
 
 
-def model_states_per_process(profile: Profile, parameters: int) -> int:
-    """Bytes of model states on one training process under ZeRO-2: bf16 weights of the policy and of the frozen
-    reference model (KL, beta > 0) whole on every process, fp32 master weights and Adam moments (12 bytes) and
-    gradients partitioned over the processes. Activations and generation come on top."""
-    n = profile.num_processes
-    w = WEIGHT_BYTES[profile.model.dtype]
-    ref = w if profile.grpo.beta > 0 else 0
-    if n == 1:  # one process keeps float32 weights (no master copy elsewhere) and whole gradients
-        return parameters * (4 + ref + 8 + 4)
-    return int(parameters * (w + ref) + parameters * (12 + w) / n)
-
-
 @dataclass
 class Check:
     """One line of the preflight table."""
@@ -143,6 +135,8 @@ class Check:
     needs: str
     found: str
     verdict: str  # "ok", "warn" or "FAIL"
+    details: tuple[str, ...] = ()
+    """lines printed under the table (the memory plan)"""
 
 
 def study_models(profile_name: str, overrides: dict | None = None) -> list[tuple[str, str]]:
@@ -261,6 +255,108 @@ def check_gpus(profile: Profile, parameters: int | None, found: list[tuple[str, 
     return Check("GPUs", needs, have, "FAIL" if small else "ok")
 
 
+#: The memory of an "80 GB" card as CUDA reports it (A100 and H100 80GB: about 79.2 GiB): the card the memory plan is
+#: checked against where no GPU is visible.
+REFERENCE_CARD = int(79.2 * 1024 ** 3)
+
+#: The oldest NVIDIA Linux driver each CUDA major release runs on (NVIDIA's CUDA release notes, table 3): the pinned
+#: torch 2.13.0 and vllm 0.27.1 are CUDA 13 builds.
+CUDA_DRIVER_MIN = {13: "580.65.06", 12: "525.60.13"}
+
+
+def driver_version() -> str | None:
+    """The NVIDIA driver's version (``/proc/driver/nvidia/version``, else ``nvidia-smi``), or None without one."""
+    import re
+    import subprocess
+
+    try:
+        text = Path("/proc/driver/nvidia/version").read_text()
+        found = re.search(r"Kernel Module(?: for \S+)?\s+(\d+\.\d+(?:\.\d+)?)", text)
+        if found:
+            return found.group(1)
+    except OSError:
+        pass
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    lines = out.stdout.strip().splitlines()
+    return lines[0].strip() if out.returncode == 0 and lines else None
+
+
+def _version(v: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in v.split("."))
+
+
+def check_driver(profile: Profile, found: list[tuple[str, int]], *, cuda: str | None = None,
+                 driver: str | None = None) -> Check | None:
+    """The NVIDIA driver against what the installed torch's CUDA needs (``cuda``, ``driver``: stand for what the
+    machine has, for tests), and, where a GPU profile sees no GPU, the likely reasons. None where it does not
+    apply (a CPU build of torch on a profile that runs on CPUs)."""
+    import torch
+
+    cuda = cuda if cuda is not None else torch.version.cuda
+    needs_gpu = profile.model.kind == "hub" and profile.num_processes > 0 and not _is_cpu_sized(profile)
+    if cuda is None:
+        if needs_gpu:
+            return Check("CUDA driver", "a CUDA build of torch", f"torch {torch.__version__} is a CPU build", "FAIL")
+        return None
+    major = int(cuda.split(".")[0])
+    minimum = CUDA_DRIVER_MIN.get(major)
+    driver = driver if driver is not None else driver_version()
+    needs = f">= {minimum} (torch's CUDA {cuda})" if minimum else f"CUDA {cuda}"
+    if driver is None:
+        why = ("no NVIDIA driver found (/proc/driver/nvidia/version, nvidia-smi): on a cluster, run on a GPU node "
+               "(srun/sbatch with --gpus), not the login node")
+        return Check("CUDA driver", needs, why, "FAIL" if needs_gpu else "warn")
+    if minimum and _version(driver) < _version(minimum):
+        return Check("CUDA driver", needs, f"{driver}: too old for CUDA {major} (torch sees "
+                     f"{'no' if not found else len(found)} GPU); ask for a newer driver, or install a torch and vLLM "
+                     f"built for the CUDA your driver runs", "FAIL")
+    if not found and needs_gpu:
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        return Check("CUDA driver", needs, f"{driver}, but torch sees no GPU (CUDA_VISIBLE_DEVICES="
+                     f"{visible!r}; a job without --gpus, or a GPU held by another process in exclusive mode)", "FAIL")
+    return Check("CUDA driver", needs, driver, "ok")
+
+
+def _is_cpu_sized(profile: Profile) -> bool:
+    """Whether the profile's policy is small enough to train on CPUs (the rehearsal's stand-ins, tiny models)."""
+    try:
+        parameters, _ = profile_parameters(profile)
+    except (OSError, ValueError):
+        return False
+    return model_states_per_process(profile, parameters) / GIB < CPU_STATES_GIB
+
+
+def check_memory(profile_name: str, overrides: dict | None, found: list[tuple[str, int]]) -> Check:
+    """Peak memory of one GRPO training process (:func:`medrl_lib.memory.grpo_memory_plan`) of the study's most
+    demanding GRPO arm, against the smallest GPU it would run on; the plan's lines are its details."""
+    from . import study
+
+    plans = []
+    for arm, (method, *_rest) in study.ARMS.items():
+        if method != "grpo":
+            continue
+        p = study.arm_profile(profile_name, arm, overrides)
+        config, _ = profile_config(p)
+        parameters = count_parameters(config)
+        device = min((mem for _, mem in found[:p.num_processes]), default=REFERENCE_CARD)
+        plans.append((grpo_memory_plan(p, parameters, shapes_of(config), device), arm, p))
+    plan, arm, p = max(plans, key=lambda t: t[0].peak)
+    lines = (f"memory plan of one GRPO process ({arm}, the study's largest):", *("  " + x for x in plan.lines()))
+    needs = f"{plan.peak / GIB:.1f} GiB per process ({arm}, at the token and pixel limits)"
+    if not found:
+        cpu = model_states_per_process(p, count_parameters(profile_config(p)[0])) / GIB < CPU_STATES_GIB
+        room = f"no GPU; on an 80 GB card: room {plan.room / GIB:+.1f} GiB" + (" (CPU processes here)" if cpu else "")
+        return Check("GPU memory", needs, room, "ok" if cpu or plan.fits else "FAIL", lines)
+    verdict = "ok" if plan.fits else "FAIL"
+    room = f"room {plan.room / GIB:+.1f} GiB on the smallest card"
+    hint = "" if plan.fits else ": set grpo.gradient_checkpointing, lower vllm_gpu_memory_utilization or the limits"
+    return Check("GPU memory", needs, room + hint, verdict, lines)
+
+
 def check_disk(profile: Profile, estimate: DiskEstimate | None) -> Check:
     """Free disk where the results go, against one GRPO run's peak."""
     folder = resolve_path(profile.results_dir)
@@ -304,22 +400,34 @@ def run_checks(profile_name: str, overrides: dict | None = None, *, found_gpus=N
         parameters, _ = profile_parameters(profile)
     except (OSError, ValueError):
         parameters = None
-    checks.append(check_gpus(profile, parameters, gpus() if found_gpus is None else found_gpus))
+    found = gpus() if found_gpus is None else found_gpus
+    checks.append(check_gpus(profile, parameters, found))
+    driver = check_driver(profile, found)
+    if driver is not None:
+        checks.append(driver)
+    if parameters is not None and profile.model.kind == "hub":
+        checks.append(check_memory(profile_name, overrides, found))
     checks.append(check_disk(profile, disk_estimate(profile, parameters) if parameters else None))
     checks += check_packages(profile, [mid for _, mid in models])
     return checks
 
 
-def profile_parameters(profile: Profile) -> tuple[int, str]:
-    """``(parameters, where the count comes from)`` of the profile's policy: :func:`policy_parameters` for hub
-    models; for the tiny model, its architecture settings counted on the meta device (the vocabulary at its target
-    size)."""
+def profile_config(profile: Profile):
+    """``(config, where it comes from)`` of the profile's policy: :func:`policy_config` for hub models; for the tiny
+    model, its architecture settings (the vocabulary at its target size)."""
     if profile.model.kind == "hub":
-        return policy_parameters(profile.model.instruct)
+        return policy_config(profile.model.instruct)
     from .models import SPECIAL_TOKENS, tiny_config
 
     ids = {t: i for i, t in enumerate(SPECIAL_TOKENS)}
-    return count_parameters(tiny_config(profile.model.tiny, profile.model.tiny.vocab_size, ids)), "model.tiny"
+    return tiny_config(profile.model.tiny, profile.model.tiny.vocab_size, ids), "model.tiny"
+
+
+def profile_parameters(profile: Profile) -> tuple[int, str]:
+    """``(parameters, where the count comes from)`` of the profile's policy, counted on the meta device."""
+    config, source = profile_config(profile)
+    return count_parameters(config), source
+
 
 
 def format_table(checks: list[Check]) -> str:
@@ -329,6 +437,8 @@ def format_table(checks: list[Check]) -> str:
     rows = [["check", "needs", "found", "verdict"]] + [[c.what, c.needs, c.found, c.verdict] for c in checks]
     lines = text_table(rows, max_width=60)
     failed = [c for c in checks if c.verdict == "FAIL"]
+    for c in checks:
+        lines += ["", *c.details] if c.details else []
     lines.append("")
     lines.append(f"preflight: {len(failed)} check(s) failed: " + "; ".join(c.what for c in failed) if failed
                  else "preflight: every check passed")

@@ -172,15 +172,33 @@ def _with_seed(profile: Profile, seed: int) -> Profile:
                                sft=dataclasses.replace(profile.sft, seed=seed))
 
 
+def launched(profile: Profile, gpus: int | None = None) -> bool:
+    """Whether a run trains in processes under accelerate + DeepSpeed ZeRO-2 (:mod:`medrl_lib.launch`) rather than
+    in this process: when the profile asks for more than one, and for hub models wherever a GPU is visible (``gpus``:
+    stands for the machine's count, for tests): one process then trains as one rank of the paper's launch does
+    (NCCL, ZeRO-2's fp32 master weights) and hands the GPU back whole when it ends.
+
+    >>> from medrl_lib.config import load_profile
+    >>> launched(load_profile("rehearsal", {"num_processes": 1}), gpus=1), launched(load_profile("rehearsal",
+    ...     {"num_processes": 1}), gpus=0), launched(load_profile("smoke"), gpus=1)
+    (True, False, False)
+    """
+    if gpus is None:
+        from .engines import gpu_count
+
+        gpus = gpu_count()
+    return profile.num_processes > 1 or (profile.model.kind == "hub" and gpus > 0)
+
+
 def _train(profile: Profile, method: str, policy: str, train, out):
-    """Train ``method`` from ``policy`` on ``train`` (checkpoints in ``out/checkpoints``): in this process, or, when
-    the profile asks for more than one, in processes under accelerate + DeepSpeed ZeRO-2 started by
+    """Train ``method`` from ``policy`` on ``train`` (checkpoints in ``out/checkpoints``): in this process, or, where
+    :func:`launched`, in processes under accelerate + DeepSpeed ZeRO-2 started by
     :func:`medrl_lib.launch.launch_training` (their output streamed here), which write the model to
     ``checkpoints/final``. Returns ``(model, processor, log_history)``."""
     from .train import fit, load_policy, trains_in_bf16
 
     checkpoints = out / "checkpoints"
-    if profile.num_processes > 1:
+    if launched(profile):
         from .launch import launch_training
 
         resolved = out / "profile.yaml"

@@ -105,9 +105,35 @@ def prompt_token_counts(ds, processor, mode: str = "reasoning") -> list[int]:
     return counts
 
 
+def stored_prompt_token_counts(ds, processor, mode: str = "reasoning") -> list[int]:
+    """:func:`prompt_token_counts` of ``ds``; for a stored split (memory-mapped from
+    :func:`medrl_lib.data.splits.stored_splits`), counted once per processor and kept beside its files, so that the
+    other processes and arms read them instead of running the processor over every image again."""
+    files = getattr(ds, "cache_files", None)
+    if not files:
+        return prompt_token_counts(ds, processor, mode)
+    import hashlib
+
+    from filelock import FileLock
+
+    from .vllm_inputs import pixel_limits
+
+    tok = processor.tokenizer
+    signature = json.dumps([tok.chat_template, len(tok), pixel_limits(processor.image_processor), mode,
+                            list(ds["id"])], sort_keys=True)
+    folder = Path(files[0]["filename"]).parent
+    path = folder / f"prompt_tokens-{hashlib.sha256(signature.encode()).hexdigest()[:16]}.json"
+    with FileLock(str(path) + ".lock"):
+        if not path.exists():
+            from .results import write_text
+
+            write_text(path, json.dumps(prompt_token_counts(ds, processor, mode)))
+    return json.loads(path.read_text())
+
+
 def check_prompt_lengths(ds, processor, max_prompt_length: int, name: str, mode: str = "reasoning") -> None:
     """Reject (never truncate) prompts longer than ``max_prompt_length``, naming the first offending item."""
-    for row_id, n in zip(ds["id"], prompt_token_counts(ds, processor, mode)):
+    for row_id, n in zip(ds["id"], stored_prompt_token_counts(ds, processor, mode)):
         if n > max_prompt_length:
             raise ValueError(f"{name}: item {row_id!r} has a {n}-token prompt, over max_prompt_length="
                              f"{max_prompt_length}; truncation would cut image tokens (raise the limit)")

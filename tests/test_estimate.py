@@ -262,8 +262,8 @@ def test_cli_launch_prints_the_totals(capsys):
 def test_benchmark_records_its_figures(tmp_path):
     path = tmp_path / "throughput.json"
     write_json(path, E.load_throughput())
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_grpo_step.py"), "--scale", "tiny",
-                           "--steps", "1", "--generations", "2", "--new-tokens", "4", "--image-side", "56",
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_grpo_step.py"), "--scale", "rehearsal",
+                           "--processes", "1", "--steps", "2", "--work-dir", str(tmp_path),
                            "--record", "--throughput-file", str(path)],
                           capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -272,7 +272,7 @@ def test_benchmark_records_its_figures(tmp_path):
         entry = cpu[engine][figure]
         assert entry["value"] > 0 and entry["source"].startswith("measured by benchmarks/gpu_grpo_step.py on ")
         assert entry["step_seconds"] > 0 and entry["device"] == "cpu"
-    # the package's figures are the 2B model's: a tiny run may not record into them
-    refused = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_grpo_step.py"), "--scale", "tiny",
+    # the package's figures are the 2B model's: a rehearsal-scale run may not record into them
+    refused = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_grpo_step.py"), "--scale", "rehearsal",
                               "--record"], capture_output=True, text=True, timeout=300, check=False)
     assert refused.returncode != 0 and "--throughput-file" in refused.stderr

@@ -153,10 +153,16 @@ def test_preflight_of_the_paper_profile_fails_cleanly_here(capsys):
     assert main(["check", "--profile", "paper"]) == 1
     out = capsys.readouterr().out
     for name in ("Qwen/Qwen2-VL-2B-Instruct", "Qwen/Qwen2-VL-2B", "microsoft/biogpt",
-                 "mistralai/Mistral-7B-Instruct-v0.2", "cross-encoder/stsb-roberta-base", "PMC-VQA", "GPUs"):
+                 "mistralai/Mistral-7B-Instruct-v0.2", "cross-encoder/stsb-roberta-base", "PMC-VQA", "GPUs",
+                 "CUDA driver"):
         line = next(l for l in out.splitlines() if name in l and not l.startswith("preflight"))
         assert line.rstrip().endswith("FAIL"), line  # not cached and offline, or no GPU: each named on its line
-    assert "preflight: 8 check(s) failed" in out
+    assert "torch 2.13.0+cpu is a CPU build" in out
+    memory = next(l for l in out.splitlines() if l.startswith("GPU memory"))
+    assert "on an 80 GB card: room +" in memory and memory.rstrip().endswith("ok")  # the plan fits 80 GB
+    assert "peak per process" in out  # the plan's terms are printed under the table
+    failed = sum(l.rstrip().endswith("FAIL") for l in out.splitlines())
+    assert f"preflight: {failed} check(s) failed" in out and failed >= 9
 
 
 @pytest.mark.parametrize("states_gib, found, verdict", [
@@ -262,4 +268,41 @@ def test_makefile_exports_offline_only_for_tests():
     makefile = (ROOT / "Makefile").read_text()
     global_exports = [l for l in makefile.splitlines() if l.startswith("export HF_HUB_OFFLINE")]
     assert global_exports == []  # `make book PROFILE=paper` may download
-    assert "test test-fast: export HF_HUB_OFFLINE := 1" in makefile
+    assert "test test-fast test-vllm: export HF_HUB_OFFLINE := 1" in makefile
+
+
+@pytest.mark.parametrize("text, says", [
+    ("{num_processes: 1}", "--overrides is not JSON"),          # unquoted key: the option named, with an example
+    ('["num_processes", 1]', "must be a JSON object"),         # JSON, but not an object of settings
+])
+def test_book_overrides_bad_input_is_one_line(text, says, capsys, tmp_path):
+    from medrl_lib import cli
+
+    assert cli.main(["book", "--profile", "rehearsal", "--overrides", text, "--book-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert says in err and len(err.splitlines()) == 1
+
+
+def test_book_overrides_reach_the_preflight_and_every_notebook(monkeypatch, tmp_path):
+    # the rehearsal on one GPU: medrl book --profile rehearsal --overrides '{"num_processes": 1}'
+    from medrl_lib import cli
+
+    seen = {}
+    monkeypatch.setattr(cli, "preflight", lambda name, overrides, log=print: seen.setdefault("check", overrides) or True)
+    monkeypatch.setattr(cli, "execute", lambda nb, out, params: seen.setdefault(nb.stem, params["overrides"]) and 0.0)
+    assert cli.main(["book", "--profile", "rehearsal", "--overrides", '{"num_processes": 1}', "--only",
+                     "01_initialization", "--no-build", "--book-dir", str(tmp_path)]) == 0
+    assert seen == {"check": {"num_processes": 1}, "01_initialization": {"num_processes": 1}}
+
+
+def test_one_gpu_trains_through_the_launcher(monkeypatch):
+    # one process on a GPU trains as a rank of the paper's launch (NCCL, ZeRO-2) and leaves the GPU whole;
+    # the CPU profiles and one CPU process train in this process
+    from medrl_lib import engines, runs
+
+    monkeypatch.setattr(engines, "gpu_count", lambda: 1)
+    assert runs.launched(load_profile("rehearsal", {"num_processes": 1}))
+    assert not runs.launched(load_profile("cpu"))
+    monkeypatch.setattr(engines, "gpu_count", lambda: 0)
+    assert not runs.launched(load_profile("rehearsal", {"num_processes": 1}))
+    assert runs.launched(load_profile("rehearsal"))  # 2 processes over gloo

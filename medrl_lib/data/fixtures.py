@@ -124,9 +124,11 @@ _STAIN_OPTIONS = ["Nuclear", "Cytoplasmic", "Membranous", "Absent"]
 _ZIP_TIME = (2023, 5, 1, 0, 0, 0)
 
 
-def write_pmc_vqa(folder: str | Path, *, n_per_modality: int = 12, seed: int = 0) -> dict[str, Any]:
+def write_pmc_vqa(folder: str | Path, *, n_per_modality: int = 12, seed: int = 0,
+                  figure_size: tuple[int, int] | None = None) -> dict[str, Any]:
     """Write ``train_2.csv``, ``test_2.csv`` and ``images_2.zip`` into ``folder`` (created if needed); return
-    what was planted (see the module docstring).
+    what was planted (see the module docstring). ``figure_size``: (width, height) of every figure, e.g. above the
+    paper's pixel cap for the GPU benchmarks (default: the synthetic items' own size).
 
     >>> import tempfile
     >>> planted = write_pmc_vqa(tempfile.mkdtemp(), n_per_modality=3)
@@ -148,7 +150,7 @@ def write_pmc_vqa(folder: str | Path, *, n_per_modality: int = 12, seed: int = 0
     train_figures: dict[str, list[str]] = {}
     for k, csv_name in enumerate(PMC_CSV_FILES):
         shared = {m: names[-PMC_SHARED_FIGURES:] for m, names in train_figures.items()} if k else {}
-        rows, kinds, mods, figures = _pmc_rows(csv_name, k, n_per_modality, seed, images, shared)
+        rows, kinds, mods, figures = _pmc_rows(csv_name, k, n_per_modality, seed, images, shared, figure_size)
         if k == 0:
             train_figures = figures
         order = np.random.default_rng([seed, zlib.crc32(csv_name.encode())]).permutation(len(rows))
@@ -304,7 +306,8 @@ def _items(ds: datasets.Dataset) -> list[dict[str, Any]]:
 
 
 def _pmc_rows(
-    csv_name: str, k: int, n_per_modality: int, seed: int, images: dict[str, bytes], shared: dict[str, list[str]]
+    csv_name: str, k: int, n_per_modality: int, seed: int, images: dict[str, bytes], shared: dict[str, list[str]],
+    figure_size: tuple[int, int] | None = None,
 ) -> tuple[list[list[str]], list[str], list[str | None], dict[str, list[str]]]:
     """The rows of one PMC-VQA CSV file, in plan order: the rows, the kind of each ("good", "shared", a quirk, a
     reason), the modality the loader gives each kept row (``None`` for a dropped one) and the figures of each
@@ -328,7 +331,7 @@ def _pmc_rows(
         j = next(counter)
         name = f"PMC{7_000_000 + 100_000 * k + j:07d}_Fig{j % 7 + 1}_{j}.jpg"
         if store:
-            images[name] = _jpeg(item["png"])
+            images[name] = _jpeg(item["png"], figure_size)
         return name
 
     def second_question(name: str, m: str, kind: str) -> None:
@@ -472,10 +475,11 @@ def _write_zip(path: Path, folder: str, files: dict[str, bytes]) -> None:
             zf.writestr(info, b"" if name.endswith("/") else files[name[len(folder) + 1 :]])
 
 
-def _jpeg(png: bytes) -> bytes:
-    """Re-encode PNG bytes as a JPEG file (as PMC-VQA's figures are)."""
+def _jpeg(png: bytes, size: tuple[int, int] | None = None) -> bytes:
+    """Re-encode PNG bytes as a JPEG file (as PMC-VQA's figures are), resized to ``size`` (width, height) if given."""
     buffer = io.BytesIO()
-    Image.open(io.BytesIO(png)).convert("RGB").save(buffer, format="JPEG", quality=90)
+    image = Image.open(io.BytesIO(png)).convert("RGB")
+    (image.resize(size, Image.BICUBIC) if size else image).save(buffer, format="JPEG", quality=90)
     return buffer.getvalue()
 
 

@@ -253,7 +253,88 @@ def medvlm_r1_published_split(
     return _select(ds, np.sort(train), note), _select(ds, np.asarray(test, dtype=np.int64), note)
 
 
+#: Qwen2-VL's image processor resizes to multiples of this many pixels (patch 14 x merge 2), with at least
+#: :data:`RESIZE_MIN_PIXELS` pixels: the stored splits of hub profiles hold their images at that size.
+RESIZE_FACTOR, RESIZE_MIN_PIXELS = 28, 56 * 56
+#: Bump when the stored form of a split changes.
+STORED_VERSION = 1
+
+
 def make_splits(profile: Profile) -> tuple[datasets.Dataset, datasets.Dataset]:
+    """(train, test) of :func:`build_splits`; for the published datasets (PMC-VQA, HuatuoGPT-Vision), built once and
+    stored (:func:`stored_splits`), then memory-mapped by every process and arm that asks."""
+    if profile.data.source == "synthetic":  # generated in a moment, in memory
+        return build_splits(profile)
+    return stored_splits(profile)
+
+
+def split_key(profile: Profile) -> str:
+    """The stored splits' key: the data settings, the pixel limit their images are resized to, and each local
+    source file's size and modification time (a changed file is read again)."""
+    import dataclasses
+    import hashlib
+
+    from medrl_lib.config import resolve_source
+
+    d = profile.data
+    files = {}
+    for source in (d.pmc_vqa_path, d.huatuo_path):
+        path = Path(resolve_source(source)) if source else None
+        if path is not None and path.exists():
+            for f in sorted(path.rglob("*") if path.is_dir() else [path]):
+                if f.is_file():
+                    st = f.stat()
+                    files[str(f)] = [st.st_size, st.st_mtime_ns]
+    blob = json.dumps({"data": dataclasses.asdict(d), "max_pixels": profile.model.max_pixels,
+                       "version": STORED_VERSION, "files": files}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _resize_images(ds: datasets.Dataset, max_pixels: int | None, desc: str) -> datasets.Dataset:
+    """``ds`` with every image in RGB at the size Qwen2-VL's processor gives it under ``max_pixels`` (its
+    ``smart_resize``, bicubic as the processor): the processor then leaves it at that size."""
+    if not max_pixels:
+        return ds
+    from PIL import Image
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
+
+    def fit(row):
+        image = row["image"].convert("RGB")
+        h, w = smart_resize(image.height, image.width, factor=RESIZE_FACTOR, min_pixels=RESIZE_MIN_PIXELS,
+                            max_pixels=max_pixels)
+        return {"image": image if (w, h) == image.size else image.resize((w, h), Image.BICUBIC)}
+
+    return ds.map(fit, desc=desc)
+
+
+def stored_splits(profile: Profile) -> tuple[datasets.Dataset, datasets.Dataset]:
+    """(train, test) of :func:`build_splits`, stored under ``<cache_dir>/splits/<key>`` (:func:`split_key`): built
+    once, by the first process that asks (the others wait on a file lock), with each image decoded and resized
+    once (:func:`_resize_images`), written to a temporary folder and renamed into place; then loaded with
+    ``datasets.load_from_disk``, whose Arrow files are memory-mapped: every process and arm reads the same pages,
+    and a split handed to a worker process is pickled as its file paths."""
+    import shutil
+
+    from filelock import FileLock
+
+    from medrl_lib.config import resolve_path
+
+    folder = resolve_path(profile.cache_dir) / "splits" / split_key(profile)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(folder) + ".lock"):
+        if not (folder / "done").exists():
+            train, test = build_splits(profile)
+            tmp = folder.with_name(folder.name + ".tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            for name, ds in (("train", train), ("test", test)):
+                _resize_images(ds, profile.model.max_pixels, f"{name} images").save_to_disk(str(tmp / name))
+            (tmp / "done").write_text(json.dumps({"train": len(train), "test": len(test)}))
+            shutil.rmtree(folder, ignore_errors=True)
+            tmp.rename(folder)
+    return datasets.load_from_disk(str(folder / "train")), datasets.load_from_disk(str(folder / "test"))
+
+
+def build_splits(profile: Profile) -> tuple[datasets.Dataset, datasets.Dataset]:
     """(train, test) in the common schema, with disjoint ids.
 
     * ``synthetic``: train on ``data.train_modalities``, ``data.test_per_modality`` test items per modality;
