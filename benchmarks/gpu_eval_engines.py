@@ -14,6 +14,7 @@ weights) with Gaussian noise (``--noise``) added to its language model, so that 
 (the bare random model writes the same token for every item, and every engine would trivially agree).
 
     python benchmarks/gpu_eval_engines.py                                    # on a GPU: every engine it has
+    python benchmarks/gpu_eval_engines.py --record                           # figures into medrl estimate's file
     python benchmarks/gpu_eval_engines.py --model PATH --profile paper       # a saved Qwen2-VL policy
     python benchmarks/gpu_eval_engines.py --engines hf,sharded --devices cuda:0,cuda:0   # two processes, one GPU
     python benchmarks/gpu_eval_engines.py --engines hf --items 4             # anywhere, CPU included
@@ -65,9 +66,12 @@ def eval_items(profile, n: int):
     return test.select(range(min(n, len(test))))
 
 
-def _summary(records, seconds: float, reference) -> dict:
+def _summary(records, seconds: float, reference, tokenizer=None) -> dict:
     row = {"seconds": seconds, "items_per_s": len(records) / max(seconds, 1e-9),
            "accuracy": sum(r.correct for r in records) / max(1, len(records))}
+    if tokenizer is not None:  # answer tokens per second, as medrl estimate's 'evaluation' figures count them
+        tokens = sum(len(ids) for ids in tokenizer([r.completion for r in records], add_special_tokens=False)["input_ids"])
+        row["answer_tokens_per_s"] = tokens / max(seconds, 1e-9)
     if reference is not None:
         row["equal_to_hf"] = sum(a.completion == b.completion for a, b in zip(records, reference)) / max(1, len(records))
     return row
@@ -94,7 +98,35 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--dtype", help="weights dtype (default: bfloat16 on a GPU, else the profile's)")
     ap.add_argument("--gpu-memory-utilization", type=float, default=0.85)
     ap.add_argument("--json", help="also write the result to this file")
+    ap.add_argument("--record", action="store_true", help="write each engine's answer tokens/s where medrl estimate "
+                    "reads them (the 2B architecture only)")
+    ap.add_argument("--throughput-file", help="the file --record writes (default: the package's)")
     return ap
+
+
+def record(result: dict, path: str | None) -> list[str]:
+    """Write each engine's answer tokens/s of ``result`` as its 'evaluation' figure (per GPU: 'sharded' divided by
+    its devices) into the throughput file (default: the package's)."""
+    import datetime
+
+    from medrl_lib.estimate import gpu_key, record_throughput
+
+    gpu = gpu_key(result["device"])
+    source = (f"measured by benchmarks/gpu_eval_engines.py on {datetime.date.today().isoformat()} ({result['device']}, "
+              f"{result['items']} items, batches of {result['batch_size']}, up to {result['max_new_tokens']} tokens, "
+              f"{result['model']})")
+    lines = []
+    for engine, row in result["engines"].items():
+        if "answer_tokens_per_s" not in row:
+            continue
+        value = row["answer_tokens_per_s"] / len(row.get("devices", [0]))
+        name = "vllm" if engine == "vllm" else "hf"
+        if engine == "sharded":
+            continue  # the same computation as 'hf', per GPU
+        record_throughput(gpu, name, "evaluation", value, "answer tokens/s per GPU (greedy)", source, path=path,
+                          device=result["device"])
+        lines.append(f"recorded {gpu} {name} evaluation: {value:,.1f} answer tokens/s")
+    return lines
 
 
 def run(a: argparse.Namespace) -> dict:
@@ -142,7 +174,7 @@ def run(a: argparse.Namespace) -> dict:
         folder = save_policy(model, processor, profile, Path(tmp) / "eval_model")  # the model leaves the GPU
         for engine in engines:
             if engine == "hf":
-                result["engines"]["hf"] = _summary(reference, hf_s, reference)
+                result["engines"]["hf"] = _summary(reference, hf_s, reference, processor.tokenizer)
                 continue
             if engine == "sharded" and len(devices) < 2:
                 result["engines"][engine] = {"skipped": f"{len(devices)} device(s); pass --devices"}
@@ -161,7 +193,7 @@ def run(a: argparse.Namespace) -> dict:
             except Exception as exc:  # noqa: BLE001 - one engine's failure is reported, the others still run
                 result["engines"][engine] = {"error": f"{type(exc).__name__}: {str(exc)[:2000]}"}
                 continue
-            result["engines"][engine] = _summary(records, time.perf_counter() - t0, reference)
+            result["engines"][engine] = _summary(records, time.perf_counter() - t0, reference, processor.tokenizer)
             if engine == "sharded":
                 result["engines"][engine]["devices"] = devices
     return result
@@ -182,6 +214,12 @@ def main(argv: list[str] | None = None) -> int:
     print(line, flush=True)
     if a.json:
         Path(a.json).write_text(line + "\n")
+    if a.record:
+        if "qwen2-vl-2b-random" not in result["model"] and not a.throughput_file:
+            raise SystemExit("gpu_eval_engines.py: --record without --throughput-file needs the 2B architecture "
+                             "(--architecture qwen2-vl-2b): the package's figures are Qwen2-VL-2B's")
+        for rec in record(result, a.throughput_file):
+            print(rec)
     return 1 if any("error" in row for row in result["engines"].values()) else 0
 
 

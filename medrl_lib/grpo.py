@@ -111,7 +111,7 @@ def rollout_sampling_kwargs(args, eos_token_ids) -> dict:
 
 @functools.lru_cache(maxsize=None)
 def _vllm_generation_class():
-    """TRL's colocated vLLM engine (``VLLMGeneration``) with two changes, used by ``MedrlGRPOTrainer``:
+    """TRL's colocated vLLM engine (``VLLMGeneration``) with three changes, used by ``MedrlGRPOTrainer``:
 
     * the engine starts with the multimodal settings of :func:`medrl_lib.vllm_inputs.engine_kwargs` (TRL builds
       ``vllm.LLM(model=name_or_path, ...)`` with none) and, on vLLM's CPU build, in eager mode (compilation costs

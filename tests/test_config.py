@@ -18,7 +18,7 @@ def test_paper_profile_has_the_papers_settings():
     assert (g.num_generations, g.temperature, g.max_completion_length, g.max_prompt_length) == (8, 1.0, 700, 1024)
     assert (g.beta, g.epsilon, g.prompts_per_device, g.gradient_accumulation_steps) == (0.04, 0.2, 1, 2)
     assert (g.max_steps, g.save_steps, g.logging_steps, g.learning_rate) == (1500, 100, 1, 1e-6)
-    assert g.bf16 and not g.gradient_checkpointing
+    assert g.bf16 and g.gradient_checkpointing  # Zhu: off; on for the memory plan (same gradients, Methods)
     assert g.semantic_judge == "microsoft/biogpt"  # Zhu 3.2's judge; the oracle would fail on real data
     e = load_profile("paper").eval  # Zhu Appendix B's metric models
     assert (e.similarity, e.perplexity) == ("cross-encoder/stsb-roberta-base", "microsoft/biogpt")

@@ -18,6 +18,8 @@ def test_two_cpu_processes_train_with_deepspeed_zero2(smoke_profile, smoke_dirs,
     log = launch_training("smoke", {"cache_dir": str(cache), "results_dir": str(results)}, base, str(tmp_path), 2,
                           bf16=False)
     info = json.loads((tmp_path / "launch_info.json").read_text())
+    peaks = info.pop("peak_memory_gib")  # one per rank: the process's peak (resident memory on a CPU)
+    assert len(peaks) == 2 and all(0 < p["allocated"] <= p["reserved"] for p in peaks)
     assert info == {"method": "grpo", "deepspeed": True, "zero_stage": 2, "world_size": 2, "backend": "gloo"}
     assert [e["step"] for e in log if "reward" in e] == [1, 2]
     model, _ = load_model(tmp_path / "final")  # rank 0 saved a loadable model
@@ -35,6 +37,8 @@ def test_two_cpu_processes_train_lora_with_deepspeed_zero2(smoke_profile, smoke_
     log = launch_training("smoke", {"cache_dir": str(cache), "results_dir": str(results)}, base, str(tmp_path), 2,
                           bf16=False, method="lora")
     info = json.loads((tmp_path / "launch_info.json").read_text())
+    peaks = info.pop("peak_memory_gib")  # one per rank: the process's peak (resident memory on a CPU)
+    assert len(peaks) == 2 and all(0 < p["allocated"] <= p["reserved"] for p in peaks)
     assert info == {"method": "lora", "deepspeed": True, "zero_stage": 2, "world_size": 2, "backend": "gloo"}
     assert any("loss" in e for e in log)
     model, _ = load_model(tmp_path / "final")  # merged LoRA weights saved by rank 0

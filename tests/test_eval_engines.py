@@ -203,3 +203,19 @@ def test_gpu_script_runs_hf_on_cpu(tiny, capsys):
     assert (result["device"], result["items"], list(result["engines"])) == ("cpu", 4, ["hf"])
     hf = result["engines"]["hf"]
     assert hf["equal_to_hf"] == 1.0 and hf["items_per_s"] > 0 and 0.0 <= hf["accuracy"] <= 1.0
+    assert hf["answer_tokens_per_s"] > 0
+
+
+def test_gpu_script_records_where_the_estimate_reads(tiny, capsys, tmp_path):
+    from gpu_eval_engines import main
+
+    from medrl_lib.estimate import load_throughput, throughput
+
+    path = tmp_path / "throughput.json"
+    args = ["--engines", "hf", "--items", "2", "--batch-size", "2", "--max-new-tokens", "4",
+            "--cache-dir", str(tiny.profile.cache_dir), "--record"]
+    with pytest.raises(SystemExit, match="--throughput-file"):  # a tiny model never writes the package's 2B figures
+        main(args)
+    assert main(args + ["--throughput-file", str(path)]) == 0
+    entry = throughput(load_throughput(path), "cpu", "hf", "evaluation")
+    assert entry["value"] > 0 and entry["source"].startswith("measured by benchmarks/gpu_eval_engines.py on ")

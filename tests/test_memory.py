@@ -72,3 +72,27 @@ def test_driver_check(profile, cuda, driver, gpus, verdict, says):
         assert check is None
     else:
         assert check.verdict == verdict and says in check.found
+
+
+def test_the_methods_page_gives_the_plan_the_code_computes(shapes):
+    # the figures of book/methods.md's "Memory plan" are the plan's, for the Zhu arm on an 80 GB card
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "book" / "methods.md").read_text()
+    off = memory.grpo_memory_plan(load_profile("paper", {"grpo.gradient_checkpointing": False}), PARAMETERS, shapes,
+                                  preflight.REFERENCE_CARD, rollouts="vllm")
+    on = memory.grpo_memory_plan(load_profile("paper"), PARAMETERS, shapes, preflight.REFERENCE_CARD, rollouts="vllm")
+    t = off.terms
+    acts = (t["activations: language model"] + t["activations: vision tower"]) / GIB
+    on_acts = (on.terms["activations: language model"] + on.terms["activations: vision tower"]) / GIB
+    from medrl_lib import study
+
+    ood = memory.grpo_memory_plan(study.arm_profile("paper", "ood-grpo"), PARAMETERS, shapes, preflight.REFERENCE_CARD,
+                                  rollouts="vllm")
+    assert f"MedVLM-R1's arm on two cards peaks at {ood.peak / GIB:.0f} GiB" in text
+    for figure in (f"{t['model states (ZeRO-2)'] / GIB:.1f} GiB of\nstates", f"{t['rollout engine'] / GIB:.1f} GiB for vLLM",
+                   f"{acts:.1f} GiB of activations", f"{t['logits'] / GIB:.1f} GiB of logits", f"{off.peak / GIB:.0f} GiB",
+                   f"fall to {on_acts:.1f} GiB", f"peak to about {on.peak / GIB:.0f} GiB, room {on.room / GIB:.0f} GiB"):
+        assert figure in text, figure
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert f"about {on.peak / GIB:.0f} GiB on an 80 GB card" in readme and f"about {off.peak / GIB:.0f} GiB)" in readme

@@ -168,6 +168,8 @@ def test_vllm_and_hf_rollouts_agree_in_format_and_length(instruct):
             hf_lengths.append(cut)
             hf_texts.append(processor.tokenizer.decode(row[:cut], skip_special_tokens=True))
     h_format, h_length = _rollout_stats(hf_texts, hf_lengths)
+    print(f"well-formed: vLLM {v_format:.3f}, generate {h_format:.3f}; mean length: vLLM {v_length:.1f}, "
+          f"generate {h_length:.1f} tokens")
     assert len(outs) == len(hf_texts) == g * len(items)
     assert abs(v_format - h_format) <= 0.15, (v_format, h_format)
     assert abs(v_length - h_length) <= 0.2 * h_length, (v_length, h_length)
@@ -222,9 +224,28 @@ def test_grpo_with_vllm_rollouts_learns_as_with_generate(parts, tmp_path):
             # the sampling settings the engine got: vision tokens barred, every EOS id of the policy a stop id
             kwargs = trainer.vllm_generation.generation_kwargs
             assert set(kwargs["stop_token_ids"]) == set(trainer.eos_token_ids) and "suppress_tokens" not in kwargs
+            _pushed_vision_weights_reach_the_engine(trainer)
     for engine, (first, last) in curves.items():
         assert last - first >= 0.05, (engine, curves)
     assert abs(curves["vllm"][1] - curves["hf"][1]) <= 0.2, curves
+
+
+def _pushed_vision_weights_reach_the_engine(trainer):
+    """After a weight push the engine answers an image it has seen with the new vision tower: its features, which
+    vLLM keeps by image hash, are not reused (the encoder cache is emptied on every push)."""
+    gen, processor = trainer.vllm_generation, trainer.processing_class
+    image = _image(300, 200, seed=1)
+    sent = {"prompt_token_ids": vllm_inputs.collapse_image_tokens(_trl_prompt_ids(processor, image),
+                                                                   processor.image_token_id),
+            "multi_modal_data": {"image": vllm_inputs.fit_image(image, processor.image_processor)}}
+    greedy = SamplingParams(max_tokens=8, temperature=0.0)
+    before = list(gen.llm.generate([sent], greedy, use_tqdm=False)[0].outputs[0].token_ids)
+    assert list(gen.llm.generate([sent], greedy, use_tqdm=False)[0].outputs[0].token_ids) == before
+    with torch.no_grad():
+        for p in trainer.model.model.visual.merger.parameters():
+            p.zero_()  # every image feature becomes the same
+    gen.sync_weights()
+    assert list(gen.llm.generate([sent], greedy, use_tqdm=False)[0].outputs[0].token_ids) != before
 
 
 def test_the_rehearsal_trains_through_deepspeed_with_colocated_vllm(parts, tmp_path):
