@@ -444,9 +444,11 @@ def main(argv: list[str] | None = None) -> int:
     tb.add_argument("--print-only", action="store_true", help="print the command, do not start TensorBoard")
     tb.set_defaults(func=cmd_tensorboard)
     args = parser.parse_args(argv)
+    from .strict import ConfigError
+
     try:
         return args.func(args)
-    except argparse.ArgumentTypeError as exc:
+    except (argparse.ArgumentTypeError, ConfigError) as exc:  # bad input: one line naming it, no traceback
         print(f"medrl {args.command}: {exc}", file=sys.stderr)
         return 2
 

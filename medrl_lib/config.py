@@ -7,10 +7,10 @@ of the wrong type is a :class:`ConfigError` naming the file and the dotted key. 
 >>> p = load_profile("smoke", overrides={"grpo.max_steps": 3})
 >>> p.name, p.grpo.max_steps, p.grpo.loss_type
 ('smoke', 3, 'grpo')
->>> load_profile("smoke", overrides={"grpo.bogus": 1})
+>>> load_profile("smoke", overrides={"grpo.bogs": 1})
 Traceback (most recent call last):
 ...
-medrl_lib.strict.ConfigError: overrides: unknown key 'grpo.bogus' (known: ...)
+medrl_lib.strict.ConfigError: overrides: unknown key 'grpo.bogs' (did you mean 'grpo.seed'?)
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 
 from .models import TinyModelConfig
-from .strict import ConfigError, from_dict, known_keys, set_dotted
+from .strict import ConfigError, from_dict, known_keys, set_dotted, suggestion
 
 #: Folder of the shipped profiles (``configs/`` at the repository root, or MEDRL_CONFIG_DIR).
 CONFIG_DIR = Path(os.environ.get("MEDRL_CONFIG_DIR", Path(__file__).resolve().parent.parent / "configs"))
@@ -443,7 +443,8 @@ def load_profile(name_or_path: str | Path = "cpu", overrides: dict[str, Any] | N
     """Load a profile by name (``smoke``, ``cpu``, ``paper``) or path, apply dotted-key ``overrides``, validate."""
     path = profile_path(name_or_path)
     if not path.exists():
-        raise ConfigError(f"{path}: no such profile file (profiles: {sorted(q.stem for q in CONFIG_DIR.glob('*.yaml'))})")
+        raise ConfigError(f"{path}: no such profile file"
+                          + suggestion(Path(name_or_path).stem, [q.stem for q in CONFIG_DIR.glob("*.yaml")], "profiles"))
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
@@ -456,7 +457,7 @@ def load_profile(name_or_path: str | Path = "cpu", overrides: dict[str, Any] | N
         merged = copy.deepcopy(data)
         for key, value in overrides.items():
             if key not in known and not any(key.startswith(k + ".") for k in known if k.endswith("reward_weights")):
-                raise ConfigError(f"overrides: unknown key '{key}' (known: {', '.join(known)})")
+                raise ConfigError(f"overrides: unknown key '{key}'" + suggestion(key, known))
             set_dotted(merged, key, value)
         profile = from_dict(Profile, merged, "overrides")
     return validate(profile, str(path) if not overrides else f"{path} + overrides")

@@ -56,13 +56,31 @@ def check_value(value: Any, tp: Any, where: str, key: str) -> Any:
     return value
 
 
+def suggestion(word: str, choices, what: str = "keys") -> str:
+    """A close match of ``word`` among ``choices`` as " (did you mean 'x'?)", else the choices themselves when few.
+
+    >>> suggestion("grpo.max_step", ["grpo.max_steps", "grpo.beta"])
+    " (did you mean 'grpo.max_steps'?)"
+    >>> suggestion("nope", ["cpu", "paper"], "profiles")
+    ' (profiles: cpu, paper)'
+    """
+    import difflib
+
+    choices = sorted(choices)
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    if close:
+        return f" (did you mean '{close[0]}'?)"
+    return f" ({what}: {', '.join(choices)})" if len(choices) <= 12 else f" ({len(choices)} {what}; none close)"
+
+
 def from_dict(cls, data: dict, where: str, prefix: str = ""):
     """Build dataclass ``cls`` from ``data``, strictly."""
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
-        raise ConfigError(f"{where}: unknown key '{prefix}{unknown[0]}' (known: {', '.join(sorted(names))})")
+        full = [prefix + n for n in names]
+        raise ConfigError(f"{where}: unknown key '{prefix}{unknown[0]}'" + suggestion(prefix + unknown[0], full))
     kwargs = {k: check_value(v, hints[k], where, prefix + k) for k, v in data.items()}
     return cls(**kwargs)
 

@@ -306,3 +306,17 @@ def test_one_gpu_trains_through_the_launcher(monkeypatch):
     monkeypatch.setattr(engines, "gpu_count", lambda: 0)
     assert not runs.launched(load_profile("rehearsal", {"num_processes": 1}))
     assert runs.launched(load_profile("rehearsal"))  # 2 processes over gloo
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["book", "--profile", "nope"], "no such profile file (profiles: cpu, overnight, paper, rehearsal, smoke)"),
+    (["protocol", "--profile", "cpux"], "did you mean 'cpu'?"),                           # a close match suggested
+    (["protocol", "--overrides", '{"grpo.max_steps": -3}'], "'grpo.max_steps' must be positive, got -3"),
+    (["check", "--profile", "smoke", "--overrides", '{"grpo.max_step": 3}'], "did you mean 'grpo.max_steps'?"),
+])
+def test_bad_input_is_one_line_without_a_traceback(argv, says, capsys):
+    from medrl_lib import cli
+
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert says in err and len(err.splitlines()) == 1 and "Traceback" not in err
