@@ -41,6 +41,7 @@ def run(scale: str, processes: int, steps: int, work: Path, rollouts: str = "aut
 
     from medrl_lib import study
     from medrl_lib.budget import grpo_prompts_per_step
+    from medrl_lib.engines import rollout_engine
     from medrl_lib.runs import write_profile
     from medrl_lib.launch import launch_training
     from medrl_lib.memory import grpo_memory_plan, shapes_of
@@ -70,13 +71,13 @@ def run(scale: str, processes: int, steps: int, work: Path, rollouts: str = "aut
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
     config, _ = policy_config(str(policy))
     found = torch.cuda.get_device_properties(0).total_memory if torch.cuda.is_available() else None
-    plan = grpo_memory_plan(p, count_parameters(config), shapes_of(config), found,
-                            rollouts="vllm" if p.grpo.rollouts == "vllm" or log_uses_vllm(log) else "hf")
+    rollouts = rollout_engine(p)  # what every rank resolved on this machine
+    plan = grpo_memory_plan(p, count_parameters(config), shapes_of(config), found, rollouts=rollouts)
     bw = bandwidth(device)
     rollout_tps = per_gpu * completion / rollout_s if rollout_s else None
     return {
         "device": device, "scale": scale, "processes": processes, "steps": len(steps_log),
-        "rollouts": "vllm" if log_uses_vllm(log) else "hf",
+        "rollouts": rollouts,
         "peak_memory_gib_per_rank": info.get("peak_memory_gib"),
         "memory_plan_gib": {k: round(v / 2 ** 30, 2) for k, v in plan.terms.items()} | {"peak": round(plan.peak / 2 ** 30, 2)},
         "seconds_per_step": step_s, "rollout_seconds_per_step": rollout_s,
@@ -87,11 +88,6 @@ def run(scale: str, processes: int, steps: int, work: Path, rollouts: str = "aut
         "update_tokens_per_s": per_gpu * (prompt + completion) / max(step_s - rollout_s, 1e-9),
         "zero_stage": info.get("zero_stage"), "backend": info.get("backend"),
     }
-
-
-def log_uses_vllm(log: list[dict]) -> bool:
-    """Whether the run's rollouts came from vLLM (TRL logs the importance-sampling ratio of vLLM rollouts)."""
-    return any(any(k.startswith("sampling/") for k in e) for e in log)
 
 
 def record(results: dict, path: str | None) -> list[str]:

@@ -184,12 +184,11 @@ def sharded_records(model_dir: str, profile: Profile, ds, devices: Sequence[str]
 def _image_token_bound(processor) -> int:
     """The most placeholder tokens one image becomes: the image processor's pixel limit over the pixels of one
     merged patch (``(patch_size * merge_size)**2``, 28 x 28 for Qwen2-VL)."""
+    from .vllm_inputs import pixel_limits
+
     ip = processor.image_processor
-    size = getattr(ip, "size", None) or {}
-    limit = size.get("longest_edge") if isinstance(size, dict) else getattr(size, "longest_edge", None)
-    limit = limit or ip.max_pixels
     unit = ip.patch_size * ip.merge_size
-    return -(-int(limit) // (unit * unit))
+    return -(-pixel_limits(ip)[1] // (unit * unit))
 
 
 def vllm_engine_kwargs(model_dir: str, processor, texts: Sequence[str], *, max_new_tokens: int,

@@ -170,7 +170,6 @@ def grpo_memory_plan(profile: Profile, parameters: int, shapes: dict, device_byt
         rollouts = "vllm" if g.rollouts == "auto" else rollout_engine(profile)
     batch = g.prompts_per_device * g.num_generations                        # completions per micro-batch
     tokens = batch * (g.max_prompt_length + g.max_completion_length)        # padded sequence tokens
-    unit = vision["patch_size"] * vision["spatial_merge_size"]
     patches = (profile.model.max_pixels or 0) // (vision["patch_size"] ** 2)  # patches of one image at the cap
     images = batch                                                           # TRL repeats each prompt's image
     layers, depth = text["num_hidden_layers"], vision["depth"]
@@ -194,8 +193,7 @@ def grpo_memory_plan(profile: Profile, parameters: int, shapes: dict, device_byt
              "activations: language model": f"{batch} x {g.max_prompt_length + g.max_completion_length} tokens x "
                                             f"{layers} layers, {per_token / 1024:.0f} KiB/token/layer, {checkpointing}",
              "activations: vision tower": f"{images} images x {patches} patches x {depth} blocks, "
-                                          f"{per_patch / 1024:.0f} KiB/patch/block, {checkpointing} "
-                                          f"({unit} px merged patches)",
+                                          f"{per_patch / 1024:.0f} KiB/patch/block, {checkpointing}",
              "logits": f"{LOGIT_COPIES} bf16 copies of {batch} x {g.max_completion_length} x {text['vocab_size']}",
              "runtime": f"CUDA context and allocator slack ({RUNTIME_GIB:g} GiB)"}
     return MemoryPlan(terms, device_bytes, notes)

@@ -343,12 +343,12 @@ def check_memory(profile_name: str, overrides: dict | None, found: list[tuple[st
         config, _ = profile_config(p)
         parameters = count_parameters(config)
         device = min((mem for _, mem in found[:p.num_processes]), default=REFERENCE_CARD)
-        plans.append((grpo_memory_plan(p, parameters, shapes_of(config), device), arm, p))
-    plan, arm, p = max(plans, key=lambda t: t[0].peak)
+        plans.append((grpo_memory_plan(p, parameters, shapes_of(config), device), arm, p, parameters))
+    plan, arm, p, parameters = max(plans, key=lambda t: t[0].peak)
     lines = (f"memory plan of one GRPO process ({arm}, the study's largest):", *("  " + x for x in plan.lines()))
     needs = f"{plan.peak / GIB:.1f} GiB per process ({arm}, at the token and pixel limits)"
     if not found:
-        cpu = model_states_per_process(p, count_parameters(profile_config(p)[0])) / GIB < CPU_STATES_GIB
+        cpu = model_states_per_process(p, parameters) / GIB < CPU_STATES_GIB
         room = f"no GPU; on an 80 GB card: room {plan.room / GIB:+.1f} GiB" + (" (CPU processes here)" if cpu else "")
         return Check("GPU memory", needs, room, "ok" if cpu or plan.fits else "FAIL", lines)
     verdict = "ok" if plan.fits else "FAIL"

@@ -347,6 +347,8 @@ def grpo_kwargs(profile: Profile, output_dir: str, **extra) -> dict:
         temperature=g.temperature,
         top_p=g.top_p,
         top_k=0,
+        min_p=None,  # no min-p filtering: the papers sample at the temperature alone (TRL's default today)
+        repetition_penalty=1.0,  # none (TRL's default today)
         max_completion_length=g.max_completion_length,
         beta=g.beta,
         epsilon=g.epsilon,
@@ -393,6 +395,7 @@ def vllm_kwargs(profile: Profile) -> dict:
     if rollout_engine(profile) != "vllm":
         return {"use_vllm": False}
     return dict(use_vllm=True, vllm_mode=g.vllm_mode, vllm_gpu_memory_utilization=g.vllm_gpu_memory_utilization,
+                vllm_tensor_parallel_size=1,  # one engine per training GPU (colocate), the whole policy on each
                 vllm_max_model_length=g.vllm_max_model_length or g.max_prompt_length + g.max_completion_length,
                 vllm_importance_sampling_correction=True, vllm_importance_sampling_mode=g.vllm_importance_sampling_mode,
                 vllm_importance_sampling_clip_max=g.vllm_importance_sampling_clip_max,

@@ -60,17 +60,21 @@ def target_size(width: int, height: int, image_processor) -> tuple[int, int]:
     return w, h
 
 
-def fit_image(image, image_processor):
-    """``image`` (PIL) in RGB at :func:`target_size`, resized as the processor resizes (its resample filter): an
-    image vLLM's processor leaves at its size, so that it yields the policy's number of image tokens."""
+def resized(image, size: tuple[int, int], resample=None):
+    """``image`` (PIL) in RGB at ``size`` (width, height), bicubic unless ``resample`` names another PIL filter;
+    left as it is when it already has that size (the processor then leaves it alone too)."""
     from PIL import Image
 
     image = image.convert("RGB") if image.mode != "RGB" else image
-    size = target_size(*image.size, image_processor)
     if size == image.size:
         return image
-    resample = getattr(image_processor, "resample", None)
     return image.resize(size, resample=Image.Resampling(int(resample)) if resample is not None else Image.BICUBIC)
+
+
+def fit_image(image, image_processor):
+    """``image`` (PIL) at :func:`target_size`, resized as the processor resizes (its resample filter): an image vLLM's
+    processor leaves at its size, so that it yields the policy's number of image tokens."""
+    return resized(image, target_size(*image.size, image_processor), getattr(image_processor, "resample", None))
 
 
 def engine_kwargs(image_processor) -> dict:

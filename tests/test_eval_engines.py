@@ -81,8 +81,10 @@ def test_a_failed_worker_is_named_with_its_shard_and_device(tiny):
 
 
 def fake_llm(model, processor):
-    """A stand-in for ``vllm.LLM``: keeps its keyword arguments, and answers each prompt alone with the tiny HF
-    model's ``generate`` under the sampling settings it is given (greedy, stop ids, suppressed tokens)."""
+    """A stand-in for ``vllm.LLM`` (not installed in this environment; the real engine answers the rehearsal's items
+    in tests/vllm, test_greedy_evaluation_agrees_item_by_item): keeps its keyword arguments, and answers each prompt
+    alone with the tiny HF model's ``generate`` under the sampling settings it is given (greedy, stop ids, suppressed
+    tokens)."""
     tokenizer = processor.tokenizer
     built: list[dict] = []
 

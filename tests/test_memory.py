@@ -7,7 +7,7 @@ from medrl_lib.config import load_profile
 
 GIB = 1024 ** 3
 CARD_80GB = int(79.2 * GIB)  # an A100 / H100 80GB as CUDA reports it
-PARAMETERS = 2_208_985_600  # Qwen2-VL-2B
+PARAMETERS = preflight.count_parameters(preflight.qwen2_vl_2b_config())  # Qwen2-VL-2B's published architecture
 
 
 @pytest.fixture(scope="module")

@@ -295,14 +295,15 @@ def _resize_images(ds: datasets.Dataset, max_pixels: int | None, desc: str) -> d
     ``smart_resize``, bicubic as the processor): the processor then leaves it at that size."""
     if not max_pixels:
         return ds
-    from PIL import Image
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
 
+    from medrl_lib.vllm_inputs import resized
+
     def fit(row):
-        image = row["image"].convert("RGB")
+        image = row["image"]
         h, w = smart_resize(image.height, image.width, factor=RESIZE_FACTOR, min_pixels=RESIZE_MIN_PIXELS,
                             max_pixels=max_pixels)
-        return {"image": image if (w, h) == image.size else image.resize((w, h), Image.BICUBIC)}
+        return {"image": resized(image, (w, h))}
 
     return ds.map(fit, desc=desc)
 
