@@ -10,7 +10,7 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 export TOKENIZERS_PARALLELISM := false
 export MPLBACKEND := Agg
 
-.PHONY: setup vllm-setup book overnight test test-fast test-vllm clean-results lock lock-vllm help chromium lab tensorboard
+.PHONY: setup vllm-setup book overnight test test-fast test-vllm clean-results lock lock-vllm help chromium slurm lab tensorboard
 
 help:
 	@echo "make book   - install (once) and build the book on the cpu profile"
@@ -77,9 +77,17 @@ chromium:
 	  (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1)) || \
 	  echo "chromium could not be installed: the browser test will be skipped"; }
 
+# The cluster tests start a one-node SLURM cluster of Debian's slurm-wlm and munge: installed here when missing (root),
+# else those tests are skipped with the reason.
+slurm:
+	@command -v slurmctld >/dev/null && command -v munged >/dev/null || { [ "$$(id -u)" = 0 ] && \
+	  (apt-get install -y -q slurm-wlm munge >/dev/null 2>&1 || \
+	  (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q slurm-wlm munge >/dev/null 2>&1)) || \
+	  echo "slurm-wlm and munge could not be installed: the SLURM tests will be skipped"; }
+
 # The tests never reach the hub.
 test test-fast test-vllm: export HF_HUB_OFFLINE := 1
-test: setup vllm-setup chromium
+test: setup vllm-setup chromium slurm
 	$(PY) -m pytest -q
 	$(MAKE) --no-print-directory test-vllm
 

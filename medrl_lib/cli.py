@@ -7,8 +7,12 @@
     medrl protocol [--profile P] [--json] what every arm really trains and is scored with, beside each paper's
     medrl models [--profile cpu]          build (or find) the start models of a profile (each seed's if per_seed)
     medrl tensorboard [--profile cpu]     TensorBoard over every run's event files (``<run>/tensorboard``)
+    medrl runs [--profile cpu] [--json]   the study's runs: id, key, GPUs, estimated GPU-hours, state in the store
+    medrl run [--profile cpu] RUN_ID...   train and evaluate those runs, each under its lock, outside any notebook
+    medrl submit --scheduler slurm [...]  every run not stored as SLURM job arrays, then the book (--dry-run: scripts)
 
-``medrl book`` runs the preflight first and stops with its table when a check fails. A profile whose models and
+``medrl book`` runs the preflight first and stops with its table when a check fails; ``--no-train`` renders from the
+results store and never trains (it stops before the first notebook, naming the runs the store lacks). A profile whose models and
 data are all local (cpu, overnight, smoke, rehearsal) runs with ``HF_HUB_OFFLINE=1``; the paper profile may download.
 
 The console shows progress lines only (runs trained or loaded, training steps); everything a notebook printed
@@ -25,6 +29,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from .cli_args import hub_environment, parse_overrides, positive, profile_arguments
+from .cli_cluster import add_cluster_commands, not_stored, resolve_as_run_nodes
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
@@ -181,18 +188,6 @@ def build_book(strict: bool = True, book_dir: Path | None = None) -> Path:
     return book_dir / "_build" / "html" / "index.html"
 
 
-def hub_environment(profile_name: str, overrides: dict | None = None) -> dict[str, str]:
-    """Environment for a profile's notebooks: offline (``HF_HUB_OFFLINE=1``) when it needs nothing from the hub.
-
-    >>> hub_environment("cpu"), hub_environment("paper")
-    ({'HF_HUB_OFFLINE': '1'}, {})
-    """
-    from .config import load_profile
-    from .preflight import needs_hub
-
-    return {} if needs_hub(load_profile(profile_name, overrides)) else {"HF_HUB_OFFLINE": "1"}
-
-
 def preflight(profile_name: str, overrides: dict | None = None, log=print) -> bool:
     """Run the preflight checks of ``profile_name`` and print their table; True when none failed."""
     from .preflight import format_table, passed, run_checks
@@ -203,8 +198,6 @@ def preflight(profile_name: str, overrides: dict | None = None, log=print) -> bo
 
 
 def cmd_check(args) -> int:
-    import json
-
     os.environ.update(hub_environment(args.profile, parse_overrides(args.overrides)))
     return 0 if preflight(args.profile, parse_overrides(args.overrides)) else 1
 
@@ -236,7 +229,17 @@ def cmd_book(args) -> int:
     notebooks = select_notebooks(args.only)
     book_dir = Path(args.book_dir).resolve() if args.book_dir else BOOK
     os.environ.update(hub_environment(args.profile, overrides))  # the notebooks' kernels inherit it
-    if not args.skip_check:
+    if args.no_train:
+        from .results import NO_TRAIN_ENV
+
+        os.environ[NO_TRAIN_ENV] = "1"  # the kernels inherit it: a run the store lacks raises instead of training
+        resolve_as_run_nodes(args.profile, overrides)
+        if not args.only:
+            missing = not_stored(args.profile, overrides)
+            if missing:
+                print(missing, file=sys.stderr)
+                return 1
+    if not args.skip_check and not args.no_train:  # the preflight asks whether runs can train here
         print(f"preflight (profile {args.profile}):", flush=True)
         if not preflight(args.profile, overrides):
             print("medrl: the preflight failed (table above): nothing was run", file=sys.stderr)
@@ -296,7 +299,6 @@ def tensorboard_command(profile_name: str, overrides: dict | None = None, port: 
 
 
 def cmd_tensorboard(args) -> int:
-    import json
     import shlex
 
     cmd = tensorboard_command(args.profile, parse_overrides(args.overrides), args.port)
@@ -355,8 +357,6 @@ def cmd_launch(args) -> int:
 
 def cmd_estimate(args) -> int:
     """Print the GPU-hours, wall time and disk of every arm of a profile's study, the totals and the assumptions."""
-    import json
-
     from .config import ConfigError
     from .estimate import estimate, format_estimate
 
@@ -369,33 +369,15 @@ def cmd_estimate(args) -> int:
         print(f"medrl: {exc.args[0]}", file=sys.stderr)
         return 2
     print(format_estimate(est))
+    if args.nodes:
+        from .estimate import cluster_wall_hours
+
+        print("")
+        for nodes in args.nodes:
+            hours = cluster_wall_hours(est, nodes, args.gpus_per_node)
+            print(f"wall time on {nodes} node(s) of {args.gpus_per_node} {est.gpu}: {hours:,.0f} hours "
+                  f"({hours / 24:.1f} days), every run a job of its own (medrl submit)")
     return 0
-
-
-def parse_overrides(text: str) -> dict:
-    """``--overrides``: a JSON object of dotted-key settings; anything else is an ``argparse.ArgumentTypeError``
-    naming the option and what is allowed.
-
-    >>> parse_overrides('{"num_processes": 1}')
-    {'num_processes': 1}
-    """
-    import json
-
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise argparse.ArgumentTypeError(f"--overrides is not JSON ({exc.msg} at character {exc.pos}): give an "
-                                         """object of dotted-key settings, e.g. '{"num_processes": 1}'""") from None
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f"--overrides must be a JSON object of dotted-key settings, got "
-                                         f"{type(value).__name__}")
-    return value
-
-
-def profile_arguments(parser: argparse.ArgumentParser, default: str) -> None:
-    """``--profile`` (default ``default``) and ``--overrides`` (a JSON object of dotted-key settings)."""
-    parser.add_argument("--profile", default=default)
-    parser.add_argument("--overrides", default="{}", help="JSON object of dotted-key settings")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -411,6 +393,8 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--no-build", action="store_true", help="execute the notebooks but do not build the book")
     b.add_argument("--book-dir", help="book sources to execute into and build (default: book/)")
     b.add_argument("--skip-check", action="store_true", help="do not run the preflight checks first")
+    b.add_argument("--no-train", action="store_true", help="render from the results store and never train: stop "
+                   "before the first notebook when runs are missing, listing them")
     b.add_argument("--overrides", default="{}", help="JSON object of dotted-key settings applied to every arm, e.g. "
                    """'{"num_processes": 1}' (the rehearsal on one GPU)""")
     b.set_defaults(func=cmd_book)
@@ -437,20 +421,33 @@ def main(argv: list[str] | None = None) -> int:
     es.add_argument("--vllm", action="store_true", help="the machine that runs the study has the vllm package "
                     "(default: as this one); the profile's grpo.rollouts / eval.engine still choose "
                     "('auto' then picks vLLM)")
+    es.add_argument("--nodes", type=positive, nargs="+", metavar="N", help="also the wall time on N nodes (several: "
+                    "one line each), every run a job of its own")
+    es.add_argument("--gpus-per-node", type=positive, default=4, help="GPUs of a node for --nodes (default 4)")
     es.set_defaults(func=cmd_estimate)
+    add_cluster_commands(sub)
     tb = sub.add_parser("tensorboard", help="training curves of every run of a profile (live while runs train)")
     profile_arguments(tb, "cpu")
     tb.add_argument("--port", type=int, default=6006)
     tb.add_argument("--print-only", action="store_true", help="print the command, do not start TensorBoard")
     tb.set_defaults(func=cmd_tensorboard)
     args = parser.parse_args(argv)
+    from .engines import MACHINE_ENV
+    from .results import NO_TRAIN_ENV
     from .strict import ConfigError
 
+    saved = {name: os.environ.get(name) for name in (MACHINE_ENV, NO_TRAIN_ENV)}  # a command sets them for itself
     try:
         return args.func(args)
     except (argparse.ArgumentTypeError, ConfigError) as exc:  # bad input: one line naming it, no traceback
         print(f"medrl {args.command}: {exc}", file=sys.stderr)
         return 2
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 if __name__ == "__main__":

@@ -57,10 +57,37 @@ def free_accelerator() -> None:
         torch.cuda.empty_cache()
 
 
+#: Resolve the engines as on another machine: ``gpus=N`` and/or ``vllm=0|1`` (e.g. ``gpus=4,vllm=1``), for a
+#: process that lists or renders runs away from the GPU nodes that train them (a login node, a CPU job that builds the
+#: book): their keys hold the engines of the nodes that train them.
+MACHINE_ENV = "MEDRL_MACHINE"
+
+
+def machine_override(text: str | None = None) -> dict:
+    """:data:`MACHINE_ENV` (or ``text``) as ``{"gpus": int, "vllm": bool}`` (either may be absent); a bad value is a
+    ConfigError naming it.
+
+    >>> machine_override("gpus=4,vllm=1"), machine_override("")
+    ({'gpus': 4, 'vllm': True}, {})
+    """
+    import os
+
+    text = os.environ.get(MACHINE_ENV, "") if text is None else text
+    out: dict = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, _, value = part.partition("=")
+        if name not in ("gpus", "vllm") or not value.isdigit():
+            raise ConfigError(f"{MACHINE_ENV}={text!r}: expected gpus=N and/or vllm=0|1, e.g. 'gpus=4,vllm=1'")
+        out[name] = int(value) if name == "gpus" else value != "0"
+    return out
+
+
 def _have(vllm: bool | None, gpus: int | None) -> tuple[bool, int]:
-    """(whether vLLM can run here, GPUs): vLLM is installed, and a GPU is visible or vLLM is its CPU build."""
-    has_vllm = vllm_installed() if vllm is None else vllm
-    n_gpus = gpu_count() if gpus is None else gpus
+    """(whether vLLM can run here, GPUs): vLLM is installed, and a GPU is visible or vLLM is its CPU build
+    (:data:`MACHINE_ENV` stands for this machine where set)."""
+    machine = machine_override() if vllm is None or gpus is None else {}
+    has_vllm = (machine.get("vllm", vllm_installed()) if vllm is None else vllm)
+    n_gpus = (machine.get("gpus", gpu_count()) if gpus is None else gpus)
     return has_vllm and (n_gpus > 0 or vllm_cpu_build()), n_gpus
 
 

@@ -5,7 +5,8 @@ the summary chapter shows it for the paper profile (:func:`show_estimate`).
 
 Every distinct stored run is counted once per seed of the profile (an arm that reads another arm's runs,
 :func:`medrl_lib.study.stored_arm`, is not counted again), and the four zero-shot evaluations
-(:func:`medrl_lib.study.zero_shot` and :func:`~medrl_lib.study.baseline` of both results groups) once each. With
+(:data:`medrl_lib.study.ZERO_SHOT`: the instruct start with both prompts in both results groups, the base start in
+Zhu's) once each. With
 ``L_c`` the assumed mean completion (:data:`COMPLETION_FRACTION` of ``grpo.max_completion_length``) and ``L_p`` the
 assumed mean prompt (:data:`PROMPT_FRACTION` of ``grpo.max_prompt_length``), per GPU:
 
@@ -240,13 +241,12 @@ def estimate(profile_name: str = "paper", overrides: dict | None = None, *, gpu:
         runs = len(p.seeds)
         rows.append(ArmEstimate(arm, study.LABELS[arm], group, method, runs, steps, n, f"{engine}/{eval_engine}",
                                 step_s, hours, runs * hours, runs * hours * n, runs * kept / GIB, checkpoints / GIB))
-    for group in ("zhu", "ood"):
+    labels = {"instruct-zero-shot": "start", "zero-shot-instruct": "zero-shot", "base-zero-shot": "base-start"}
+    for group, arm, _, prompt in study.ZERO_SHOT:
         p = load_profile(profile_name, {**study.group_overrides(profile_name, group, overrides), **(overrides or {})})
-        for arm, label, plain in (("instruct-zero-shot", study.LABELS["start"], p.eval.prompt_mode == "plain"),
-                                  ("zero-shot-instruct", study.LABELS["zero-shot"], True)):
-            eval_s, eval_engine, n = evaluation(p, plain)
-            rows.append(ArmEstimate(arm, label, group, "zero-shot", 1, 0, n, f"-/{eval_engine}", 0.0, eval_s / 3600,
-                                    eval_s / 3600, eval_s / 3600 * n, 0.0, 0.0))
+        eval_s, eval_engine, n = evaluation(p, prompt == "plain")
+        rows.append(ArmEstimate(arm, study.LABELS[labels[arm]], group, "zero-shot", 1, 0, n, f"-/{eval_engine}", 0.0,
+                                eval_s / 3600, eval_s / 3600, eval_s / 3600 * n, 0.0, 0.0))
     pct = f"{completion_fraction:.0%}"
     assumptions = [
         (f"GPU {gpu_key(gpu)}; engines (rollout/evaluation) as medrl_lib.engines resolves grpo.rollouts "
@@ -277,6 +277,32 @@ def estimate(profile_name: str = "paper", overrides: dict | None = None, *, gpu:
         assumptions.append(f"the policy is not Qwen2-VL-2B (model.kind {base.model.kind!r}): the figures are the 2B "
                            "model's, so the hours are those of this profile's token counts on Qwen2-VL-2B")
     return StudyEstimate(profile_name, gpu_key(gpu), rows, assumptions)
+
+
+def cluster_wall_hours(est: StudyEstimate, nodes: int, gpus_per_node: int = 4) -> float:
+    """Wall hours of ``est``'s runs on ``nodes`` nodes of ``gpus_per_node`` GPUs, every run an independent job on one
+    node (as ``medrl submit`` makes them), the longest first, each started on the node whose GPUs free up first
+    (greedy list scheduling: within 4/3 of the best order). A run that needs more GPUs than a node has is an error.
+
+    >>> row = ArmEstimate("a", "a", "zhu", "grpo", 3, 10, 4, "hf/hf", 1.0, 10.0, 30.0, 120.0, 0.0, 0.0)
+    >>> est = StudyEstimate("x", "A100-80GB", [row], [])
+    >>> cluster_wall_hours(est, 1), cluster_wall_hours(est, 2), cluster_wall_hours(est, 3)
+    (30.0, 20.0, 10.0)
+    """
+    if nodes < 1 or gpus_per_node < 1:
+        raise ValueError(f"nodes and GPUs per node must be at least 1, got {nodes} and {gpus_per_node}")
+    jobs = sorted(((r.hours_per_run, max(r.gpus, 1), r.arm) for r in est.rows for _ in range(r.runs)), reverse=True)
+    free = [[0.0] * gpus_per_node for _ in range(nodes)]  # per node: when each GPU is free, in order
+    end = 0.0
+    for hours, gpus, arm in jobs:
+        if gpus > gpus_per_node:
+            raise ValueError(f"a run of {arm} needs {gpus} GPUs; a node has {gpus_per_node}")
+        node = min(free, key=lambda f: f[gpus - 1])  # the node where `gpus` GPUs are free first
+        start = node[gpus - 1]
+        node[:gpus] = [start + hours] * gpus
+        node.sort()
+        end = max(end, start + hours)
+    return end
 
 
 #: Columns of :func:`estimate_table` and of the text table: (heading, ArmEstimate field, digits).

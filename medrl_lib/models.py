@@ -370,34 +370,36 @@ def build_once(path: str | Path, build, meta: dict, *, marker: str) -> Path:
     """The folder ``path``, built once: reused when :func:`is_built` for ``meta``, else ``build(tmp)`` writes it
     into a temporary sibling, which gets the ``marker`` file (``meta`` and the dict ``build`` returns, if any) and
     is then renamed to ``path`` (replacing an unfinished or stale folder). An interrupted build leaves nothing
-    that could be taken for a finished one; when two processes build the same folder, the first rename wins.
+    that could be taken for a finished one. The build holds the folder's lock (:func:`medrl_lib.locks.folder_lock`):
+    a second process that needs the same folder, on this machine or another sharing the cache, waits and then finds
+    it built, instead of building it again.
 
     Every model this package builds goes through here: the tiny models and their stand-ins
     (:mod:`medrl_lib.standins`, in ``<cache_dir>/<kind>-<hash of their settings>``, :data:`TINY_MARKER`), the
     reference LM (``meta.json``) and the hub stand-ins of the rehearsal (:mod:`medrl_lib.hub_standins`)."""
     import shutil
 
+    from .console import progress
+    from .locks import describe, folder_lock
+
     path = Path(path)
     if is_built(path, meta, marker):
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
-        extra = build(tmp) or {}
-        (tmp / marker).write_text(json.dumps({**meta, **extra}, indent=2, sort_keys=True, default=str))
-        if is_built(path, meta, marker):  # another process finished first
+    with folder_lock(path, on_wait=lambda who: progress(f"{path.name}: waiting for {describe(who)}, who builds it")):
+        if is_built(path, meta, marker):  # built by the process we waited for
             return path
-        if path.exists():
-            shutil.rmtree(path)
-        tmp.rename(path)
-    except OSError:
-        if is_built(path, meta, marker):  # another process renamed its folder first
-            return path
-        raise
-    finally:
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        try:
+            extra = build(tmp) or {}
+            (tmp / marker).write_text(json.dumps({**meta, **extra}, indent=2, sort_keys=True, default=str))
+            if path.exists():
+                shutil.rmtree(path)
+            tmp.rename(path)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     return path
 
 

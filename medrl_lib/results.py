@@ -191,15 +191,37 @@ def load_run(path: str | Path, key: str | None = None) -> Run | None:
     return Run(path=path, config=cfg["config"], metrics=metrics, log_history=log, records=records)
 
 
-def cached_run(path: str | Path, config: dict, work: Callable[[Path], dict], *, force: bool = False) -> Run:
+#: Set (to anything) in a process that must render from the store and never train (``medrl book --no-train``):
+#: :func:`cached_run` then raises :class:`RunNotStored` where it would train.
+NO_TRAIN_ENV = "MEDRL_NO_TRAIN"
+
+
+class RunNotStored(RuntimeError):
+    """A run the results store does not hold, asked for where nothing may train (:data:`NO_TRAIN_ENV`)."""
+
+
+def failure_path(path: str | Path) -> Path:
+    """``<run>/failed.json``: the error of the last attempt at a run that raised (removed when it starts again)."""
+    return Path(path) / "failed.json"
+
+
+def cached_run(path: str | Path, config: dict, work: Callable[[Path], dict], *, force: bool = False,
+               wait: bool = True) -> Run:
     """Load the run at ``path`` made from ``config``, or call ``work(path)`` and store what it returns.
 
-    A folder left by an interrupted run of the same config is kept, so that ``work`` can resume from its
-    checkpoints; a folder of another config, or any folder with ``force``, is cleared first.
+    The work happens under the run's lock (:func:`medrl_lib.locks.folder_lock`): a second process asking for the
+    same run, on this machine or another that shares the store, waits for the first and then loads what it stored
+    (with ``wait=False`` it raises :class:`medrl_lib.locks.FolderHeld` instead). A folder left by an interrupted run
+    of the same config is kept, so that ``work`` can resume from its checkpoints (a lock whose holder died is free:
+    the next process takes it over); a folder of another config, or any folder with ``force``, is cleared first.
+    A ``work`` that raises leaves ``failed.json`` (its error and the log's path) for ``medrl runs`` to show.
 
     ``work`` returns a dict with ``metrics`` (dict) and optionally ``log_history``, ``records``,
     ``train_ids`` and ``test_ids``; they are written here, ``metrics.json`` last.
     """
+    from .console import progress
+    from .locks import describe, folder_lock
+
     path = Path(path)
     key = config_key(config)
     if not force:
@@ -207,32 +229,78 @@ def cached_run(path: str | Path, config: dict, work: Callable[[Path], dict], *, 
         if run is not None:
             run.reused = True
             return run
-    try:
-        previous_key = read_json(path / "config.json").get("key")
-    except (FileNotFoundError, json.JSONDecodeError):
-        previous_key = None
-    if path.exists() and (force or previous_key != key):
-        shutil.rmtree(path)  # another config's (or a forced) run: nothing in it may be resumed
-    path.mkdir(parents=True, exist_ok=True)
-    stale = path / "metrics.json"
-    if stale.exists():
-        stale.unlink()  # an interrupted run of this config: it must not read as complete until the new metrics land
-    write_json(path / "config.json", {"key": key, "config": config})
-    write_json(path / "provenance.json", provenance())
-    t0 = time.time()
-    with captured(path / "train.log"):  # step logs, library warnings and bars: the run's file, not the book
-        out = work(path)
-    wall = time.time() - t0
-    for name in ("train_ids", "test_ids"):
-        if name in out:
-            write_json(path / f"{name}.json", list(out[name]))
-    write_jsonl(path / "training_log.jsonl", out.get("log_history", []))
-    write_jsonl(path / "records.jsonl", out.get("records", []))
-    metrics = dict(out["metrics"])
-    metrics.update({"config_key": key, "time/wall_s": wall})
-    write_json(path / "metrics.json", metrics)
+    if os.environ.get(NO_TRAIN_ENV):
+        raise RunNotStored(f"the results store holds no complete run at {path} for this config (key {key}), and "
+                           "nothing trains here (--no-train): run it with `medrl run` or `medrl submit`")
+
+    def waiting(who):
+        progress(f"{path}: waiting for {describe(who)}, who is training this run")
+
+    with folder_lock(path, wait=wait, on_wait=waiting) as died:
+        if not force:
+            run = load_run(path, key)  # stored by the process we waited for
+            if run is not None:
+                run.reused = True
+                return run
+        try:
+            previous_key = read_json(path / "config.json").get("key")
+        except (FileNotFoundError, json.JSONDecodeError):
+            previous_key = None
+        if path.exists() and (force or previous_key != key):
+            shutil.rmtree(path)  # another config's (or a forced) run: nothing in it may be resumed
+        elif died:
+            progress(f"{path}: taking over from {describe(died)}, who no longer holds the lock: resuming")
+        path.mkdir(parents=True, exist_ok=True)
+        for stale in (path / "metrics.json", failure_path(path)):
+            if stale.exists():
+                stale.unlink()  # an interrupted run of this config must not read as complete (or failed)
+        write_json(path / "config.json", {"key": key, "config": config})
+        write_json(path / "provenance.json", provenance())
+        t0 = time.time()
+        try:
+            with captured(path / "train.log"):  # step logs, library warnings and bars: the run's file, not the book
+                out = work(path)
+        except Exception as exc:
+            from .locks import this_process
+
+            write_json(failure_path(path), {"error": f"{type(exc).__name__}: {exc}".splitlines()[0][:500],
+                                            "log": str(path / "train.log"), **this_process()})
+            raise
+        wall = time.time() - t0
+        for name in ("train_ids", "test_ids"):
+            if name in out:
+                write_json(path / f"{name}.json", list(out[name]))
+        write_jsonl(path / "training_log.jsonl", out.get("log_history", []))
+        write_jsonl(path / "records.jsonl", out.get("records", []))
+        metrics = dict(out["metrics"])
+        metrics.update({"config_key": key, "time/wall_s": wall})
+        write_json(path / "metrics.json", metrics)
     return Run(path=path, config=config, metrics=metrics, log_history=out.get("log_history", []),
                records=out.get("records", []), reused=False)
+
+
+def run_state(path: str | Path, key: str) -> dict:
+    """What the store holds of the run at ``path`` with ``key``: ``state`` is 'stored' (complete), 'running' (its
+    lock is held; ``holder``), 'failed' (its last attempt raised; ``error``, ``log``), 'partial' (started with this
+    config, interrupted: the next attempt resumes) or 'missing' (nothing, or a run of another config)."""
+    from .locks import holder
+
+    path = Path(path)
+    if load_run(path, key) is not None:
+        return {"state": "stored"}
+    who = holder(path)
+    if who is not None:
+        return {"state": "running", "holder": who}
+    try:
+        started = read_json(path / "config.json").get("key") == key
+    except (FileNotFoundError, json.JSONDecodeError):
+        started = False
+    if not started:
+        return {"state": "missing"}
+    try:
+        return {"state": "failed", **read_json(failure_path(path))}
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {"state": "partial"}
 
 
 def runs_frame(results_dir: str | Path, profile: str, group: str | None = None):

@@ -16,11 +16,12 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import time
+from pathlib import Path
 
 from .config import Profile, resolve_path
 from .data.splits import make_splits
 from .engines import free_accelerator
-from .results import Run, cached_run, run_dir
+from .results import Run, cached_run, config_key, run_dir
 
 _SCORERS: dict[tuple, object] = {}
 
@@ -213,15 +214,35 @@ def _train(profile: Profile, method: str, policy: str, train, out):
     return res["model"], res["processor"], res["log_history"]
 
 
-def grpo_arm(profile: Profile, group: str, arm: str, seed: int, *, force: bool = False) -> Run:
-    """Train GRPO from ``profile.model.init`` (of the draw of ``seed``) on the train split, evaluate on the test
-    split; cached."""
-    from .standins import ensure_start_model
+@dataclasses.dataclass
+class Planned:
+    """A run as the store keys it, before anything trains: the profile it runs with, its config and folder."""
 
+    profile: Profile
+    config: dict
+    path: Path
+
+    @property
+    def key(self) -> str:
+        """The config's hash (:func:`medrl_lib.results.config_key`)."""
+        return config_key(self.config)
+
+
+def grpo_plan(profile: Profile, group: str, arm: str, seed: int) -> Planned:
+    """The GRPO run :func:`grpo_arm` trains and stores."""
     profile = _with_seed(profile, seed)
     config = _keyed(profile, {"kind": "grpo", "experiment": group, "arm": arm, "seed": seed,
                               "settings": run_settings(profile, drop=("sft",))}, seed)
-    path = run_dir(resolve_path(profile.results_dir), profile.name, group, arm, seed)
+    return Planned(profile, config, run_dir(resolve_path(profile.results_dir), profile.name, group, arm, seed))
+
+
+def grpo_arm(profile: Profile, group: str, arm: str, seed: int, *, force: bool = False, wait: bool = True) -> Run:
+    """Train GRPO from ``profile.model.init`` (of the draw of ``seed``) on the train split, evaluate on the test
+    split; cached (``wait``: :func:`medrl_lib.results.cached_run`)."""
+    from .standins import ensure_start_model
+
+    planned = grpo_plan(profile, group, arm, seed)
+    profile, config, path = planned.profile, planned.config, planned.path
 
     def work(out):
         train, test = make_splits(profile)
@@ -237,11 +258,30 @@ def grpo_arm(profile: Profile, group: str, arm: str, seed: int, *, force: bool =
         return {"metrics": metrics, "records": records, "log_history": log,
                 "train_ids": train["id"], "test_ids": test["id"]}
 
-    return cached_run(path, config, work, force=force)
+    return cached_run(path, config, work, force=force, wait=wait)
+
+
+def _zero_shot_seed(profile: Profile, seed: int | None) -> int | None:
+    """The draw a zero-shot run evaluates: ``seed`` (default the first) with per-seed draws, else None (one run)."""
+    if profile.standins.per_seed and profile.model.kind != "hub":
+        return profile.seeds[0] if seed is None else seed
+    return None
+
+
+def zero_shot_plan(profile: Profile, group: str, arm: str, which: str = "instruct", *, seed: int | None = None,
+                   prompt_mode: str | None = None) -> Planned:
+    """The evaluation :func:`zero_shot_arm` stores (``seed`` of the planned run: in its profile's ``seeds[0]``
+    slot when the draw is shared)."""
+    seed = _zero_shot_seed(profile, seed)
+    config = _keyed(profile, {"kind": "zero-shot", "experiment": group, "arm": arm, "which": which,
+                              "prompt_mode": prompt_mode or profile.eval.prompt_mode,
+                              "settings": run_settings(profile, drop=("grpo", "sft", "num_processes"))}, seed)
+    path = run_dir(resolve_path(profile.results_dir), profile.name, group, arm, 0 if seed is None else seed)
+    return Planned(profile, config, path)
 
 
 def zero_shot_arm(profile: Profile, group: str, arm: str, which: str = "instruct", *, seed: int | None = None,
-                  prompt_mode: str | None = None, force: bool = False) -> Run:
+                  prompt_mode: str | None = None, force: bool = False, wait: bool = True) -> Run:
     """Evaluate a start model ('base' or 'instruct') without training; cached.
 
     With one shared start-model draw (the default) it is that draw, stored as ``seed0`` whatever ``seed``. With
@@ -250,14 +290,8 @@ def zero_shot_arm(profile: Profile, group: str, arm: str, which: str = "instruct
     from .standins import ensure_start_model
     from .train import load_policy
 
-    if profile.standins.per_seed and profile.model.kind != "hub":
-        seed = profile.seeds[0] if seed is None else seed
-    else:
-        seed = None  # one draw: one run, in seed0
-    config = _keyed(profile, {"kind": "zero-shot", "experiment": group, "arm": arm, "which": which,
-                              "prompt_mode": prompt_mode or profile.eval.prompt_mode,
-                              "settings": run_settings(profile, drop=("grpo", "sft", "num_processes"))}, seed)
-    path = run_dir(resolve_path(profile.results_dir), profile.name, group, arm, 0 if seed is None else seed)
+    planned = zero_shot_plan(profile, group, arm, which, seed=seed, prompt_mode=prompt_mode)
+    config, path, seed = planned.config, planned.path, _zero_shot_seed(profile, seed)
 
     def work(out):
         train, test = make_splits(profile)
@@ -266,16 +300,11 @@ def zero_shot_arm(profile: Profile, group: str, arm: str, which: str = "instruct
         _finish(out, False, train, test)
         return {"metrics": metrics, "records": records, "test_ids": test["id"]}
 
-    return cached_run(path, config, work, force=force)
+    return cached_run(path, config, work, force=force, wait=wait)
 
 
-def sft_arm(profile: Profile, group: str, arm: str, seed: int, method: str = "sft", *,
-            force: bool = False) -> Run:
-    """Train a supervised baseline ('sft' full fine-tuning, 'lora', or 'dpo') from ``profile.model.init`` (of the
-    draw of ``seed``) on the train split with the profile's ``sft`` settings, evaluate on the test split; cached
-    like GRPO runs. Its config holds the steps it trains (with ``sft.budget: grpo`` they follow GRPO's settings,
-    which it drops)."""
-    from .standins import ensure_start_model
+def sft_plan(profile: Profile, group: str, arm: str, seed: int, method: str = "sft") -> Planned:
+    """The supervised run :func:`sft_arm` trains and stores."""
     from .budget import SUPERVISED_METHODS, supervised_steps
 
     if method not in SUPERVISED_METHODS:
@@ -284,7 +313,19 @@ def sft_arm(profile: Profile, group: str, arm: str, seed: int, method: str = "sf
     config = _keyed(profile, {"kind": method, "experiment": group, "arm": arm, "seed": seed,
                               "steps": supervised_steps(profile, method),
                               "settings": run_settings(profile, drop=("grpo",))}, seed)
-    path = run_dir(resolve_path(profile.results_dir), profile.name, group, arm, seed)
+    return Planned(profile, config, run_dir(resolve_path(profile.results_dir), profile.name, group, arm, seed))
+
+
+def sft_arm(profile: Profile, group: str, arm: str, seed: int, method: str = "sft", *,
+            force: bool = False, wait: bool = True) -> Run:
+    """Train a supervised baseline ('sft' full fine-tuning, 'lora', or 'dpo') from ``profile.model.init`` (of the
+    draw of ``seed``) on the train split with the profile's ``sft`` settings, evaluate on the test split; cached
+    like GRPO runs. Its config holds the steps it trains (with ``sft.budget: grpo`` they follow GRPO's settings,
+    which it drops)."""
+    from .standins import ensure_start_model
+
+    planned = sft_plan(profile, group, arm, seed, method)
+    profile, config, path = planned.profile, planned.config, planned.path
 
     def work(out):
         train, test = make_splits(profile)
@@ -301,4 +342,4 @@ def sft_arm(profile: Profile, group: str, arm: str, seed: int, method: str = "sf
         return {"metrics": metrics, "records": records, "log_history": log, "train_ids": train["id"],
                 "test_ids": test["id"]}
 
-    return cached_run(path, config, work, force=force)
+    return cached_run(path, config, work, force=force, wait=wait)

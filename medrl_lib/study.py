@@ -49,12 +49,20 @@ ARMS: dict[str, tuple[str, str, dict[str, Any]]] = {
 LENGTH_ARMS: tuple[str, ...] = ("grpo-sa-len", "grpo-sa-ecr", "grpo-sa-cwr")
 LENGTH_TWIN: dict[str, str] = {"grpo-sa-len": "grpo-sa"}
 
+#: The zero-shot runs the chapters read: (results group, arm, start model, prompt). The instruct start with the
+#: reasoning prompt (:func:`zero_shot`) and with the plain prompt (:func:`baseline`) in both groups, and the base start
+#: with the reasoning prompt in Zhu's group (the summary's calibration table).
+ZERO_SHOT = (("zhu", "instruct-zero-shot", "instruct", "reasoning"), ("zhu", "zero-shot-instruct", "instruct", "plain"),
+             ("zhu", "base-zero-shot", "base", "reasoning"), ("ood", "instruct-zero-shot", "instruct", "reasoning"),
+             ("ood", "zero-shot-instruct", "instruct", "plain"))
+
 #: Readable labels of the arms, for tables and figures.
 LABELS = {
     "grpo-base": "base + GRPO", "grpo-instruct": "instruct + GRPO", "grpo-sa": "+SA", "grpo-sa-len": "+SA (E3 settings)", "grpo-sa-ecr": "+SA+ECR",
     "grpo-sa-cwr": "+SA+CWR", "dr-grpo": "Dr.GRPO", "sft": "full SFT", "lora": "LoRA", "dpo": "DPO",
     "ood-grpo": "GRPO (MRI)", "ood-sft": "SFT (MRI)",
     "zero-shot": "instruct zero-shot (plain prompt)", "start": "instruct start (reasoning prompt)",
+    "base-start": "base start (reasoning prompt)",
 }
 
 #: Our arm -> the row of Zhu's Table 1 it reproduces.
@@ -103,14 +111,16 @@ def stored_arm(profile: str, arm: str, overrides: dict | None = None) -> str:
     return arm
 
 
-def run_arm(profile: str, arm: str, seed: int, overrides: dict | None = None, force: bool = False) -> Run:
-    """Train and evaluate ``arm`` with ``seed`` (or load it from the results store)."""
+def run_arm(profile: str, arm: str, seed: int, overrides: dict | None = None, force: bool = False, *,
+            wait: bool = True) -> Run:
+    """Train and evaluate ``arm`` with ``seed`` (or load it from the results store; ``wait``:
+    :func:`medrl_lib.results.cached_run`)."""
     arm = stored_arm(profile, arm, overrides)
     p = arm_profile(profile, arm, overrides)
     method, group, _ = ARMS[arm]
     if method == "grpo":
-        return grpo_arm(p, group, arm, seed, force=force)
-    return sft_arm(p, group, arm, seed, method, force=force)
+        return grpo_arm(p, group, arm, seed, force=force, wait=wait)
+    return sft_arm(p, group, arm, seed, method, force=force, wait=wait)
 
 
 def run_arms(profile: str, arms: list[str], seeds: list[int], overrides: dict | None = None,

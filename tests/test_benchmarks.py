@@ -12,13 +12,23 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
 @pytest.mark.slow
-def test_gpu_grpo_step_times_the_launch_path_at_rehearsal_scale(tmp_path):
+def test_gpu_grpo_step_times_the_launch_path_at_rehearsal_scale_and_records_its_figures(tmp_path):
     # accelerate + DeepSpeed ZeRO-2 over 2 gloo processes, figures above the pixel cap, peak memory of every rank
-    out = tmp_path / "r.json"
+    from medrl_lib import estimate as E
+    from medrl_lib.results import read_json, write_json
+
+    out, table = tmp_path / "r.json", tmp_path / "throughput.json"
+    write_json(table, E.load_throughput())
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_grpo_step.py"), "--scale", "rehearsal",
-                           "--processes", "2", "--steps", "2", "--work-dir", str(tmp_path), "--json", str(out)],
+                           "--processes", "2", "--steps", "2", "--work-dir", str(tmp_path), "--json", str(out),
+                           "--record", "--throughput-file", str(table)],
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
+    cpu = read_json(table)["gpus"]["cpu"]  # recorded where medrl estimate reads its figures
+    for engine, figure in [("hf", "generation"), ("train", "grpo")]:
+        entry = cpu[engine][figure]
+        assert entry["value"] > 0 and entry["source"].startswith("measured by benchmarks/gpu_grpo_step.py on ")
+        assert entry["step_seconds"] > 0 and entry["device"] == "cpu"
     res = json.loads(out.read_text())
     assert (res["steps"], res["processes"], res["zero_stage"], res["backend"]) == (2, 2, 2, "gloo")
     assert len(res["peak_memory_gib_per_rank"]) == 2 and all(r["allocated"] > 0 for r in res["peak_memory_gib_per_rank"])

@@ -102,7 +102,8 @@ def test_build_once_builds_once_and_replaces_unfinished_or_stale_folders(tmp_pat
     (path / "done.json").unlink()
     build_once(path, build, {"kind": "thing", "settings": {"n": 3}}, marker="done.json")
     assert len(calls) == 3 and (path / "weights.txt").read_text() == "3"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["thing-abc"]  # no temporary folder left
+    # no temporary folder left; the lock file beside the folder stays (medrl_lib.locks)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".thing-abc.lock", "thing-abc"]
 
     def fail(folder):
         (folder / "half.txt").write_text("")
@@ -110,4 +111,5 @@ def test_build_once_builds_once_and_replaces_unfinished_or_stale_folders(tmp_pat
 
     with pytest.raises(RuntimeError):
         build_once(tmp_path / "other", fail, {"kind": "x"}, marker="done.json")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["thing-abc"]  # nothing taken for a finished folder
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")) == ["thing-abc"]  # nothing
+    # taken for a finished folder

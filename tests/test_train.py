@@ -222,7 +222,7 @@ def test_each_run_sets_its_seed_for_grpo_and_the_supervised_baselines(smoke_prof
     p = runs._with_seed(smoke_profile, 3)
     assert (p.grpo.seed, p.sft.seed) == (3, 3)
     seen = {}
-    monkeypatch.setattr(runs, "cached_run", lambda path, config, work, force=False: seen.update(config))
+    monkeypatch.setattr(runs, "cached_run", lambda path, config, work, force=False, wait=True: seen.update(config))
     runs.sft_arm(smoke_profile, "zhu", "sft", 2, "sft")
     assert seen["settings"]["sft"]["seed"] == 2 and "grpo" not in seen["settings"]
     # the steps it trains are in its key: with sft.budget 'grpo' they follow GRPO's settings, which the key drops

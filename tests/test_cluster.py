@@ -1,0 +1,280 @@
+"""The study as units of work on a cluster: the run list and its states, the run lock, ``medrl run``, ``--no-train``,
+the batch scripts, and a real one-node SLURM cluster (tests/slurm_cluster.py) running the smoke study and a requeue."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from medrl_lib import locks
+from medrl_lib.cli import main
+from medrl_lib.results import RunNotStored, load_run, read_json, read_jsonl, write_json
+from medrl_lib.runlist import study_runs
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+
+
+def _load(name: str):
+    """A helper module of tests/ by path (tests/ is not on sys.path: its vllm/ folder would pass for the package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # its dataclasses look themselves up there
+    spec.loader.exec_module(module)
+    return module
+
+
+slurm_cluster = _load("slurm_cluster")
+
+
+def _store(tmp_path, smoke_dirs) -> list[str]:
+    """``--results-dir`` and ``--cache-dir`` of a fresh store beside the session's smoke model cache."""
+    return ["--results-dir", str(tmp_path / "results"), "--cache-dir", str(smoke_dirs[0])]
+
+
+def _plant(run, state: str) -> None:
+    """Leave ``run``'s folder as a run in ``state`` leaves it (no training)."""
+    if state == "missing":
+        return
+    write_json(run.path / "config.json", {"key": run.key, "config": {}})
+    if state == "stored":
+        write_json(run.path / "metrics.json", {"config_key": run.key, "eval/accuracy/all": 50.0})
+    if state == "failed":
+        write_json(run.path / "failed.json", {"error": "ValueError: bad row 3", "log": str(run.path / "train.log")})
+
+
+def test_runs_shows_each_state_and_who_holds_a_running_run(tmp_path, smoke_dirs, capsys):
+    store = _store(tmp_path, smoke_dirs)
+    runs = study_runs("smoke", {"results_dir": str(tmp_path / "results"), "cache_dir": str(smoke_dirs[0])})
+    # 11 trained arms (grpo-sa-len reads grpo-sa's runs on smoke) x 1 seed + 5 zero-shot evaluations
+    assert len(runs) == 16 and len({r.run_id for r in runs}) == 16
+    planted = {  # run -> the state its folder is left in
+        runs[0].run_id: "stored",     # complete, with this config's key
+        runs[1].run_id: "partial",    # started with this config, interrupted: resumes
+        runs[2].run_id: "failed",     # its last attempt raised: the error and the log
+        runs[3].run_id: "running",    # its lock is held (here, by this test)
+    }
+    for run in runs:
+        _plant(run, planted.get(run.run_id, "missing") if planted.get(run.run_id) != "running" else "partial")
+    with locks.folder_lock(runs[3].path):
+        assert main(["runs", "--profile", "smoke", *store, "--json"]) == 0
+        rows = {r["run_id"]: r for r in map(json.loads, capsys.readouterr().out.splitlines())}
+        assert main(["runs", "--profile", "smoke", *store]) == 0
+        table = capsys.readouterr().out
+    assert {i: rows[i]["state"] for i in planted} == planted
+    assert sum(r["state"] == "missing" for r in rows.values()) == 12
+    assert rows[runs[3].run_id]["host"] and rows[runs[2].run_id]["error"] == "ValueError: bad row 3"
+    assert "16 runs: 1 stored, 1 running, 1 partial, 1 failed, 12 missing" in table
+    # a stored run of another config (a changed setting) is not this run
+    write_json(runs[0].path / "config.json", {"key": "0" * 16, "config": {}})
+    write_json(runs[0].path / "metrics.json", {"config_key": "0" * 16})
+    assert main(["runs", "--profile", "smoke", *store, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[0])["state"] == "missing"
+
+
+def test_unknown_run_id_is_one_line_with_a_close_match(tmp_path, smoke_dirs, capsys):
+    assert main(["run", "--profile", "smoke", *_store(tmp_path, smoke_dirs), "zhu/grpo-instruc/seed0"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "zhu/grpo-instruct/seed0" in err
+
+
+def test_a_lock_whose_holder_died_is_taken_over(tmp_path):
+    folder = tmp_path / "seed0"
+    code = ("import os, sys; from medrl_lib.locks import folder_lock\n"
+            f"with folder_lock({str(folder)!r}):\n    os.kill(os.getpid(), 9)")
+    proc = subprocess.run([PY, "-c", code], capture_output=True)
+    assert proc.returncode == -9 and locks.holder_path(folder).exists()  # died holding it: its label is left
+    assert not locks.is_held(folder)  # the OS released the lock with the process
+    with locks.folder_lock(folder, wait=False) as died:
+        assert died["pid"] != os.getpid() and locks.holder(folder)["pid"] == os.getpid()
+
+
+def test_a_shared_folder_is_built_once_by_two_builders(tmp_path):
+    import threading
+
+    from medrl_lib.models import build_once
+
+    calls = []
+
+    def build(tmp):
+        calls.append(tmp.name)
+        time.sleep(0.5)  # long enough for the second builder to find the lock held
+        (tmp / "weights.bin").write_text("w")
+
+    threads = [threading.Thread(target=build_once, args=(tmp_path / "tiny-base-x", build, {"kind": "t"}),
+                                kwargs={"marker": "done.json"}) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1 and (tmp_path / "tiny-base-x" / "weights.bin").exists()
+
+
+def test_a_held_run_is_not_waited_for_with_no_wait(tmp_path, smoke_dirs, capsys):
+    from medrl_lib.runlist import execute
+
+    store = _store(tmp_path, smoke_dirs)
+    overrides = {"results_dir": str(tmp_path / "results"), "cache_dir": str(smoke_dirs[0])}
+    run = study_runs("smoke", overrides)[1]
+    with locks.folder_lock(run.path):
+        with pytest.raises(locks.FolderHeld, match="pid"):
+            execute("smoke", run, overrides, wait=False)
+        assert main(["run", "--profile", "smoke", *store, "--no-wait", run.run_id]) == 0
+    assert "held by" in capsys.readouterr().out and not (run.path / "config.json").exists()
+
+
+def test_two_medrl_runs_of_one_run_train_it_once(tmp_path, smoke_dirs, smoke_profile):
+    from medrl_lib.standins import ensure_start_model
+
+    ensure_start_model(smoke_profile)  # the session's start models, built once
+    store = _store(tmp_path, smoke_dirs)
+    cmd = [PY, "-m", "medrl_lib.cli", "run", "--profile", "smoke", *store, "zhu/grpo-instruct/seed0"]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=600)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    said = sorted("trained" if "trained and evaluated" in o else "loaded" if "loaded from the store" in o else o
+                  for o in outs)
+    assert said == ["loaded", "trained"]
+    log = (tmp_path / "results" / "smoke" / "zhu" / "grpo-instruct" / "seed0" / "train.log").read_text()
+    assert log.count("GRPO from") == 1
+
+
+def test_no_train_renders_nothing_and_lists_what_is_missing(tmp_path, smoke_dirs, capsys, monkeypatch):
+    from medrl_lib import study
+    from medrl_lib.results import NO_TRAIN_ENV
+
+    assert main(["book", "--profile", "smoke", *_store(tmp_path, smoke_dirs), "--no-train", "--no-build"]) == 1
+    err = capsys.readouterr().err
+    assert "16 run(s) of the smoke study are not in the results store" in err
+    assert "zhu/dpo/seed0  missing" in err and "medrl submit --profile smoke" in err
+    assert NO_TRAIN_ENV not in os.environ  # a command's settings end with it
+    monkeypatch.setenv(NO_TRAIN_ENV, "1")  # what the notebooks' kernels inherit
+    with pytest.raises(RunNotStored, match="medrl submit"):
+        study.run_arm("smoke", "sft", 0, {"results_dir": str(tmp_path / "results"),
+                                          "cache_dir": str(smoke_dirs[0])})
+
+
+def _scripts(folder: Path) -> dict[str, str]:
+    return {p.name: p.read_text() for p in sorted(folder.glob("*.sbatch"))}
+
+
+def test_dry_run_writes_the_paper_studys_scripts(tmp_path, capsys):
+    args = ["submit", "--profile", "paper", "--results-dir", str(tmp_path), "--max-parallel", "4", "--partition",
+            "gpu", "--time", "24:00:00", "--setup", "module load cuda/12.4", "--dry-run"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    scripts = _scripts(tmp_path / "paper" / "slurm")
+    runs = {name: text.split("RUNS=(\n")[1].split("\n)")[0].split() for name, text in scripts.items() if "RUNS" in text}
+    # Zhu's runs on 4 GPUs (9 arms x 3 seeds), MedVLM-R1's on 2 (2 x 3), the zero-shot evaluations sharded by one
+    # process over each group's GPUs (Zhu: 3, MedVLM-R1: 2): 38 runs, the book job last
+    assert {n: len(r) for n, r in runs.items()} == {"gpu4.sbatch": 27, "gpu2.sbatch": 6, "gpu4-1proc.sbatch": 3,
+                                                      "gpu2-1proc.sbatch": 2}
+    assert "zhu/grpo-base/seed2" in runs["gpu4.sbatch"] and "ood/ood-sft/seed0" in runs["gpu2.sbatch"]
+    zhu = scripts["gpu4.sbatch"]
+    for line in ("#SBATCH --gres=gpu:4", "#SBATCH --array=0-26%4", "#SBATCH --requeue", "#SBATCH --partition=gpu",
+                 "#SBATCH --signal=B:USR1@300", "#SBATCH --time=24:00:00", "module load cuda/12.4",
+                 'scontrol requeue "$TASK"'):
+        assert line in zhu, line
+    assert "--no-train" in scripts["book.sbatch"] and "export MEDRL_MACHINE=gpus=4" in scripts["book.sbatch"]
+    for path in (tmp_path / "paper" / "slurm").glob("*.sbatch"):
+        assert subprocess.run(["bash", "-n", str(path)]).returncode == 0, path.name  # valid shell
+    assert "--dependency=afterany:$j0:$j1:$j2:$j3" in out
+    assert "MEDRL_MACHINE" not in os.environ
+
+
+# --- a real one-node SLURM cluster ----------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    reason = slurm_cluster.unavailable()
+    if reason:
+        pytest.skip(reason)
+    c = slurm_cluster.start(tmp_path_factory.mktemp("slurm"))
+    yield c
+    c.stop()
+
+
+def _submit(cluster, args: list[str]) -> str:
+    """``medrl submit`` in a process of its own, against the test cluster; returns what it printed."""
+    proc = subprocess.run([PY, "-m", "medrl_lib.cli", "submit", "--scheduler", "slurm", *args], env=cluster.env,
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+@pytest.mark.slow
+def test_the_smoke_study_through_slurm_matches_medrl_book(cluster, smoke_book, smoke_dirs, tmp_path):
+    _, alone = smoke_book  # the same study built by `medrl book --profile smoke` alone
+    results, book = tmp_path / "results", tmp_path / "book"
+    shutil.copytree(ROOT / "book", book, ignore=shutil.ignore_patterns("_build", "chapters"))
+    t0 = time.time()
+    out = _submit(cluster, ["--profile", "smoke", "--results-dir", str(results), "--cache-dir", str(smoke_dirs[0]),
+                            "--book-dir", str(book), "--max-parallel", "2"])
+    assert "16 to run, in 1 job array(s)" in out
+    middle = []
+
+    def watch(queue):
+        runs = [line for line in queue if "book" not in line]
+        running = [line for line in runs if "RUNNING" in line]
+        if not middle and len(running) == 2 and len(runs) <= 10:  # some stored, two running, the rest waiting
+            proc = subprocess.run([PY, "-m", "medrl_lib.cli", "runs", "--profile", "smoke", "--results-dir",
+                                   str(results), "--cache-dir", str(smoke_dirs[0])], capture_output=True, text=True)
+            middle.append(proc.stdout)
+        assert len(running) <= 2
+
+    cluster.wait_drained(timeout=1200, on_poll=watch)
+    wall = time.time() - t0
+    logs = results / "smoke" / "slurm" / "logs"
+    book_log = next(logs.glob("medrl-smoke-book-*.out")).read_text()
+    assert (book / "_build" / "html" / "index.html").exists(), book_log[-3000:]
+    runs = study_runs("smoke", {"results_dir": str(results), "cache_dir": str(smoke_dirs[0])})
+    for run in runs:
+        ours, theirs = load_run(run.path, run.key), load_run(alone / run.path.relative_to(results), run.key)
+        assert ours is not None and theirs is not None, run.run_id
+        assert ours.metrics["eval/accuracy/all"] == theirs.metrics["eval/accuracy/all"], run.run_id
+        assert [r["completion"] for r in ours.records] == [r["completion"] for r in theirs.records], run.run_id
+    print(f"\nsmoke study through SLURM (--max-parallel 2): {wall:.0f} s; medrl runs in the middle:\n{middle[0]}")
+    assert "running" in middle[0] and "stored" in middle[0]
+
+
+@pytest.mark.slow
+def test_a_requeued_job_resumes_its_run_and_ends_as_an_uninterrupted_run(cluster, smoke_dirs, smoke_profile,
+                                                                         tmp_path):
+    from medrl_lib.standins import ensure_start_model
+
+    ensure_start_model(smoke_profile)
+    run_id = "zhu/grpo-instruct/seed0"
+    overrides = json.dumps({"grpo.max_steps": 12, "grpo.save_steps": 3})
+    common = ["--profile", "smoke", "--cache-dir", str(smoke_dirs[0]), "--overrides", overrides]
+    # the uninterrupted run, here
+    assert main(["run", *common, "--results-dir", str(tmp_path / "alone"), run_id]) == 0
+    results = tmp_path / "results"
+    out = _submit(cluster, [*common, "--results-dir", str(results), "--no-book", run_id])
+    job = re.search(r"submitted cpu1\.sbatch: job (\d+)", out).group(1)
+    run = results / "smoke" / run_id
+    t0 = time.time()
+    while not any((run / "checkpoints").glob("checkpoint-*")):  # mid-GRPO: a checkpoint written, steps left
+        assert time.time() - t0 < 300 and cluster.queue(), "the run ended before a checkpoint was seen"
+        time.sleep(0.2)
+    cluster.run("scontrol", "requeue", f"{job}_0")  # as preemption does
+    while "PENDING" not in " ".join(cluster.queue()):
+        time.sleep(0.5)
+    cluster.run("scontrol", "update", f"jobid={job}_0", "starttime=now")  # SLURM holds requeued jobs ~2 minutes
+    cluster.wait_drained(timeout=600)
+    log = (run / "train.log").read_text()
+    out = next((results / "smoke" / "slurm" / "logs").glob("*.out")).read_text()
+    assert "restart 1" in out and "resuming from" in log, out[-2000:]
+    ours, alone = load_run(run), load_run(tmp_path / "alone" / "smoke" / run_id)
+    assert ours is not None and alone is not None
+    assert [h["step"] for h in ours.log_history if "train_runtime" not in h] == list(range(1, 13))
+    assert ours.metrics["eval/accuracy/all"] == alone.metrics["eval/accuracy/all"]
+    assert [r["completion"] for r in ours.records] == [r["completion"] for r in alone.records]
+    assert read_jsonl(run / "training_log.jsonl")[-1]["step"] == 12 and read_json(run / "config.json")
