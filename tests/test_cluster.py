@@ -131,22 +131,6 @@ def test_a_held_run_is_not_waited_for_with_no_wait(tmp_path, smoke_dirs, capsys)
     assert "held by" in capsys.readouterr().out and not (run.path / "config.json").exists()
 
 
-def test_two_medrl_runs_of_one_run_train_it_once(tmp_path, smoke_dirs, smoke_profile):
-    from medrl_lib.standins import ensure_start_model
-
-    ensure_start_model(smoke_profile)  # the session's start models, built once
-    store = _store(tmp_path, smoke_dirs)
-    cmd = [PY, "-m", "medrl_lib.cli", "run", "--profile", "smoke", *store, "zhu/grpo-instruct/seed0"]
-    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
-    outs = [p.communicate(timeout=600)[0] for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], outs
-    said = sorted("trained" if "trained and evaluated" in o else "loaded" if "loaded from the store" in o else o
-                  for o in outs)
-    assert said == ["loaded", "trained"]
-    log = (tmp_path / "results" / "smoke" / "zhu" / "grpo-instruct" / "seed0" / "train.log").read_text()
-    assert log.count("GRPO from") == 1
-
-
 def test_no_train_renders_nothing_and_lists_what_is_missing(tmp_path, smoke_dirs, capsys, monkeypatch):
     from medrl_lib import study
     from medrl_lib.results import NO_TRAIN_ENV
@@ -211,7 +195,7 @@ def _submit(cluster, args: list[str]) -> str:
 
 
 @pytest.mark.slow
-def test_the_smoke_study_through_slurm_matches_medrl_book(cluster, smoke_book, smoke_dirs, tmp_path):
+def test_the_smoke_study_through_slurm_matches_medrl_book_and_trains_each_run_once(cluster, smoke_book, smoke_dirs, tmp_path):
     _, alone = smoke_book  # the same study built by `medrl book --profile smoke` alone
     results, book = tmp_path / "results", tmp_path / "book"
     shutil.copytree(ROOT / "book", book, ignore=shutil.ignore_patterns("_build", "chapters"))
@@ -219,6 +203,10 @@ def test_the_smoke_study_through_slurm_matches_medrl_book(cluster, smoke_book, s
     out = _submit(cluster, ["--profile", "smoke", "--results-dir", str(results), "--cache-dir", str(smoke_dirs[0]),
                             "--book-dir", str(book), "--max-parallel", "2"])
     assert "16 to run, in 1 job array(s)" in out
+    # a second `medrl run` of the array's first run, started with it: one of the two trains it, the other loads it
+    twin = subprocess.Popen([PY, "-m", "medrl_lib.cli", "run", "--profile", "smoke", "--results-dir", str(results),
+                             "--cache-dir", str(smoke_dirs[0]), "zhu/grpo-base/seed0"], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
     middle = []
 
     def watch(queue):
@@ -233,6 +221,11 @@ def test_the_smoke_study_through_slurm_matches_medrl_book(cluster, smoke_book, s
     cluster.wait_drained(timeout=1200, on_poll=watch)
     wall = time.time() - t0
     logs = results / "smoke" / "slurm" / "logs"
+    said = [twin.communicate(timeout=600)[0], next(logs.glob("medrl-smoke-cpu1-*_0.out")).read_text()]
+    assert twin.returncode == 0, said[0]
+    assert sorted("trained" if "grpo-base/seed0: trained" in o else "loaded" if "grpo-base/seed0: loaded" in o
+                  else o for o in said) == ["loaded", "trained"]
+    assert (results / "smoke" / "zhu" / "grpo-base" / "seed0" / "train.log").read_text().count("GRPO from") == 1
     book_log = next(logs.glob("medrl-smoke-book-*.out")).read_text()
     assert (book / "_build" / "html" / "index.html").exists(), book_log[-3000:]
     runs = study_runs("smoke", {"results_dir": str(results), "cache_dir": str(smoke_dirs[0])})
