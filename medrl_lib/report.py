@@ -147,6 +147,41 @@ def plot_length_vs_accuracy(runs: dict, labels: dict | None = None):
     return fig
 
 
+#: How every table of the book shows a missing value (a metric a profile does not compute, a paper that does not say).
+MISSING = "—"
+
+
+def mean_std(s, digits: int = 2) -> str:
+    """``mean ± std`` over seeds (the mean alone for one seed), :data:`MISSING` where the mean is NaN.
+
+    >>> from medrl_lib.stats import aggregate_seeds
+    >>> mean_std(aggregate_seeds([1.0, 3.0])), mean_std(aggregate_seeds([2.0])), mean_std(aggregate_seeds([float("nan")]))
+    ('2.00 ± 1.41', '2.00', '—')
+    """
+    if s.mean != s.mean:
+        return MISSING
+    return f"{s.mean:.{digits}f}" if s.n < 2 else f"{s.mean:.{digits}f} ± {s.std:.{digits}f}"
+
+
+def number(value: float, digits: int = 1) -> str:
+    """``value`` with ``digits`` decimals, :data:`MISSING` where it is NaN or None.
+
+    >>> number(51.555), number(float("nan")), number(None)
+    ('51.6', '—', '—')
+    """
+    return MISSING if value is None or value != value else f"{value:.{digits}f}"
+
+
+def setup_tables() -> None:
+    """Show every DataFrame a notebook displays with :data:`MISSING` in its empty cells (pandas would print ``NaN``)."""
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    if shell is not None:
+        shell.display_formatter.formatters["text/html"].for_type(
+            pd.DataFrame, lambda df: df.to_html(na_rep=MISSING))
+
+
 #: Zhu Table 1's columns: our metric key -> column label.
 ZHU_COLUMNS = {"accuracy/all": "accuracy", "similarity": "similarity", "perplexity": "perplexity",
                "thinking_reward": "thinking reward", "thinking_length": "thinking length"}
@@ -161,8 +196,7 @@ def metrics_table(runs: dict, labels: dict | None = None, reference: dict | None
     for name, rs in _as_lists(runs).items():
         row = {}
         for key, col in ZHU_COLUMNS.items():
-            s = aggregate_seeds([r.metrics.get(f"eval/{key}", float("nan")) for r in rs])
-            row[col] = f"{s.mean:.2f}" if s.n < 2 else f"{s.mean:.2f} ± {s.std:.2f}"
+            row[col] = mean_std(aggregate_seeds([r.metrics.get(f"eval/{key}", float("nan")) for r in rs]))
         row["seeds"] = len(rs)
         rows[(labels or {}).get(name, name)] = row
     df = pd.DataFrame(rows).T
@@ -269,10 +303,10 @@ def with_interval(metrics: dict, key: str, digits: int = 1) -> str:
     '50.0 [40.0, 60.0]'
     """
     value = metrics.get(key)
-    if value is None:
-        return ""
+    if value is None or value != value:
+        return MISSING
     low, high = metrics.get(f"{key}/low"), metrics.get(f"{key}/high")
-    if low is None or high is None:
+    if low is None or high is None or low != low or high != high:
         return f"{value:.{digits}f}"
     return f"{value:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
 
@@ -285,11 +319,11 @@ def accuracy_table(runs: dict[str, Run], modalities: Sequence[str], reference: d
     rows = {}
     for name, run in runs.items():
         row = {m: with_interval(run.metrics, f"eval/accuracy/{m.lower()}") for m in modalities}
-        row["average"] = f"{sum(run.metrics[f'eval/accuracy/{m.lower()}'] for m in modalities) / len(modalities):.1f}"
+        row["average"] = number(sum(run.metrics[f"eval/accuracy/{m.lower()}"] for m in modalities) / len(modalities))
         rows[name] = row
     for name, vals in (extra_rows or {}).items():
-        rows[name] = {**{m: f"{vals[m]:.1f}" for m in modalities},
-                      "average": f"{sum(vals[m] for m in modalities) / len(modalities):.1f}"}
+        rows[name] = {**{m: number(vals[m]) for m in modalities},
+                      "average": number(sum(vals[m] for m in modalities) / len(modalities))}
     df = pd.DataFrame(rows).T[[*modalities, "average"]]
     df.columns = pd.MultiIndex.from_product([["ours: accuracy % [95% CI]"], df.columns])
     if reference and reference_rows:
@@ -368,15 +402,14 @@ def ood_table(runs: dict, modalities: Sequence[str], labels: dict | None = None,
     for name, rs in _as_lists(runs).items():
         row = {}
         for m in modalities:
-            s = aggregate_seeds([r.metrics[f"eval/accuracy/{m.lower()}"] for r in rs])
-            row[m] = f"{s.mean:.2f}" if s.n < 2 else f"{s.mean:.2f} ± {s.std:.2f}"
+            row[m] = mean_std(aggregate_seeds([r.metrics[f"eval/accuracy/{m.lower()}"] for r in rs]))
         avg = aggregate_seeds([sum(r.metrics[f"eval/accuracy/{m.lower()}"] for m in modalities) / len(modalities)
                                for r in rs])
-        row["average"] = f"{avg.mean:.2f}" if avg.n < 2 else f"{avg.mean:.2f} ± {avg.std:.2f}"
+        row["average"] = mean_std(avg)
         rows[(labels or {}).get(name, name)] = row
     if chance:
-        rows["random guess"] = {**{m: f"{chance[m]:.2f}" for m in modalities},
-                                "average": f"{sum(chance[m] for m in modalities) / len(modalities):.2f}"}
+        rows["random guess"] = {**{m: number(chance[m], 2) for m in modalities},
+                                "average": number(sum(chance[m] for m in modalities) / len(modalities), 2)}
     df = pd.DataFrame(rows).T[cols]
     df.columns = pd.MultiIndex.from_product([["ours: accuracy %"], df.columns])
     if reference and reference_rows:

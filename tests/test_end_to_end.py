@@ -65,6 +65,20 @@ def test_chapters_show_figures_and_tables(smoke_book):
     assert "paper (reference)" in summary and "verdict" in summary
 
 
+def test_pages_fold_their_code_and_show_a_missing_value_as_a_dash(smoke_book):
+    import re
+
+    book, _ = smoke_book
+    html = book / "_build" / "html" / "chapters"
+    for name in CHAPTERS:
+        page = (html / f"{name}.html").read_text()
+        assert "tag_hide-input" in page, f"{name}: no folded code cell"
+        cells = re.findall(r"<td>([^<]*)</td>", page)
+        assert not [c for c in cells if c.strip().lower() in ("nan", "nan%")], f"{name}: a missing value shown as nan"
+    summary = (html / "07_summary.html").read_text()
+    assert "<td>—</td>" in summary  # the smoke profile leaves metrics out (no judge): shown as a dash
+
+
 def test_rerun_reuses_the_stored_run(smoke_book, smoke_dirs):
     from medrl_lib import study
 
@@ -135,3 +149,8 @@ def test_chapters_open_with_their_question_and_hide_their_setup():
         for cell in (imports, params):
             assert "remove-cell" in cell["metadata"].get("tags", []), f"{name}: setup cell shown in the book"
         assert "parameters" in params["metadata"]["tags"], name
+        assert "setup_tables()" in "".join(imports["source"]), f"{name}: tables would print NaN"
+        # the reader sees figures and tables; the calls that made them are folded behind a toggle, or removed
+        for cell in code[2:]:
+            tags = cell["metadata"].get("tags", [])
+            assert {"remove-cell", "remove-input", "hide-input"} & set(tags), f"{name}: code shown unfolded"
