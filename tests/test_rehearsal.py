@@ -3,8 +3,8 @@
 The rehearsal profile may differ from the paper profile only in model ids, data paths, sizes and the number
 of processes (checked for every arm), and it goes down the paper's code branches: hub-layout stand-ins (never the
 tiny-model branch), data files in the published layouts with malformed rows, 2 processes through accelerate +
-DeepSpeed ZeRO-2 over gloo, the preflight, every notebook through papermill and the book build
-(``medrl book --profile rehearsal``, about 3.5 minutes on 2 cores).
+DeepSpeed ZeRO-2 over gloo, the preflight and every notebook through papermill (``medrl book --profile rehearsal
+--no-build``, about 3 minutes on 2 cores).
 """
 
 import json
@@ -121,17 +121,24 @@ def test_data_chapter_table_counts_the_dropped_rows(parts):
 
 
 @pytest.mark.slow
-def test_the_whole_rehearsal_runs_and_builds_the_book(parts, tmp_path):
-    """``medrl book --profile rehearsal``: the preflight, every notebook through papermill on the rehearsal's parts
-    (every arm trained by 2 processes through accelerate + DeepSpeed ZeRO-2 over gloo), and the book."""
+def test_the_whole_rehearsal_runs_every_notebook(parts, tmp_path):
+    """``medrl book --profile rehearsal --no-build``: the preflight and every notebook through papermill on the
+    rehearsal's parts (every arm trained by 2 processes through accelerate + DeepSpeed ZeRO-2 over gloo). The book
+    build itself (Sphinx, warnings as errors) runs on the same sources in the smoke books (tests/test_end_to_end.py,
+    tests/test_cluster.py); left out here for the time of make test."""
+    import nbformat
+
     from medrl_lib.cli import main
 
     results = tmp_path / "results"
     book = tmp_path / "book"
     shutil.copytree(ROOT / "book", book, ignore=shutil.ignore_patterns("_build", "chapters"))
     assert main(["book", "--profile", "rehearsal", "--results-dir", str(results), "--cache-dir",
-                 str(tmp_path / "cache"), "--book-dir", str(book)]) == 0
-    assert (book / "_build" / "html" / "chapters" / "07_summary.html").exists()
+                 str(tmp_path / "cache"), "--book-dir", str(book), "--no-build"]) == 0
+    for name in sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9]*.ipynb")):
+        cells = nbformat.read(book / "chapters" / f"{name}.ipynb", as_version=4).cells
+        outputs = [o for c in cells if c.cell_type == "code" for o in c.get("outputs", [])]
+        assert outputs and not any(o.get("output_type") == "error" for o in outputs), name
     runs = {p.parent.parent.name: json.loads(p.read_text()) for p in results.glob("rehearsal/*/*/seed*/metrics.json")}
     stored = {study.stored_arm("rehearsal", arm) for arm in study.ARMS}  # E3's +SA is E2's: no length settings here
     assert "grpo-sa-len" not in stored and "grpo-sa-len" not in runs
