@@ -54,16 +54,19 @@ def _plant(run, state: str) -> None:
 def test_runs_shows_each_state_and_who_holds_a_running_run(tmp_path, smoke_dirs, capsys):
     store = _store(tmp_path, smoke_dirs)
     runs = study_runs("smoke", {"results_dir": str(tmp_path / "results"), "cache_dir": str(smoke_dirs[0])})
-    # 11 trained arms (grpo-sa-len reads grpo-sa's runs on smoke) x 1 seed + 5 zero-shot evaluations
-    assert len(runs) == 16 and len({r.run_id for r in runs}) == 16
+    from medrl_lib import study
+
+    # every stored arm (grpo-sa-len reads grpo-sa's runs on smoke) x its seeds + the zero-shot evaluations
+    expected = len({study.stored_arm("smoke", a) for a in study.ARMS}) * len(study.arm_profile("smoke", "sft").seeds)
+    assert len(runs) == expected + len(study.ZERO_SHOT) == 16 and len({r.run_id for r in runs}) == len(runs)
     planted = {  # run -> the state its folder is left in
         runs[0].run_id: "stored",     # complete, with this config's key
         runs[1].run_id: "partial",    # started with this config, interrupted: resumes
         runs[2].run_id: "failed",     # its last attempt raised: the error and the log
         runs[3].run_id: "running",    # its lock is held (here, by this test)
     }
-    for run in runs:
-        _plant(run, planted.get(run.run_id, "missing") if planted.get(run.run_id) != "running" else "partial")
+    for run in runs:  # a running run's folder is a started one; its lock is held below
+        _plant(run, {"running": "partial"}.get(planted.get(run.run_id, "missing"), planted.get(run.run_id, "missing")))
     with locks.folder_lock(runs[3].path):
         assert main(["runs", "--profile", "smoke", *store, "--json"]) == 0
         rows = {r["run_id"]: r for r in map(json.loads, capsys.readouterr().out.splitlines())}
@@ -159,8 +162,14 @@ def test_dry_run_writes_the_paper_studys_scripts(tmp_path, capsys):
     runs = {name: text.split("RUNS=(\n")[1].split("\n)")[0].split() for name, text in scripts.items() if "RUNS" in text}
     # Zhu's runs on 4 GPUs (9 arms x 3 seeds), MedVLM-R1's on 2 (2 x 3), the zero-shot evaluations sharded by one
     # process over each group's GPUs (Zhu: 3, MedVLM-R1: 2): 38 runs, the book job last
-    assert {n: len(r) for n, r in runs.items()} == {"gpu4.sbatch": 27, "gpu2.sbatch": 6, "gpu4-1proc.sbatch": 3,
-                                                      "gpu2-1proc.sbatch": 2}
+    from medrl_lib import study
+
+    seeds = len(study.arm_profile("paper", "sft").seeds)
+    trained = {g: len({study.stored_arm("paper", a) for a, (_, grp, _) in study.ARMS.items() if grp == g}) * seeds
+               for g in ("zhu", "ood")}
+    zero = {g: sum(z[0] == g for z in study.ZERO_SHOT) for g in ("zhu", "ood")}
+    assert {n: len(r) for n, r in runs.items()} == {"gpu4.sbatch": trained["zhu"], "gpu2.sbatch": trained["ood"],
+                                                      "gpu4-1proc.sbatch": zero["zhu"], "gpu2-1proc.sbatch": zero["ood"]}
     assert "zhu/grpo-base/seed2" in runs["gpu4.sbatch"] and "ood/ood-sft/seed0" in runs["gpu2.sbatch"]
     zhu = scripts["gpu4.sbatch"]
     for line in ("#SBATCH --gres=gpu:4", "#SBATCH --array=0-26%4", "#SBATCH --requeue", "#SBATCH --partition=gpu",
