@@ -300,6 +300,23 @@ class EvalSettings:
 
 
 @dataclass
+class PanelSettings:
+    """The transfer panel: benchmarks beyond the home test on which every arm is also scored (the Transfer chapter).
+    Not part of a run's key: adding or changing the panel scores the stored runs' kept models, never retrains."""
+
+    benchmarks: tuple[str, ...] = ()
+    """benchmark names (the ``benchmark`` column: HuatuoGPT-Vision's ``dataset`` field, or the synthetic panel's
+    names in :data:`medrl_lib.data.panel.SYNTHETIC_BENCHMARKS`); empty: no panel"""
+    source: str = "synthetic"
+    """'synthetic' (the package's panel, other question styles and image statistics than the training items) or
+    'huatuo-eval' (the HuatuoGPT-Vision evaluation data at ``data.huatuo_path``, every benchmark of the file)"""
+    per_benchmark: int = 100
+    """the most items scored per benchmark, drawn with ``seed`` (a benchmark with fewer is scored whole)"""
+    seed: int = 0
+    """seed of the draw of each benchmark's items (and of the synthetic panel's generation)"""
+
+
+@dataclass
 class Profile:
     """A whole run's settings: data, model, GRPO, evaluation, and where things are kept."""
 
@@ -324,6 +341,8 @@ class Profile:
     medvlm_r1: dict[str, Any] = field(default_factory=dict)
     """E6's protocol (Pan et al. 2025, MedVLM-R1): dotted-key settings applied over the others for the
     out-of-domain experiment, so that E1-E5 run Zhu's protocol and E6 MedVLM-R1's (see the book's Protocol page)"""
+    panel: PanelSettings = field(default_factory=PanelSettings)
+    """the transfer panel every arm is also scored on (not part of any run's key)"""
     length_rewards: dict[str, Any] = field(default_factory=dict)
     """E3's scale settings (Zhu section 3.3): dotted-key settings applied over the others for the length-reward arms
     and their +SA baseline, so that the reasoning has room to grow (completion cap above the length target, target
@@ -356,6 +375,7 @@ _CHOICES = {
     "grpo.vllm_mode": ("colocate", "server"),
     "grpo.vllm_importance_sampling_mode": ("token_truncate", "token_mask", "sequence_truncate", "sequence_mask"),
     "eval.engine": ("hf", "sharded", "vllm", "auto"),
+    "panel.source": ("synthetic", "huatuo-eval"),
 }
 
 
@@ -380,7 +400,7 @@ def validate(p: Profile, where: str) -> Profile:
     positive = ["data.train_size", "data.test_per_modality", "data.test_size", "grpo.max_steps", "grpo.num_generations",
                 "grpo.max_completion_length", "grpo.max_prompt_length", "grpo.prompts_per_device",
                 "grpo.gradient_accumulation_steps", "eval.batch_size", "eval.max_new_tokens", "num_processes",
-                "sft.max_steps", "sft.dpo_max_steps"]
+                "sft.max_steps", "sft.dpo_max_steps", "panel.per_benchmark"]
     for key in positive:
         value = _setting(p, key)
         if value <= 0:

@@ -18,6 +18,7 @@ profile's local path is resolved), once, deterministically, under :data:`ROOT`.
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -41,14 +42,14 @@ MAY_DIFFER = {
     "grpo.max_steps": "steps", "grpo.save_steps": "steps", "sft.max_steps": "steps", "sft.dpo_max_steps": "steps",
     "grpo.max_completion_length": "token limit", "eval.max_new_tokens": "token limit",
     "grpo.length_target_tokens": "token limit",
-    "eval.batch_size": "batch",
+    "eval.batch_size": "batch", "panel.per_benchmark": "items",
     # processes, and how many seeds (runs) each arm has
     "num_processes": "processes (2 over gloo)", "seeds": "runs (one seed)",
 }
 
 #: Sizes of the rehearsal's data files (the profile's item counts must fit in what survives the loaders).
 PMC_VQA_PER_MODALITY = 12
-HUATUO_SIZES = dict(n_train_mri=8, n_test_per_modality=4, spare=2)
+HUATUO_SIZES = dict(n_train_mri=8, n_test_per_modality=4, spare=2, panel_items=3)
 
 
 def ensure_part(path: str | Path, root: str | Path) -> None:
@@ -59,7 +60,12 @@ def ensure_part(path: str | Path, root: str | Path) -> None:
         rel = path.resolve().relative_to(base.resolve())
     except ValueError:
         return
-    if path.exists() or not rel.parts:
+    if not rel.parts:
+        return
+    data = base / "data" / rel.parts[1] if rel.parts[0] == "data" and len(rel.parts) > 1 else None
+    if data is not None and data.exists() and not _current(data):
+        shutil.rmtree(data, ignore_errors=True)  # built by an older fixture: built again
+    if path.exists():
         return
     if rel.parts[0] == "models":
         from .hub_standins import build_hub_standins
@@ -69,6 +75,20 @@ def ensure_part(path: str | Path, root: str | Path) -> None:
         _build_atomic(base / "data" / "pmc-vqa", "pmc")
     elif rel.parts[:2] == ("data", "huatuo"):
         _build_atomic(base / "data" / "huatuo", "huatuo")
+
+
+#: The version of the rehearsal's data files: a data folder built with another is built again (2: the HuatuoGPT-Vision
+#: file gained the panel's benchmarks).
+DATA_VERSION = 2
+_MARKER = "medrl_rehearsal.json"
+
+
+def _current(folder: Path) -> bool:
+    """Whether the data folder was built with this :data:`DATA_VERSION`."""
+    try:
+        return json.loads((folder / _MARKER).read_text()).get("version") == DATA_VERSION
+    except (FileNotFoundError, json.JSONDecodeError):
+        return False
 
 
 def _build_atomic(folder: Path, which: str) -> None:
@@ -88,6 +108,7 @@ def _build_atomic(folder: Path, which: str) -> None:
         # the published test items' identifiers (the first of each modality) with stand-in images and options
         fixtures.write_huatuo_eval(tmp, seed=0, published=medvlm_r1_test_items(HUATUO_SIZES["n_test_per_modality"]),
                                    **HUATUO_SIZES)
+    (tmp / _MARKER).write_text(json.dumps({"version": DATA_VERSION}))
     try:
         tmp.rename(folder)
     except OSError:  # another process finished first

@@ -101,7 +101,7 @@ def study_runs(profile: str, overrides: dict | None = None, seeds: list[int] | N
             out.append(StudyRun(f"{group}/{arm}/seed{seed}", group, arm, seed, method, planned.key, planned.path,
                                 p.num_processes, _gpus(p), hours.get((group, arm))))
     for group, arm, which, prompt in ZERO_SHOT:
-        p = load_profile(profile, {**study.group_overrides(profile, group, overrides), **(overrides or {})})
+        p = study.group_profile(profile, group, overrides)
         planned = zero_shot_plan(p, group, arm, which, prompt_mode=prompt)
         seed = int(planned.path.name[len("seed"):])
         gpus = _gpus(p) if _gpus(p) and eval_engine(p, gpus=p.num_processes) == "sharded" else min(_gpus(p), 1)
@@ -137,17 +137,22 @@ def execute(profile: str, run: StudyRun, overrides: dict | None = None, *, wait:
     (:func:`medrl_lib.results.cached_run`; ``wait=False`` raises :class:`medrl_lib.locks.FolderHeld` where another
     process holds it). Returns the :class:`~medrl_lib.results.Run`."""
     if run.method == "zero-shot":
-        which, prompt = next((w, pm) for g, a, w, pm in ZERO_SHOT if (g, a) == (run.group, run.arm))
         from .runs import zero_shot_arm
 
-        p = load_profile(profile, {**study.group_overrides(profile, run.group, overrides), **(overrides or {})})
+        p, _, which, prompt = study.zero_shot_row(profile, run.group, run.arm, overrides)
         result = zero_shot_arm(p, run.group, run.arm, which, prompt_mode=prompt, wait=wait,
                                seed=run.seed if p.standins.per_seed else None)
     else:
+        p = study.arm_profile(profile, run.arm, overrides)
         result = study.run_arm(profile, run.arm, run.seed, overrides, wait=wait)
     if result.path != run.path or result.metrics.get("config_key") != run.key:
         raise RuntimeError(f"{run.run_id}: stored at {result.path} with key {result.metrics.get('config_key')}, "
                            f"planned at {run.path} with key {run.key}")  # the list and the notebooks disagree
+    if p.panel.benchmarks:  # the Transfer chapter's scores of this run, so that the book job only renders
+        if run.method == "zero-shot":
+            study.panel_zero_shot(profile, run.group, run.arm, overrides, wait=wait)
+        else:
+            study.panel_arm(profile, run.arm, run.seed, overrides, wait=wait)
     return result
 
 

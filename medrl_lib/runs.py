@@ -130,7 +130,7 @@ def _finish(out, keep_model: bool, train, test) -> None:
 
 
 #: Profile sections that never change a run's result (where files go, which seeds a notebook loops over).
-_NOT_RESULTS = ("cache_dir", "results_dir", "seeds", "name", "medvlm_r1", "length_rewards")  # sections: applied already
+_NOT_RESULTS = ("cache_dir", "results_dir", "seeds", "name", "medvlm_r1", "length_rewards", "panel")  # sections: applied already
 
 
 def run_settings(profile: Profile, drop: tuple[str, ...] = ()) -> dict:
@@ -191,6 +191,13 @@ def launched(profile: Profile, gpus: int | None = None) -> bool:
     return profile.num_processes > 1 or (profile.model.kind == "hub" and gpus > 0)
 
 
+def keeps_model(profile: Profile) -> bool:
+    """Whether a trained run keeps its final model as ``<run>/model``: where the profile asks
+    (``grpo.keep_final_model``) and wherever it names a panel, whose scores are made from that model
+    (:func:`panel_run`), so that a panel added or changed later scores the stored runs without retraining them."""
+    return profile.grpo.keep_final_model or bool(profile.panel.benchmarks)
+
+
 def _train(profile: Profile, method: str, policy: str, train, out):
     """Train ``method`` from ``policy`` on ``train`` (checkpoints in ``out/checkpoints``): in this process, or, where
     :func:`launched`, in processes under accelerate + DeepSpeed ZeRO-2 started by
@@ -211,6 +218,10 @@ def _train(profile: Profile, method: str, policy: str, train, out):
     if method == "grpo" and profile.grpo.keep_final_model:
         res["trainer"].save_model(str(checkpoints / "final"))
         res["processor"].save_pretrained(str(checkpoints / "final"))
+    elif keeps_model(profile):
+        from .generation import save_policy
+
+        save_policy(res["model"], res["processor"], profile, checkpoints / "final")  # LoRA: the merged weights
     return res["model"], res["processor"], res["log_history"]
 
 
@@ -254,14 +265,14 @@ def grpo_arm(profile: Profile, group: str, arm: str, seed: int, *, force: bool =
         train_s = time.time() - t0
         metrics, records = _evaluate(model, processor, profile, test, out=out)
         metrics["time/train_s"] = train_s
-        _finish(out, profile.grpo.keep_final_model, train, test)
+        _finish(out, keeps_model(profile), train, test)
         return {"metrics": metrics, "records": records, "log_history": log,
                 "train_ids": train["id"], "test_ids": test["id"]}
 
     return cached_run(path, config, work, force=force, wait=wait)
 
 
-def _zero_shot_seed(profile: Profile, seed: int | None) -> int | None:
+def zero_shot_seed(profile: Profile, seed: int | None) -> int | None:
     """The draw a zero-shot run evaluates: ``seed`` (default the first) with per-seed draws, else None (one run)."""
     if profile.standins.per_seed and profile.model.kind != "hub":
         return profile.seeds[0] if seed is None else seed
@@ -272,7 +283,7 @@ def zero_shot_plan(profile: Profile, group: str, arm: str, which: str = "instruc
                    prompt_mode: str | None = None) -> Planned:
     """The evaluation :func:`zero_shot_arm` stores (``seed`` of the planned run: in its profile's ``seeds[0]``
     slot when the draw is shared)."""
-    seed = _zero_shot_seed(profile, seed)
+    seed = zero_shot_seed(profile, seed)
     config = _keyed(profile, {"kind": "zero-shot", "experiment": group, "arm": arm, "which": which,
                               "prompt_mode": prompt_mode or profile.eval.prompt_mode,
                               "settings": run_settings(profile, drop=("grpo", "sft", "num_processes"))}, seed)
@@ -291,7 +302,7 @@ def zero_shot_arm(profile: Profile, group: str, arm: str, which: str = "instruct
     from .train import load_policy
 
     planned = zero_shot_plan(profile, group, arm, which, seed=seed, prompt_mode=prompt_mode)
-    config, path, seed = planned.config, planned.path, _zero_shot_seed(profile, seed)
+    config, path, seed = planned.config, planned.path, zero_shot_seed(profile, seed)
 
     def work(out):
         train, test = make_splits(profile)
@@ -338,8 +349,68 @@ def sft_arm(profile: Profile, group: str, arm: str, seed: int, method: str = "sf
         metrics, records = _evaluate(model, processor, profile, test, prompt_mode, out)
         metrics["time/train_s"] = train_s
         del model
-        _finish(out, False, train, test)
+        _finish(out, keeps_model(profile), train, test)
         return {"metrics": metrics, "records": records, "log_history": log, "train_ids": train["id"],
                 "test_ids": test["id"]}
 
     return cached_run(path, config, work, force=force, wait=wait)
+
+
+PANEL_FOLDER = "panel"
+"""The folder of a run that holds its panel scores (``<run>/panel``: ``metrics.json``, ``records.jsonl``, ...)."""
+
+
+def panel_plan(run: Planned, prompt_mode: str) -> Planned:
+    """The panel scores of the run ``run`` (asked with ``prompt_mode``, as its home test): keyed by the run's key and
+    the ``panel`` settings, stored in ``<run>/panel``; the panel is not part of the run's own key."""
+    config = {"kind": "panel", "run_key": run.key, "experiment": run.config["experiment"], "arm": run.config["arm"],
+              "prompt_mode": prompt_mode, "panel": dataclasses.asdict(run.profile.panel)}
+    return Planned(run.profile, config, run.path / PANEL_FOLDER)
+
+
+def panel_run(run: Planned, model_path: str | Path, prompt_mode: str, *, force: bool = False,
+              wait: bool = True) -> Run:
+    """Score the model at ``model_path`` (the run's kept model, or the start model a zero-shot row evaluates) on the
+    profile's panel (:func:`medrl_lib.data.panel.panel_items`) with the engine, prompt (``prompt_mode``) and scoring
+    rule of its home test; cached in ``<run>/panel`` (:func:`panel_plan`). Items whose image is among the run's
+    training images are left out and counted. Metrics per benchmark ``b``: ``panel/accuracy/<b>`` with ``/low``,
+    ``/high`` (bootstrap 95% interval), ``/n``; ``panel/format/<b>``; ``panel/train_overlap/<b>``."""
+    from .data.panel import panel_items
+    from .data.splits import image_keys
+    from .generation import answer_items
+    from .metrics import format_rate
+    from .stats import bootstrap_ci
+    from .train import load_policy
+
+    planned = panel_plan(run, prompt_mode)
+    profile = run.profile
+    if not Path(model_path).exists():
+        raise FileNotFoundError(f"{run.path}: the run kept no model ({model_path} is absent), so its panel cannot be "
+                                "scored: runs keep their model where the profile names a panel; retrain it "
+                                "(medrl run --force) to score this one")
+
+    def work(out):
+        train, _ = make_splits(profile)
+        panel = panel_items(profile)
+        seen = {k for k in image_keys(train) if k is not None}
+        keys = image_keys(panel)
+        names = panel["benchmark"]
+        overlap = [names[i] for i, k in enumerate(keys) if k in seen]  # the benchmark of each left-out item
+        kept = panel.select([i for i, k in enumerate(keys) if k not in seen])
+        model, processor = load_policy(profile, str(model_path))
+        answers = answer_items(model, processor, profile, kept, prompt_mode, out)
+        del model
+        free_accelerator()
+        records = [{**dataclasses.asdict(r), "benchmark": b} for r, b in zip(answers.records, kept["benchmark"])]
+        e = profile.eval
+        metrics: dict = {"panel/engine": answers.engine, "panel/source": profile.panel.source}
+        for name in profile.panel.benchmarks:
+            rows = [r for r in records if r["benchmark"] == name]
+            ci = bootstrap_ci([100.0 * r["correct"] for r in rows], n_boot=e.n_boot, seed=e.bootstrap_seed)
+            metrics.update({f"panel/accuracy/{name}": ci.value, f"panel/accuracy/{name}/low": ci.low,
+                            f"panel/accuracy/{name}/high": ci.high, f"panel/accuracy/{name}/n": ci.n,
+                            f"panel/format/{name}": format_rate(rows) if rows else float("nan"),
+                            f"panel/train_overlap/{name}": overlap.count(name)})
+        return {"metrics": metrics, "records": records, "test_ids": kept["id"]}
+
+    return cached_run(planned.path, planned.config, work, force=force, wait=wait)

@@ -18,7 +18,8 @@ from typing import Any
 from .config import Profile, load_profile
 from .console import progress
 from .data.splits import make_splits
-from .runs import grpo_arm, sft_arm, zero_shot_arm
+from .runs import (Planned, zero_shot_seed, grpo_arm, grpo_plan, panel_run, sft_arm, sft_plan, zero_shot_arm,
+                   zero_shot_plan)
 from .results import Run
 
 #: Zhu's data: all modalities in training (the profile's default trains on MRI only, as MedVLM-R1).
@@ -62,7 +63,8 @@ LABELS = {
     "grpo-sa-cwr": "+SA+CWR", "dr-grpo": "Dr.GRPO", "sft": "full SFT", "lora": "LoRA", "dpo": "DPO",
     "ood-grpo": "GRPO (MRI)", "ood-sft": "SFT (MRI)",
     "zero-shot": "instruct zero-shot (plain prompt)", "start": "instruct start (reasoning prompt)",
-    "base-start": "base start (reasoning prompt)",
+    "base-start": "base start (reasoning prompt)", "ood-start": "instruct start (reasoning prompt, E6 test)",
+    "ood-zero-shot": "instruct zero-shot (plain prompt, E6 test)",
 }
 
 #: Our arm -> the row of Zhu's Table 1 it reproduces.
@@ -143,7 +145,7 @@ def zero_shot(profile: str, which: str = "instruct", group: str = "zhu", overrid
     """The start model ``which`` evaluated without training with the reasoning prompt and strict scoring, on
     ``group``'s test items: the reference for "GRPO raises accuracy and format" (arm ``<which>-zero-shot``).
     The papers' zero-shot rows are :func:`baseline`."""
-    p = load_profile(profile, {**group_overrides(profile, group, overrides), **(overrides or {})})
+    p = group_profile(profile, group, overrides)
     return zero_shot_arm(p, group, f"{which}-zero-shot", which, prompt_mode="reasoning", force=force)
 
 
@@ -152,15 +154,97 @@ def baseline(profile: str, which: str = "instruct", group: str = "zhu", override
     """The papers' zero-shot row: the start model ``which`` asked with the plain prompt ("{Question} Your task:
     provide the correct single-letter choice") and scored by exact match (MedVLM-R1 section 4; Zhu's 47.29 row),
     arm ``zero-shot-<which>``."""
-    p = load_profile(profile, {**group_overrides(profile, group, overrides), **(overrides or {})})
+    p = group_profile(profile, group, overrides)
     return zero_shot_arm(p, group, f"zero-shot-{which}", which, prompt_mode="plain", force=force)
 
 
 def splits(profile: str, group: str = "zhu", overrides: dict | None = None):
     """The (train, test) items of the results ``group`` ('zhu' or 'ood'), the same for every arm of it."""
-    return make_splits(load_profile(profile, {**group_overrides(profile, group, overrides), **(overrides or {})}))
+    return make_splits(group_profile(profile, group, overrides))
 
 
 def test_split(profile: str, group: str = "zhu", overrides: dict | None = None):
     """The test items of the results ``group`` (the same for every arm of it)."""
     return splits(profile, group, overrides)[1]
+
+
+def group_profile(profile: str, group: str, overrides: dict | None = None) -> Profile:
+    """The profile of the results ``group``'s zero-shot rows and splits: the named profile, the group's protocol
+    (:func:`group_overrides`), then the caller's overrides."""
+    return load_profile(profile, {**group_overrides(profile, group, overrides), **(overrides or {})})
+
+
+def arm_plan(profile: str, arm: str, seed: int, overrides: dict | None = None) -> Planned:
+    """The run :func:`run_arm` trains or loads for ``arm`` and ``seed`` (its twin's, where it reads one)."""
+    arm = stored_arm(profile, arm, overrides)
+    p = arm_profile(profile, arm, overrides)
+    method, group, _ = ARMS[arm]
+    return grpo_plan(p, group, arm, seed) if method == "grpo" else sft_plan(p, group, arm, seed, method)
+
+
+def home_prompt(profile: Profile, method: str) -> str:
+    """The prompt a run of ``method`` is tested with: the plain prompt for a supervised baseline tuned on plain letters
+    (MedVLM-R1 section 4), else ``eval.prompt_mode``."""
+    return "plain" if method != "grpo" and profile.sft.target == "plain" else profile.eval.prompt_mode
+
+
+def zero_shot_row(profile: str, group: str, arm: str, overrides: dict | None = None,
+                  seed: int | None = None) -> tuple[Profile, Planned, str, str]:
+    """``(profile, planned run, start model, prompt)`` of the zero-shot row ``(group, arm)`` of :data:`ZERO_SHOT`."""
+    which, prompt = next((w, pm) for g, a, w, pm in ZERO_SHOT if (g, a) == (group, arm))
+    p = group_profile(profile, group, overrides)
+    return p, zero_shot_plan(p, group, arm, which, seed=seed, prompt_mode=prompt), which, prompt
+
+
+def panel_arm(profile: str, arm: str, seed: int, overrides: dict | None = None, force: bool = False, *,
+              wait: bool = True) -> Run:
+    """The panel scores of ``arm``'s run with ``seed`` (:func:`medrl_lib.runs.panel_run`, from the run's kept
+    model; the run trains first where the store lacks it), asked with the prompt of its home test."""
+    run_arm(profile, arm, seed, overrides, wait=wait)
+    planned = arm_plan(profile, arm, seed, overrides)
+    method = ARMS[stored_arm(profile, arm, overrides)][0]
+    return panel_run(planned, planned.path / "model", home_prompt(planned.profile, method), force=force, wait=wait)
+
+
+def panel_zero_shot(profile: str, group: str, arm: str, overrides: dict | None = None, force: bool = False, *,
+                    wait: bool = True) -> Run:
+    """The panel scores of the zero-shot row ``(group, arm)`` of :data:`ZERO_SHOT`: its start model, its prompt."""
+    from .standins import ensure_start_model
+
+    p, planned, which, prompt = zero_shot_row(profile, group, arm, overrides)
+    zero_shot_arm(p, group, arm, which, prompt_mode=prompt, wait=wait)
+    model = ensure_start_model(p, which, seed=zero_shot_seed(p, None))
+    return panel_run(planned, model, prompt, force=force, wait=wait)
+
+
+#: The Transfer chapter's rows: the trained arms and the zero-shot rows, each with the row it is compared with as
+#: its start and as its supervised baseline (``None``: the row is itself one of them).
+TRANSFER_ROWS: dict[str, tuple[str, str | None, str | None]] = {
+    "zhu/base-zero-shot": ("base-start", None, None),
+    "zhu/instruct-zero-shot": ("start", None, None),
+    "zhu/zero-shot-instruct": ("zero-shot", None, None),
+    **{f"zhu/{arm}": (arm, "zhu/base-zero-shot" if arm == "grpo-base" else "zhu/instruct-zero-shot", "zhu/sft")
+       for arm in ("grpo-base", "grpo-instruct", "grpo-sa", "grpo-sa-ecr", "grpo-sa-cwr", "dr-grpo")},
+    "zhu/sft": ("sft", "zhu/zero-shot-instruct", None),
+    "zhu/lora": ("lora", "zhu/zero-shot-instruct", "zhu/sft"),
+    "zhu/dpo": ("dpo", "zhu/zero-shot-instruct", "zhu/sft"),
+    "ood/instruct-zero-shot": ("ood-start", None, None),
+    "ood/zero-shot-instruct": ("ood-zero-shot", None, None),
+    "ood/ood-grpo": ("ood-grpo", "ood/instruct-zero-shot", "ood/ood-sft"),
+    "ood/ood-sft": ("ood-sft", "ood/zero-shot-instruct", None),
+}
+
+
+def transfer(profile: str, seeds: list[int], overrides: dict | None = None, force: bool = False) -> dict[str, list[Run]]:
+    """``{row of TRANSFER_ROWS: [panel Run per seed]}`` (one run for a zero-shot row), training or scoring what the
+    store lacks; one progress line per row."""
+    out: dict[str, list[Run]] = {}
+    for row in TRANSFER_ROWS:
+        group, arm = row.split("/")
+        if arm in ARMS:
+            out[row] = [panel_arm(profile, arm, seed, overrides, force) for seed in seeds]
+        else:
+            out[row] = [panel_zero_shot(profile, group, arm, overrides, force)]
+        how = "loaded" if all(r.reused for r in out[row]) else "scored"
+        progress(f"panel {row}: {how}")
+    return out

@@ -80,6 +80,9 @@ def test_summary_page_shows_tables_and_a_screenshot_is_kept(server, tmp_path):
     assert "paper (reference)" in dom and "verdict" in dom
     chapter = _chromium(tmp_path, "--dump-dom", urljoin(base, "chapters/06_ood_generalization.html"))
     assert re.search(r'<img[^>]+src="[^"]+\.png"', chapter), "the OOD chapter has no figure"
+    transfer = _chromium(tmp_path, "--dump-dom", urljoin(base, "chapters/09_transfer.html"))
+    assert re.search(r'<img[^>]+src="[^"]+\.png"', transfer), "the Transfer chapter has no figure"
+    assert transfer.count("<table") >= 3 and "synthetic panel" in transfer
     artifacts = ROOT / "test-artifacts"
     artifacts.mkdir(exist_ok=True)
     shot = artifacts / "summary.png"

@@ -154,3 +154,40 @@ def test_chapters_open_with_their_question_and_hide_their_setup():
         for cell in code[2:]:
             tags = cell["metadata"].get("tags", [])
             assert {"remove-cell", "remove-input", "hide-input"} & set(tags), f"{name}: code shown unfolded"
+
+
+def test_every_arm_is_scored_on_the_panel_beside_its_run(smoke_book, smoke_dirs):
+    from medrl_lib import study
+    from medrl_lib.config import load_profile
+
+    cache, results = smoke_dirs
+    overrides = {"cache_dir": str(cache), "results_dir": str(results)}
+    p = load_profile("smoke")
+    for row in study.TRANSFER_ROWS:  # the Transfer chapter scored every row: a panel folder beside each run
+        group, arm = row.split("/")
+        seed_dir = results / "smoke" / group / study.stored_arm("smoke", arm) / "seed0" if arm in study.ARMS else \
+            results / "smoke" / group / arm / "seed0"
+        metrics = json.loads((seed_dir / "panel" / "metrics.json").read_text())
+        for name in p.panel.benchmarks:
+            assert metrics[f"panel/accuracy/{name}/n"] == p.panel.per_benchmark, (row, name)
+            assert metrics[f"panel/accuracy/{name}/low"] <= metrics[f"panel/accuracy/{name}"] <= \
+                metrics[f"panel/accuracy/{name}/high"]
+        records = [json.loads(line) for line in (seed_dir / "panel" / "records.jsonl").read_text().splitlines()]
+        assert sorted({r["benchmark"] for r in records}) == sorted(p.panel.benchmarks)
+        assert json.loads((seed_dir / "panel" / "test_ids.json").read_text()) == [r["id"] for r in records]
+    assert (results / "smoke" / "zhu" / "lora" / "seed0" / "model" / "config.json").exists()  # LoRA kept, merged
+    # another panel: the stored run is reused (the panel is not in its key), only the panel is scored again
+    smaller = {**overrides, "panel.per_benchmark": 2}
+    assert study.run_arm("smoke", "dpo", 0, smaller).reused
+    rescored = study.panel_arm("smoke", "dpo", 0, smaller)
+    assert not rescored.reused and rescored.metrics["panel/accuracy/synthetic-yes-no/n"] == 2
+    assert study.panel_arm("smoke", "dpo", 0, smaller).reused
+
+
+def test_the_transfer_chapter_reports_the_panel(smoke_book):
+    book, _ = smoke_book
+    page = (book / "_build" / "html" / "chapters" / "09_transfer.html").read_text()
+    assert "A synthetic panel" in page and "stands in for no real benchmark" in page
+    assert "ranking-by-benchmark tests on the synthetic panel" in page
+    for name in ("synthetic-yes-no", "synthetic-reworded", "synthetic-low-contrast"):
+        assert name in page

@@ -154,3 +154,24 @@ def test_the_whole_rehearsal_runs_every_notebook(parts, tmp_path):
     assert (run / "model" / "config.json").exists() and not (run / "checkpoints").exists()
     log = [json.loads(l) for l in (run / "training_log.jsonl").read_text().splitlines()]
     assert [e["step"] for e in log if "reward" in e] == [1, 2, 3]
+    # every arm scored on the panel of the published file's benchmarks, by name, with the run's engine and prompt
+    p = load_profile("rehearsal")
+    for arm in stored:
+        panel = json.loads(next(results.glob(f"rehearsal/*/{arm}/seed0/panel/metrics.json")).read_text())
+        for name in p.panel.benchmarks:
+            assert 0 < panel[f"panel/accuracy/{name}/n"] <= p.panel.per_benchmark, (arm, name)
+        assert panel["panel/accuracy/VQA-RAD_test/n"] == p.panel.per_benchmark  # no training image among them
+
+
+def test_a_data_part_built_by_an_older_fixture_is_built_again(tmp_path):
+    root = tmp_path / "rehearsal"
+    folder = root / "data" / "huatuo"
+    folder.mkdir(parents=True)
+    (folder / "medical_multimodel_evaluation_data.json").write_text("[]")  # an older build: no version marker
+    rehearsal.ensure_part(folder, root)
+    objs = json.loads((folder / "medical_multimodel_evaluation_data.json").read_text())
+    names = {o.get("dataset") for o in objs if isinstance(o, dict)}
+    assert {"VQA-RAD_test", "MMMU_Medical_Validation", "OmniMedVQA"} <= names
+    before = (folder / "medical_multimodel_evaluation_data.json").stat().st_mtime_ns
+    rehearsal.ensure_part(folder, root)  # current: left alone
+    assert (folder / "medical_multimodel_evaluation_data.json").stat().st_mtime_ns == before

@@ -60,7 +60,7 @@ def test_stored_images_give_the_policy_the_same_inputs(profile, width, height):
     pixels = np.random.default_rng(0).integers(0, 256, size=(height, width, 3), dtype=np.uint8)
     original = Image.fromarray(pixels)
     ds = datasets.Dataset.from_dict({"image": [original]}).cast_column("image", datasets.Image())
-    stored = splits._resize_images(ds, profile.model.max_pixels, "test")[0]["image"]
+    stored = splits.resize_images(ds, profile.model.max_pixels, "test")[0]["image"]
     text = "<|vision_start|><|image_pad|><|vision_end|>"
     a = processor(text=[text], images=[original], return_tensors="pt")
     b = processor(text=[text], images=[stored], return_tensors="pt")

@@ -200,9 +200,16 @@ def write_huatuo_eval(
     seed: int = 0,
     spare: int = 2,
     published: Sequence[Mapping[str, Any]] | None = None,
+    panel_items: int = 0,
 ) -> dict[str, Any]:
     """Write ``medical_multimodel_evaluation_data.json`` and ``images.zip`` into ``folder`` (created if needed);
     return what was planted (see the module docstring).
+
+    ``panel_items`` appends, after every other object, that many closed-form objects of each benchmark of
+    :data:`PANEL_QUIRKS` with the published file's quirks, one open MMMU question (``options`` null) and, as for every
+    benchmark, nothing else; the result then has ``panel_rows`` (the closed-form objects per benchmark, which
+    :func:`medrl_lib.data.huatuo.load_huatuo_panel` keeps) and ``malformed`` counts them where the default load
+    (OmniMedVQA's three subsets) drops them.
 
     ``published`` (dicts with ``image``, ``question`` and ``modality``, like
     :func:`medrl_lib.data.medvlm_r1_test_items`) adds one object per item with that image path (as given; the
@@ -280,6 +287,7 @@ def write_huatuo_eval(
     order = np.random.default_rng([seed, zlib.crc32(b"huatuo")]).permutation(len(objs))
     objs = [objs[i] for i in order]
     kinds = [kinds[i] for i in order]
+    panel_rows, panel_drops = _panel_objects(objs, kinds, images, panel_items, seed)
     json_path = folder / huatuo.JSON_FILE
     json_path.write_text(json.dumps(objs, ensure_ascii=False, indent=1), encoding="utf-8")
     archive = folder / huatuo.IMAGE_ARCHIVE
@@ -288,12 +296,65 @@ def write_huatuo_eval(
     return {
         "files": [str(json_path), str(archive)],
         "good_rows": {m: good[m] + n_published[m] * (2 if m == "MRI" else 1) for m in MODALITIES},
-        "malformed": {reason: HUATUO_PLANTED.get(reason, 0) for reason in huatuo.DROP_REASONS},
+        "malformed": {reason: HUATUO_PLANTED.get(reason, 0) + panel_drops.get(reason, 0) for reason in huatuo.DROP_REASONS},
+        "panel_rows": panel_rows,
         "planted_rows": {i: kind for i, kind in enumerate(kinds) if kind in huatuo.DROP_REASONS},
         "rows": len(objs),
         "published_rows": [where[f"published:{k}"] for k in range(len(published))],
         "published_image_twins": sorted(where[f"twin:{k}"] for k in range(len(published)) if f"twin:{k}" in where),
     }
+
+
+PANEL_QUIRKS: dict[str, dict[str, Any]] = {
+    "VQA-RAD_test": {"subset": None, "yes_no": ("yes", "no")},        # no subset field; closed yes/no questions
+    "SLAKE_test": {"subset": "", "yes_no": ("Yes", "No")},            # an empty subset; capitalised answers
+    "PathVQA_test": {"subset": None, "yes_no": ("yes", "no"), "suffix": ".jpg"},
+    "PMC-VQA_test": {"subset": "", "period": True},                    # option texts with a trailing period
+    "MMMU_Medical_Validation": {"subset": "validation_Clinical_Medicine", "images": 2},  # two images listed
+    "OmniMedVQA": {"subset": "ultrasound"},                            # a subset outside MRI, CT and X-ray
+}
+"""The panel benchmarks :func:`write_huatuo_eval` plants with ``panel_items``, named as the published file's
+``dataset`` field spells them, and the quirk each carries there."""
+
+
+def _panel_objects(objs: list[Any], kinds: list[str], images: dict[str, bytes], n: int,
+                   seed: int) -> tuple[dict[str, int], dict[str, int]]:
+    """Append ``n`` objects of each :data:`PANEL_QUIRKS` benchmark (and one open MMMU question) to ``objs``; return
+    the closed-form objects per benchmark and what the default load drops of them, by reason."""
+    if n <= 0:
+        return {}, {}
+    rng = np.random.default_rng([seed, zlib.crc32(b"panel")])
+    drops: dict[str, int] = {}
+    rows: dict[str, int] = {}
+    for b, (name, quirk) in enumerate(PANEL_QUIRKS.items()):
+        items = _items(generate(SyntheticConfig(n_items=n + 1, modalities=(MODALITIES[b % 3],), seed=seed,
+                                                id_prefix=f"panel-{name}")))
+        for i, item in enumerate(items[:n] + ([items[n]] if name == "MMMU_Medical_Validation" else [])):
+            obj = _huatuo_obj(item, f"{_slug(name)}_{i:03d}{quirk.get('suffix', '.png')}", MODALITIES[b % 3], images)
+            obj["dataset"] = name
+            if quirk["subset"] is None:
+                del obj["subset"]
+            else:
+                obj["subset"] = quirk["subset"]
+            if "yes_no" in quirk:  # a closed question on the lesion's side, answered yes or no
+                side = json.loads(item["facts"])["lesions"][0]["side"]
+                asked = ("left", "right")[int(rng.integers(2))]
+                obj.update(question=f"Is the abnormality on the {asked} side?", options=list(quirk["yes_no"]),
+                           answer=quirk["yes_no"][0 if asked == side else 1])
+            if quirk.get("period"):
+                obj["options"] = [f"{o}." for o in obj["options"]]
+                obj["answer"] += "."
+            if quirk.get("images"):
+                obj["image"] = obj["image"] * quirk["images"]
+            open_question = i == n
+            if open_question:
+                obj["options"] = None
+            objs.append(obj)
+            kinds.append("panel-open" if open_question else f"panel:{name}")
+            reason = (huatuo.MISSING_SUBSET if quirk["subset"] is None else huatuo.OTHER_SUBSET)
+            drops[reason] = drops.get(reason, 0) + 1
+        rows[name] = n
+    return rows, drops
 
 
 def _items(ds: datasets.Dataset) -> list[dict[str, Any]]:

@@ -71,12 +71,13 @@ from medrl_lib.data.schema import (
     LETTERS,
     MIN_OPTIONS,
     MISSING_IMAGE,
+    OTHER_MODALITY,
     DataError,
     DropLog,
     letter_of,
 )
 
-__all__ = ["DROP_REASONS", "SUBSET_MODALITIES", "load_huatuo_eval"]
+__all__ = ["DROP_REASONS", "SUBSET_MODALITIES", "load_huatuo_eval", "load_huatuo_panel"]
 
 HUB_ID = "FreedomIntelligence/Medical_Multimodal_Evaluation_Data"
 """The hub dataset that holds the HuatuoGPT-Vision evaluation data."""
@@ -127,6 +128,7 @@ def load_huatuo_eval(
     json_file: str = JSON_FILE,
     images: str | None = None,
     datasets_filter: Sequence[str] | None = ("OmniMedVQA",),
+    all_subsets: bool = False,
 ) -> datasets.Dataset:
     """Load the HuatuoGPT-Vision evaluation data as a dataset with :data:`~medrl_lib.data.schema.FEATURES`.
 
@@ -145,6 +147,10 @@ def load_huatuo_eval(
     ``datasets_filter`` are dropped before their other fields are checked; every drop is counted by reason
     (:data:`DROP_REASONS`) in the JSON summary in ``info.description`` of the result (see the module
     docstring, and :func:`~medrl_lib.data.schema.load_summary`).
+
+    ``all_subsets`` keeps the objects of every subset, and those with none (VQA-RAD, SLAKE, PathVQA, MMMU, ...):
+    their ``modality`` is :data:`~medrl_lib.data.schema.OTHER_MODALITY` where the subset is not one of
+    :data:`SUBSET_MODALITIES` (``missing_subset`` and ``other_subset`` then drop nothing).
     """
     if isinstance(datasets_filter, str):
         datasets_filter = (datasets_filter,)
@@ -160,7 +166,7 @@ def load_huatuo_eval(
     records: list[Record] = []
     for index, item in enumerate(items):
         row_id = f"huatuo-{index:06d}"
-        parsed = _record(item, index, row_id, datasets_filter)
+        parsed = _record(item, index, row_id, datasets_filter, all_subsets)
         if isinstance(parsed, Record):
             records.append(parsed)
         else:
@@ -169,22 +175,43 @@ def load_huatuo_eval(
         "file": name,
         "rows_read": len(items),
         "datasets_filter": list(datasets_filter) if datasets_filter is not None else None,
+        **({"all_subsets": True} if all_subsets else {}),
     }
     with ImageStore(image_location) as store:
         return records_to_dataset(records, store, drops, summary)
 
 
+def load_huatuo_panel(
+    source: str = HUB_ID,
+    *,
+    benchmarks: Sequence[str] | None = None,
+    json_file: str = JSON_FILE,
+    images: str | None = None,
+) -> datasets.Dataset:
+    """Every benchmark of the HuatuoGPT-Vision evaluation data (or those named in ``benchmarks``), closed-form items
+    only, with :data:`~medrl_lib.data.schema.FEATURES` and a ``benchmark`` column (the ``dataset`` field as
+    published, e.g. ``"VQA-RAD"``): :func:`load_huatuo_eval` with ``all_subsets``, so that open questions and
+    malformed objects are dropped and counted as there (the summary in ``info.description``)."""
+    ds = load_huatuo_eval(source, json_file=json_file, images=images, datasets_filter=benchmarks, all_subsets=True)
+    json_path, _ = _resolve(source, json_file, images)
+    items = json.loads(json_path.read_text(encoding="utf-8"))
+    names = [items[int(row_id.removeprefix("huatuo-"))]["dataset"] for row_id in ds["id"]]
+    return ds.add_column("benchmark", names, new_fingerprint=f"{ds._fingerprint}-benchmark")
+
+
 def _record(
-    item: Any, index: int, row_id: str, datasets_filter: Sequence[str] | None
+    item: Any, index: int, row_id: str, datasets_filter: Sequence[str] | None, all_subsets: bool = False
 ) -> Record | tuple[str, str]:
     """Check one entry of the JSON list and turn it into a :class:`Record`, or say why it is dropped:
-    ``(reason, detail)``."""
+    ``(reason, detail)``. ``all_subsets``: keep every subset (:func:`load_huatuo_eval`)."""
     if not isinstance(item, dict):
         return NOT_AN_OBJECT, f"a JSON {_kind(item)}, not an object"
     subset = item.get("subset")
-    if not isinstance(subset, str):
+    if not isinstance(subset, str) and not all_subsets:
         return MISSING_SUBSET, f"field 'subset' is {'absent' if 'subset' not in item else _kind(subset)}"
-    modality = SUBSET_MODALITIES.get(subset)
+    modality = SUBSET_MODALITIES.get(subset) if isinstance(subset, str) else None
+    if modality is None and all_subsets:
+        modality = OTHER_MODALITY
     if modality is None:
         return OTHER_SUBSET, f"subset {subset!r}"
     benchmark = item.get("dataset")

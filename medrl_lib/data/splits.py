@@ -290,7 +290,7 @@ def split_key(profile: Profile) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def _resize_images(ds: datasets.Dataset, max_pixels: int | None, desc: str) -> datasets.Dataset:
+def resize_images(ds: datasets.Dataset, max_pixels: int | None, desc: str) -> datasets.Dataset:
     """``ds`` with every image in RGB at the size Qwen2-VL's processor gives it under ``max_pixels`` (its
     ``smart_resize``, bicubic as the processor): the processor then leaves it at that size."""
     if not max_pixels:
@@ -311,7 +311,7 @@ def _resize_images(ds: datasets.Dataset, max_pixels: int | None, desc: str) -> d
 def stored_splits(profile: Profile) -> tuple[datasets.Dataset, datasets.Dataset]:
     """(train, test) of :func:`build_splits`, stored under ``<cache_dir>/splits/<key>`` (:func:`split_key`): built
     once, by the first process that asks (the others wait on a file lock), with each image decoded and resized
-    once (:func:`_resize_images`), written to a temporary folder and renamed into place; then loaded with
+    once (:func:`resize_images`), written to a temporary folder and renamed into place; then loaded with
     ``datasets.load_from_disk``, whose Arrow files are memory-mapped: every process and arm reads the same pages,
     and a split handed to a worker process is pickled as its file paths."""
     import shutil
@@ -328,7 +328,7 @@ def stored_splits(profile: Profile) -> tuple[datasets.Dataset, datasets.Dataset]
             tmp = folder.with_name(folder.name + ".tmp")
             shutil.rmtree(tmp, ignore_errors=True)
             for name, ds in (("train", train), ("test", test)):
-                _resize_images(ds, profile.model.max_pixels, f"{name} images").save_to_disk(str(tmp / name))
+                resize_images(ds, profile.model.max_pixels, f"{name} images").save_to_disk(str(tmp / name))
             (tmp / "done").write_text(json.dumps({"train": len(train), "test": len(test)}))
             shutil.rmtree(folder, ignore_errors=True)
             tmp.rename(folder)
