@@ -118,6 +118,9 @@ class InstructStandinSettings:
     real instruct model often does)"""
     plain_fraction: float = 0.0
     """fraction of the items of ``plain_types`` answered with the bare letter"""
+    plain_prompt_fraction: float = 0.0
+    """fraction of its items asked with the plain prompt ("provide the correct single-letter choice") and answered
+    with the bare letter, as a real instruct model answers that prompt (0: never asked it)"""
 
 
 @dataclass
@@ -413,7 +416,8 @@ def validate(p: Profile, where: str) -> Profile:
         raise ConfigError(f"{where}: keys 'data.min_options'/'data.max_options' must satisfy 2 <= min <= max <= 6")
     if p.standins.base.text_items < 0:
         raise ConfigError(f"{where}: key 'standins.base.text_items' must be >= 0, got {p.standins.base.text_items}")
-    for key in ("standins.base.text_tagged_fraction", "standins.instruct.plain_fraction"):
+    for key in ("standins.base.text_tagged_fraction", "standins.instruct.plain_fraction",
+                "standins.instruct.plain_prompt_fraction"):
         if not 0.0 <= _setting(p, key) <= 1.0:
             raise ConfigError(f"{where}: key '{key}' must lie in [0, 1], got {_setting(p, key)}")
     from .data.synthetic import QUESTIONS

@@ -91,7 +91,7 @@ _INSTRUCT_LR = 3e-3
 _IMAGE_SIZE = 56
 
 
-def _folder(root: Path, hub_id: str) -> Path:
+def standin_folder(root: Path, hub_id: str) -> Path:
     return root / hub_id.split("/", 1)[1]
 
 
@@ -104,7 +104,7 @@ def is_complete(path: str | Path, hub_id: str, seed: int) -> bool:
     return is_built(path, _meta(hub_id, seed), STANDIN_FILE)
 
 
-def _build(path: Path, hub_id: str, seed: int, write) -> Path:
+def build_standin(path: Path, hub_id: str, seed: int, write) -> Path:
     """The stand-in folder ``path`` of ``hub_id``, written once by ``write(folder)`` (:func:`build_once`)."""
     return build_once(path, write, _meta(hub_id, seed), marker=STANDIN_FILE)
 
@@ -116,18 +116,18 @@ def build_hub_standins(root: str | Path, *, seed: int = 0) -> dict[str, Path]:
     is rebuilt atomically. Deterministic given ``seed``."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    out = {hub_id: _folder(root, hub_id) for hub_id in HUB_IDS}
-    with _seeded(seed):
+    out = {hub_id: standin_folder(root, hub_id) for hub_id in HUB_IDS}
+    with seeded(seed):
         if not all(is_complete(out[h], h, seed) for h in (INSTRUCT, BASE)):
             _build_qwen2_vl(out[INSTRUCT], out[BASE], seed)
         for hub_id, build in ((BIOGPT, _write_biogpt), (CROSS_ENCODER, _write_cross_encoder),
                               (MISTRAL, _write_mistral)):
             if not is_complete(out[hub_id], hub_id, seed):
-                _build(out[hub_id], hub_id, seed, lambda tmp, b=build: b(tmp, seed))
+                build_standin(out[hub_id], hub_id, seed, lambda tmp, b=build: b(tmp, seed))
     return out
 
 
-class _seeded:
+class seeded:
     """Fork torch's global random state for the build, restoring it afterwards."""
 
     def __init__(self, seed: int) -> None:
@@ -173,7 +173,7 @@ def _corpus(seed: int, n_items: int = 300) -> list[str]:
 # =============================================================================================
 
 
-def _qwen_tokenizer(seed: int):
+def qwen_tokenizer(seed: int):
     """The shared Qwen2 byte-level BPE (Qwen2's normaliser and pre-tokeniser), special tokens after the regular
     vocabulary; returns ``(tokenizer, vocab, merges)`` with the instruct flavour (EOS ``<|im_end|>``)."""
     from tokenizers import Regex, pre_tokenizers
@@ -261,7 +261,7 @@ def _qwen_generation_config(tokenizer, *, instruct: bool) -> dict:
             "transformers_version": "4.45.0.dev0"}
 
 
-def _legacy_qwen_keys(state: dict[str, torch.Tensor], tied: bool) -> dict[str, torch.Tensor]:
+def legacy_qwen_keys(state: dict[str, torch.Tensor], tied: bool) -> dict[str, torch.Tensor]:
     """Checkpoint keys as the hub stores them (``model.layers.*``, ``visual.*``; no ``lm_head`` when tied)."""
     out = {}
     for k, v in state.items():
@@ -282,7 +282,7 @@ def _write_qwen_folder(folder: Path, model, tokenizer, vocab, merges, *, instruc
 
     write_json(folder / "config.json", _qwen_config(tokenizer, instruct=instruct))
     write_json(folder / "generation_config.json", _qwen_generation_config(tokenizer, instruct=instruct))
-    save_sharded(_legacy_qwen_keys(model.state_dict(), tied=True), folder, 2, torch.bfloat16)
+    save_sharded(legacy_qwen_keys(model.state_dict(), tied=True), folder, 2, torch.bfloat16)
     tokenizer.save_pretrained(str(folder))  # tokenizer.json (its tokenizer_config.json is replaced below)
     for name in ("chat_template.jinja", "special_tokens_map.json"):
         (folder / name).unlink(missing_ok=True)
@@ -320,9 +320,10 @@ def _qwen_model(tokenizer, seed: int):
     return model
 
 
-def _tune_instruct(model, tokenizer, seed: int) -> list[float]:
-    """A short supervised run (plain torch loop) on synthetic items, reasoning prompt through the instruct chat
-    template, loss on the target ``<think>...</think><answer>X</answer><|im_end|>`` only; returns the losses."""
+def tune_instruct(model, tokenizer, seed: int, processor=None, steps: int = _INSTRUCT_STEPS) -> list[float]:
+    """A short supervised run (plain torch loop, ``steps`` steps) on synthetic items, reasoning prompt through the
+    instruct chat template, loss on the target ``<think>...</think><answer>X</answer><|im_end|>`` only; returns the
+    losses. ``processor``: the family's (default: Qwen2-VL's, with the instruct template)."""
     from transformers import Qwen2VLImageProcessorPil
 
     from .data.schema import MODALITIES
@@ -330,12 +331,13 @@ def _tune_instruct(model, tokenizer, seed: int) -> list[float]:
     from .models import QWEN2_VL_CHAT_TEMPLATE, processor_class
     from .prompts import chat_messages
 
-    image_processor = Qwen2VLImageProcessorPil(**{k: QWEN2_VL_PREPROCESSOR[k] for k in (
-        "min_pixels", "max_pixels", "patch_size", "temporal_patch_size", "merge_size", "image_mean", "image_std")})
-    tokenizer.chat_template = QWEN2_VL_CHAT_TEMPLATE
-    processor = processor_class()(image_processor=image_processor, tokenizer=tokenizer,
-                                  chat_template=QWEN2_VL_CHAT_TEMPLATE)
-    n = _INSTRUCT_STEPS * _INSTRUCT_BATCH
+    if processor is None:
+        image_processor = Qwen2VLImageProcessorPil(**{k: QWEN2_VL_PREPROCESSOR[k] for k in (
+            "min_pixels", "max_pixels", "patch_size", "temporal_patch_size", "merge_size", "image_mean", "image_std")})
+        tokenizer.chat_template = QWEN2_VL_CHAT_TEMPLATE
+        processor = processor_class()(image_processor=image_processor, tokenizer=tokenizer,
+                                      chat_template=QWEN2_VL_CHAT_TEMPLATE)
+    n = steps * _INSTRUCT_BATCH
     ds = generate(SyntheticConfig(n_items=n, modalities=MODALITIES, seed=60_000 + seed, image_size=_IMAGE_SIZE,
                                   id_prefix="standin-instruct"))
     rows = ds.remove_columns("image")
@@ -345,10 +347,10 @@ def _tune_instruct(model, tokenizer, seed: int) -> list[float]:
     order = torch.randperm(n, generator=generator).tolist()
     optimizer = torch.optim.AdamW(model.parameters(), lr=_INSTRUCT_LR, weight_decay=0.0)
     schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: min(1.0, (step + 1) / 5) * max(0.05, 1 - step / _INSTRUCT_STEPS))
+        optimizer, lambda step: min(1.0, (step + 1) / 5) * max(0.05, 1 - step / steps))
     model.train()
     losses = []
-    for step in range(_INSTRUCT_STEPS):
+    for step in range(steps):
         batch = order[step * _INSTRUCT_BATCH:(step + 1) * _INSTRUCT_BATCH]
         prompts = [processor.apply_chat_template(chat_messages(rows[i]["question"], rows[i]["options"]),
                                                  add_generation_prompt=True, tokenize=False) for i in batch]
@@ -376,16 +378,16 @@ def _build_qwen2_vl(instruct_path: Path, base_path: Path, seed: int) -> None:
     """Both Qwen2-VL stand-ins: one tokenizer, the base randomly initialised, the instruct tuned from it."""
     import copy
 
-    tokenizer, vocab, merges = _qwen_tokenizer(seed)
+    tokenizer, vocab, merges = qwen_tokenizer(seed)
     base = _qwen_model(tokenizer, seed)
     if not is_complete(base_path, BASE, seed):
         base_tok = copy.deepcopy(tokenizer)
         base_tok.eos_token = "<|endoftext|>"
-        _build(base_path, BASE, seed,
+        build_standin(base_path, BASE, seed,
                lambda tmp: _write_qwen_folder(tmp, base, base_tok, vocab, merges, instruct=False))
     if not is_complete(instruct_path, INSTRUCT, seed):
         instruct = copy.deepcopy(base)
-        losses = _tune_instruct(instruct, tokenizer, seed)
+        losses = tune_instruct(instruct, tokenizer, seed)
 
         def write(tmp: Path) -> None:
             _write_qwen_folder(tmp, instruct, tokenizer, vocab, merges, instruct=True)
@@ -393,7 +395,7 @@ def _build_qwen2_vl(instruct_path: Path, base_path: Path, seed: int) -> None:
                         {"steps": _INSTRUCT_STEPS, "batch": _INSTRUCT_BATCH, "lr": _INSTRUCT_LR,
                          "first_loss": losses[0], "final_loss": losses[-1]})
 
-        _build(instruct_path, INSTRUCT, seed, write)
+        build_standin(instruct_path, INSTRUCT, seed, write)
 
 
 # =============================================================================================

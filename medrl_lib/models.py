@@ -145,19 +145,27 @@ def train_tokenizer(corpus: Iterable[str], vocab_size: int):
     return fast
 
 
+def processor_class(name: str = "Qwen2VLProcessor"):
+    """Transformers' processor class ``name`` (Qwen2-VL's by default; any Qwen-VL family's) without its video
+    processor: the stock one needs torchvision, absent on CPU machines; where the ``vllm`` extra brings it, this
+    PIL-based processor is kept, so that preprocessing is the same everywhere.
+
+    One class per name for the tiny models and the hub Qwen-VL models (built once, so ``isinstance`` holds across
+    calls); its ``from_pretrained`` is :func:`load_vl_processor`, its ``save_pretrained`` writes the tokenizer (with
+    the chat template) and the image processor (naming ``name`` as its processor class), which is what it reloads
+    from."""
+    return _image_only_class(name)
+
+
 @functools.lru_cache(maxsize=None)
-def processor_class():
-    """Qwen2VLProcessor without a video processor (the stock one needs torchvision, absent on CPU machines; where
-    the ``vllm`` extra brings it, this PIL-based processor is kept, so that preprocessing is the same everywhere).
+def _image_only_class(name: str):
+    """:func:`processor_class` (one class per name, however it is asked for)."""
+    import transformers
 
-    One class for the tiny models and the hub Qwen2-VL models (built once, so ``isinstance`` holds across calls);
-    its ``from_pretrained`` is :func:`load_qwen2vl_processor`, its ``save_pretrained`` writes the tokenizer (with
-    the chat template) and the image processor, which is what it reloads from."""
-    from transformers import Qwen2VLProcessor
+    family = getattr(transformers, name)
 
-    class ImageOnlyQwen2VLProcessor(Qwen2VLProcessor):
-        """Qwen2-VL processor for images only (``Qwen2VLImageProcessorPil``); reloads with its own
-        ``from_pretrained``."""
+    class ImageOnlyProcessor(family):
+        """A Qwen-VL processor for images only (the PIL image processor); reloads with its own ``from_pretrained``."""
 
         attributes = ["image_processor", "tokenizer"]
 
@@ -168,7 +176,7 @@ def processor_class():
 
         @classmethod
         def from_pretrained(cls, path, **kwargs):
-            return load_qwen2vl_processor(path, **kwargs)
+            return load_vl_processor(path, **kwargs)
 
         def save_pretrained(self, path, **kwargs):
             os.makedirs(path, exist_ok=True)
@@ -176,8 +184,36 @@ def processor_class():
                 self.tokenizer.chat_template = self.chat_template
             self.tokenizer.save_pretrained(path)
             self.image_processor.save_pretrained(path)
+            config = Path(path) / "preprocessor_config.json"  # the family, for from_pretrained
+            config.write_text(json.dumps({**json.loads(config.read_text()), "processor_class": name}, indent=2))
 
-    return ImageOnlyQwen2VLProcessor
+    ImageOnlyProcessor.__name__ = ImageOnlyProcessor.__qualname__ = f"ImageOnly{name}"
+    return ImageOnlyProcessor
+
+
+def image_only_classes(name_or_path: str | Path) -> tuple[str, str] | None:
+    """``(processor class, PIL image processor class)`` names of a checkpoint whose processor is built images-only
+    (:func:`processor_class`), read from the checkpoint: its ``processor_class`` (``preprocessor_config.json``), else
+    the processor Transformers maps its ``model_type`` to, when that processor holds a video processor and the
+    model type has a PIL image processor (the Qwen-VL families: Qwen2-VL, Qwen2.5-VL, Qwen3-VL); else None (other
+    VLMs go through ``AutoProcessor``)."""
+    import transformers
+    from transformers import ImageProcessingMixin
+    from transformers.models.auto.image_processing_auto import IMAGE_PROCESSOR_MAPPING_NAMES
+    from transformers.models.auto.processing_auto import PROCESSOR_MAPPING_NAMES
+
+    model_type = _model_type(name_or_path)
+    try:
+        config, _ = ImageProcessingMixin.get_image_processor_dict(str(name_or_path))
+    except OSError:
+        config = {}
+    name = config.get("processor_class") or PROCESSOR_MAPPING_NAMES.get(model_type)
+    backends = IMAGE_PROCESSOR_MAPPING_NAMES.get(model_type)
+    pil = backends.get("pil") if isinstance(backends, dict) else None
+    family = getattr(transformers, name, None) if name else None
+    if family is None or pil is None or "video_processor" not in family.get_attributes():
+        return None
+    return name, pil
 
 
 def _chat_template_of(name_or_path: str | Path, tokenizer=None) -> str | None:
@@ -221,19 +257,24 @@ def check_pixel_limit(image_processor, max_pixels: int | None, name: str = "mode
         raise ValueError(f"{name}: max_pixels={max_pixels} is below the image processor's min_pixels={low}")
 
 
-def load_qwen2vl_processor(name_or_path: str | Path, *, max_pixels: int | None = None,
-                           chat_template_from: str | Path | None = None):
-    """The images-only Qwen2-VL processor of a folder or hub id: its tokenizer, a ``Qwen2VLImageProcessorPil``
-    read from its ``preprocessor_config.json`` (with ``max_pixels`` applied and checked), and its chat template;
-    one that ships no template gets ``chat_template_from``'s, else :data:`QWEN2_VL_CHAT_TEMPLATE` with a
-    warning. The template is set on the processor and on its tokenizer (TRL and our code read either).
-    Returns the processor; ``processor.borrowed_chat_template`` says whether the template was taken from
-    elsewhere."""
-    from transformers import AutoTokenizer, Qwen2VLImageProcessorPil
+def load_vl_processor(name_or_path: str | Path, *, max_pixels: int | None = None,
+                      chat_template_from: str | Path | None = None):
+    """The images-only processor of a Qwen-VL folder or hub id, of its family (:func:`image_only_classes`): its
+    tokenizer, the PIL image processor read from its ``preprocessor_config.json`` (with ``max_pixels`` applied and
+    checked), and its chat template; one that ships no template gets ``chat_template_from``'s, else
+    :data:`QWEN2_VL_CHAT_TEMPLATE` with a warning. The template is set on the processor and on its tokenizer (TRL
+    and our code read either). Returns the processor; ``processor.borrowed_chat_template`` says whether the
+    template was taken from elsewhere."""
+    import transformers
+    from transformers import AutoTokenizer
 
+    classes = image_only_classes(name_or_path)
+    if classes is None:
+        raise ValueError(f"{name_or_path}: not a Qwen-VL checkpoint (its processor is not built images-only)")
+    name, pil = classes
     tokenizer = AutoTokenizer.from_pretrained(str(name_or_path))
     extra = {"max_pixels": max_pixels} if max_pixels else {}
-    image_processor = Qwen2VLImageProcessorPil.from_pretrained(str(name_or_path), **extra)
+    image_processor = getattr(transformers, pil).from_pretrained(str(name_or_path), **extra)
     check_pixel_limit(image_processor, max_pixels, str(name_or_path))
     template, borrowed = _chat_template_of(name_or_path, tokenizer), False
     if not template:
@@ -248,7 +289,7 @@ def load_qwen2vl_processor(name_or_path: str | Path, *, max_pixels: int | None =
                           stacklevel=3)
             template = QWEN2_VL_CHAT_TEMPLATE
     tokenizer.chat_template = template
-    processor = processor_class()(image_processor=image_processor, tokenizer=tokenizer, chat_template=template)
+    processor = processor_class(name)(image_processor=image_processor, tokenizer=tokenizer, chat_template=template)
     processor.borrowed_chat_template = borrowed
     return processor
 
@@ -412,9 +453,10 @@ def load_model(name_or_path: str | Path, *, dtype: str = "float32", attn_impleme
     copy of one (a hub stand-in of :mod:`medrl_lib.hub_standins`, a model saved after training), loaded with
     ``AutoModelForImageTextToText``; the network or a warm Hugging Face cache is needed for hub ids.
 
-    Its processor: Qwen2-VL models (``model_type`` ``qwen2_vl`` in ``config.json``) get the images-only
-    processor of :func:`load_qwen2vl_processor` (``AutoProcessor`` would build Qwen2-VL's video processor,
-    whose only backend is torchvision, absent on CPU machines), with ``max_pixels`` applied and checked:
+    Its processor: Qwen-VL models (Qwen2-VL, Qwen2.5-VL, Qwen3-VL: :func:`image_only_classes`, read from the
+    checkpoint) get their family's images-only processor of :func:`load_vl_processor` (``AutoProcessor`` would
+    build the family's video processor, whose only backend is torchvision, absent on CPU machines), with
+    ``max_pixels`` applied and checked:
     ``ValueError`` unless the loaded image processor's pixel limit is exactly ``max_pixels``. Other VLMs go
     through ``AutoProcessor`` (``max_pixels`` passed on when given).
 
@@ -447,8 +489,8 @@ def load_model(name_or_path: str | Path, *, dtype: str = "float32", attn_impleme
     if local.is_dir() and (local / TINY_MARKER).exists():
         processor = processor_class().from_pretrained(local)
         model = Qwen2VLForConditionalGeneration.from_pretrained(str(local), **kwargs)
-    elif _model_type(name_or_path) == "qwen2_vl":
-        processor = load_qwen2vl_processor(name_or_path, max_pixels=max_pixels, chat_template_from=chat_template_from)
+    elif image_only_classes(name_or_path) is not None:  # Qwen2-VL, Qwen2.5-VL, Qwen3-VL: the family's processor
+        processor = load_vl_processor(name_or_path, max_pixels=max_pixels, chat_template_from=chat_template_from)
         model = AutoModelForImageTextToText.from_pretrained(str(name_or_path), **kwargs)
         if processor.borrowed_chat_template:
             end = processor.tokenizer.convert_tokens_to_ids(QWEN2_VL_END_OF_TURN)

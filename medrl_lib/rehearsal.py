@@ -68,9 +68,13 @@ def ensure_part(path: str | Path, root: str | Path) -> None:
     if path.exists():
         return
     if rel.parts[0] == "models":
+        from .family_standins import FAMILY_IDS, build_family_standins
         from .hub_standins import build_hub_standins
 
-        build_hub_standins(base / "models")
+        if len(rel.parts) > 1 and rel.parts[1] in {h.split("/", 1)[1] for h in FAMILY_IDS}:
+            build_family_standins(base / "models")
+        else:
+            build_hub_standins(base / "models")
     elif rel.parts[:2] == ("data", "pmc-vqa"):
         _build_atomic(base / "data" / "pmc-vqa", "pmc")
     elif rel.parts[:2] == ("data", "huatuo"):

@@ -394,7 +394,7 @@ def panel_run(run: Planned, model_path: str | Path, prompt_mode: str, *, force: 
         panel = panel_items(profile)
         seen = {k for k in image_keys(train) if k is not None}
         keys = image_keys(panel)
-        names = panel["benchmark"]
+        names = list(panel["benchmark"])
         overlap = [names[i] for i, k in enumerate(keys) if k in seen]  # the benchmark of each left-out item
         kept = panel.select([i for i, k in enumerate(keys) if k not in seen])
         model, processor = load_policy(profile, str(model_path))

@@ -186,6 +186,8 @@ def _instruct_settings(profile: Profile, base: Path, draw: int) -> dict:
         settings["option_order"] = d.option_order
     if s.plain_fraction and s.plain_types:
         settings["plain"] = [sorted(s.plain_types), s.plain_fraction]
+    if s.plain_prompt_fraction:  # keeps the cache keys of stand-ins never asked the plain prompt
+        settings["plain_prompt"] = s.plain_prompt_fraction
     if draw:
         settings["draw"] = draw
     return settings
@@ -193,8 +195,9 @@ def _instruct_settings(profile: Profile, base: Path, draw: int) -> dict:
 
 def _instruct(profile: Profile, base: Path, cache: Path, draw: int = 0) -> Path:
     """The 'instruct' stand-in: ``base`` tuned on items disjoint from every split (their own id prefix and seed),
-    a share of them answering with the bare letter (``standins.instruct.plain_types``, ``plain_fraction``). Its
-    seeds are ``data.seed + draw``."""
+    a share of them answering with the bare letter (``standins.instruct.plain_types``, ``plain_fraction``) and a
+    share asked with the plain prompt and answered with the letter (``plain_prompt_fraction``). Its seeds are
+    ``data.seed + draw``."""
     from .data.schema import MODALITIES
     from .data.synthetic import SyntheticConfig, generate
 
@@ -205,7 +208,8 @@ def _instruct(profile: Profile, base: Path, cache: Path, draw: int = 0) -> Path:
         ds = generate(SyntheticConfig(n_items=s.items, modalities=MODALITIES, seed=10_000 + seed,
                                       image_size=d.image_size, min_options=d.min_options, max_options=d.max_options,
                                       option_order=d.option_order, id_prefix="instruct"))
-        return mark_plain_answers(ds, s.plain_types, s.plain_fraction, seed=seed)
+        ds = mark_plain_answers(ds, s.plain_types, s.plain_fraction, seed=seed)
+        return mark_plain_prompts(ds, s.plain_prompt_fraction, seed=seed) if s.plain_prompt_fraction else ds
 
     return _tuned(cache / f"tiny-instruct-{config_hash(settings)}", "tiny-instruct", settings, items, base,
                   lr=s.lr, steps=s.steps, target=s.target, seed=seed)
@@ -250,6 +254,20 @@ def mark_plain_answers(ds, question_types, fraction: float, seed: int = 0):
     types = [json.loads(f)["question_type"] for f in ds["facts"]]
     flags = [bool(t in question_types and u < fraction) for t, u in zip(types, draws)]
     return ds.add_column("plain_answer", flags)
+
+
+def mark_plain_prompts(ds, fraction: float, seed: int = 0):
+    """Add the boolean column ``plain_prompt``: True for a seeded ``fraction`` of the items, which are then asked with
+    the plain prompt and tuned to answer with the bare letter (:func:`medrl_lib.train.with_prompts`).
+
+    >>> from medrl_lib.data.synthetic import SyntheticConfig, generate
+    >>> sum(mark_plain_prompts(generate(SyntheticConfig(n_items=200)), 0.3)["plain_prompt"])
+    60
+    """
+    import numpy as np
+
+    draws = np.random.default_rng([seed, 4343]).random(len(ds))
+    return ds.add_column("plain_prompt", [bool(u < fraction) for u in draws])
 
 
 def start_model_sizes(profile: Profile):

@@ -80,6 +80,9 @@ def with_prompts(ds, mode: str = "reasoning", target: str | None = None):
         if target == "report":
             return {"prompt": [{"role": "user", "content": ""}],
                     "completion": [{"role": "assistant", "content": describe(json.loads(row["facts"]))}]}
+        if row.get("plain_prompt"):  # an instruct item asked with the plain prompt: the bare letter
+            return {"prompt": conversation(row["question"], row["options"], "plain"),
+                    "completion": [{"role": "assistant", "content": row["answer"]}]}
         out = {"prompt": conversation(row["question"], row["options"], mode)}
         if target == "reasoning" and row.get("plain_answer"):  # an instruct item that ignores the format
             out["completion"] = [{"role": "assistant", "content": row["answer"]}]

@@ -184,7 +184,9 @@ def test_other_vlms_keep_auto_processor(standins, monkeypatch):
     import medrl_lib.models as models
 
     calls = []
-    monkeypatch.setattr(models, "_model_type", lambda path: "llava")  # any model type but qwen2_vl
+    monkeypatch.setattr(models, "_model_type", lambda path: "llava")  # a model type outside the Qwen-VL families
+    monkeypatch.setattr(transformers.ImageProcessingMixin, "get_image_processor_dict",
+                        lambda path, **kw: ({"processor_class": "LlavaProcessor"}, {}))
     monkeypatch.setattr(transformers.AutoProcessor, "from_pretrained",
                         lambda path, **kw: calls.append(kw) or "auto-processor")
     _, processor = load_model(standins[INSTRUCT], max_pixels=MAX_PIXELS)
@@ -340,3 +342,20 @@ def test_mistral_thinking_scorer(standins):
         ["A small lesion in the upper left.", "Two lesions."], questions=["Where is the lesion?", "How many?"],
         references=["upper left", "two"])
     assert len(result.scores) == len(result.outputs) == 2  # a random model's scores may be None
+
+
+@pytest.mark.parametrize("model_type, processor, expected", [
+    ("qwen2_vl", None, ("Qwen2VLProcessor", "Qwen2VLImageProcessorPil")),         # Transformers' map of the type
+    ("qwen2_5_vl", "Qwen2_5_VLProcessor", ("Qwen2_5_VLProcessor", "Qwen2VLImageProcessorPil")),  # as shipped
+    ("qwen3_vl", "Qwen3VLProcessor", ("Qwen3VLProcessor", "Qwen2VLImageProcessorPil")),  # patch 16, same PIL class
+    ("llava", "LlavaProcessor", None),                                               # no video processor: Auto
+])
+def test_the_images_only_processor_follows_the_checkpoint(monkeypatch, model_type, processor, expected):
+    import transformers
+
+    import medrl_lib.models as models
+
+    monkeypatch.setattr(models, "_model_type", lambda path: model_type)
+    shipped = {"processor_class": processor} if processor else {}
+    monkeypatch.setattr(transformers.ImageProcessingMixin, "get_image_processor_dict", lambda path, **kw: (shipped, {}))
+    assert models.image_only_classes("some/model") == expected

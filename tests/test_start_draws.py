@@ -13,9 +13,11 @@ from medrl_lib.standins import ensure_start_model, start_draw, start_model_folde
 
 ROOT = Path(__file__).resolve().parent.parent
 
-#: The cpu profile's shared draw: the folders in .cache/medrl that every stored cpu run started from.
+#: The cpu profile's shared draw: the folders in .cache/medrl that every stored cpu run started from (the instruct
+#: stand-in's changed when it learned to answer the plain prompt, ``standins.instruct.plain_prompt_fraction``; without
+#: that setting it keeps its folder of before, ``tiny-instruct-97d6413b9633``, tested below).
 CPU_FOLDERS = {"random": "tiny-qwen2vl-835b29e6d8b3", "base": "tiny-base-bfa335ebe04e",
-               "instruct": "tiny-instruct-97d6413b9633"}
+               "instruct": "tiny-instruct-9d76b6420047"}
 
 
 def _names(profile, seed=None) -> dict:
@@ -31,6 +33,11 @@ def _names(profile, seed=None) -> dict:
 ])
 def test_shared_draw_keeps_the_cpu_folders(overrides, seed):
     assert _names(load_profile("cpu", overrides), seed) == CPU_FOLDERS
+
+
+def test_a_stand_in_never_asked_the_plain_prompt_keeps_its_folder():
+    p = load_profile("cpu", {"standins.instruct.plain_prompt_fraction": 0.0})
+    assert _names(p) == {**CPU_FOLDERS, "instruct": "tiny-instruct-97d6413b9633"}
 
 
 def test_per_seed_gives_each_seed_its_own_folders_and_the_same_twice():

@@ -388,3 +388,37 @@ def test_plain_fraction_is_roughly_kept() -> None:
 
     ds = mark_plain_answers(generate(SyntheticConfig(n_items=500)), ("count",), 0.7, seed=0)
     assert 0.55 < sum(ds["plain_answer"]) / 100 < 0.85  # 100 count items, about 70 of them plain
+
+
+@pytest.mark.parametrize(
+    "fraction, low, high",
+    [
+        (0.0, 0, 0),      # never asked the plain prompt: every item keeps the reasoning prompt
+        (0.25, 35, 65),   # about a quarter of 200
+        (1.0, 200, 200),  # every item
+    ],
+)
+def test_plain_prompt_items_are_asked_the_plain_prompt_and_answer_the_letter(fraction, low, high) -> None:
+    from medrl_lib.standins import mark_plain_answers, mark_plain_prompts
+    from medrl_lib.train import with_prompts
+
+    ds = mark_plain_answers(generate(SyntheticConfig(n_items=200)), ("count",), 1.0, seed=0)
+    ds = mark_plain_prompts(ds, fraction, seed=0)
+    assert low <= sum(ds["plain_prompt"]) <= high
+    for row in with_prompts(ds, target="reasoning"):
+        prompt, target = row["prompt"][0]["content"], row["completion"][0]["content"]
+        if row["plain_prompt"]:  # the papers' plain prompt, answered with the bare letter
+            assert "provide the correct single-letter choice" in prompt and target == row["answer"]
+        else:
+            assert "Your task: 1. Think" in prompt
+
+
+def test_the_instruct_stand_in_is_keyed_by_its_plain_prompt_share(tmp_path) -> None:
+    from medrl_lib import standins
+    from medrl_lib.config import load_profile
+
+    base = tmp_path / "tiny-base-x"
+    never = standins._instruct_settings(load_profile("smoke"), base, 0)
+    asked = standins._instruct_settings(load_profile("smoke", {"standins.instruct.plain_prompt_fraction": 0.25}), base, 0)
+    assert "plain_prompt" not in never  # the stand-ins built before the setting keep their keys
+    assert asked["plain_prompt"] == 0.25

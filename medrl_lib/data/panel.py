@@ -66,7 +66,7 @@ def synthetic_panel(benchmarks: Sequence[str], per_benchmark: int, *, image_size
     equal to a training item's (another id prefix: other random draws).
 
     >>> ds = synthetic_panel(["synthetic-yes-no"], 3, seed=1)
-    >>> ds["options"], ds["benchmark"][0]
+    >>> list(ds["options"]), ds["benchmark"][0]
     ([['yes', 'no'], ['yes', 'no'], ['yes', 'no']], 'synthetic-yes-no')
     """
     unknown = [b for b in benchmarks if b not in SYNTHETIC_BENCHMARKS]
@@ -126,10 +126,10 @@ def draw_panel(ds: datasets.Dataset, benchmarks: Sequence[str], per_benchmark: i
     fewer rows is kept whole. A benchmark ``ds`` lacks raises :class:`DataError` naming those it has.
 
     >>> ds = datasets.Dataset.from_dict({"benchmark": ["A", "A", "A", "B"], "id": ["a0", "a1", "a2", "b0"]})
-    >>> draw_panel(ds, ["B", "A"], 2)["id"]
-    ['b0', 'a0', 'a2']
+    >>> list(draw_panel(ds, ["B", "A"], 2)["id"])
+    ['b0', 'a0', 'a1']
     """
-    names = ds["benchmark"]
+    names = list(ds["benchmark"])
     present = sorted(set(names))
     missing = [b for b in benchmarks if b not in present]
     if missing:
