@@ -200,7 +200,8 @@ def estimate(profile_name: str = "paper", overrides: dict | None = None, *, gpu:
         tokens = PLAIN_ANSWER_TOKENS if plain else completion_fraction * p.eval.max_new_tokens
         if not plain:
             answers.add(p.eval.max_new_tokens)
-        return count_test_items(p) * tokens / (rate("vllm" if engine == "vllm" else "hf", "evaluation") * n), engine, n
+        items = count_test_items(p) + len(p.panel.benchmarks) * p.panel.per_benchmark  # the home test, the panel
+        return items * tokens / (rate("vllm" if engine == "vllm" else "hf", "evaluation") * n), engine, n
 
     base = load_profile(profile_name, overrides)
     parameters, counted_from = _parameters(base)
@@ -254,6 +255,9 @@ def estimate(profile_name: str = "paper", overrides: dict | None = None, *, gpu:
          f"GPUs and {'the' if has_vllm else 'no'} vllm package"),
         f"mean completion: {pct} of grpo.max_completion_length (COMPLETION_FRACTION): "
         + ", ".join(f"{completion_fraction * c:g} of {c} tokens" for c in sorted(completions)),
+        (f"every run answers its test items and the panel's (panel.per_benchmark {base.panel.per_benchmark} items "
+         f"of each of {len(base.panel.benchmarks)} benchmarks: an upper bound, a benchmark with fewer is scored whole)"
+         if base.panel.benchmarks else "no panel"),
         f"evaluation answers: {pct} of eval.max_new_tokens with the reasoning prompt ("
         + ", ".join(f"{completion_fraction * c:g} of {c}" for c in sorted(answers))
         + f" tokens), {PLAIN_ANSWER_TOKENS} tokens with the plain prompt (a letter and the end of the turn)",
