@@ -172,10 +172,10 @@ def transfer_summary(rankings: pd.DataFrame, synthetic: bool) -> str:
         if rest:
             said.append(f"is not shown on {', '.join(rest)} (the interval includes zero)")
         parts.append(f"- **{claim}** {'; '.join(said)}.")
-    held = int((rankings["verdict"] == "holds").sum())
-    head = (f"Of {len(rankings)} ranking-by-benchmark tests on {where}, {held} hold (the 95% interval of the "
-            f"difference above zero), {int((rankings['verdict'] == 'reversed').sum())} are reversed and the rest are not "
-            "shown at this profile's seeds and items.")
+    held, reversed_ = (int((rankings["verdict"] == v).sum()) for v in ("holds", "reversed"))
+    head = (f"Of {len(rankings)} ranking-by-benchmark tests on {where}, {held} {'holds' if held == 1 else 'hold'} "
+            f"(the 95% interval of the difference above zero), {reversed_} {'is' if reversed_ == 1 else 'are'} "
+            "reversed and the rest are not shown at this profile's seeds and items.")
     return head + "\n\n" + "\n".join(parts)
 
 

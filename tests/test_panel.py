@@ -108,5 +108,5 @@ def test_the_paragraph_says_where_a_ranking_holds():
     rankings = transfer.rankings_frame(panel, ["x"])
     assert list(rankings["verdict"]) == ["holds", "reversed", "not shown"]
     text = transfer.transfer_summary(rankings, synthetic=True)
-    assert "Of 3 ranking-by-benchmark tests on the synthetic panel, 1 hold" in text
+    assert "Of 3 ranking-by-benchmark tests on the synthetic panel, 1 holds" in text and "1 is reversed" in text
     assert "**Dr.GRPO above GRPO** is reversed on x" in text
