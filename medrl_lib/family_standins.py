@@ -22,7 +22,6 @@ Each stand-in is tuned briefly as an instruct model (the reasoning prompt answer
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -178,4 +177,3 @@ def _write_family(folder: Path, hub_id: str, seed: int) -> None:
     write_json(folder / "medrl_standin_training.json", {"steps": _TUNE_STEPS, "first_loss": losses[0],
                                                         "final_loss": losses[-1],
                                                         "transformers": transformers.__version__})
-    assert json.loads((folder / "config.json").read_text())["model_type"] == config["model_type"]

@@ -191,6 +191,12 @@ def launched(profile: Profile, gpus: int | None = None) -> bool:
     return profile.num_processes > 1 or (profile.model.kind == "hub" and gpus > 0)
 
 
+def home_prompt(profile: Profile, method: str) -> str:
+    """The prompt a run of ``method`` is tested with: the plain prompt for a supervised baseline tuned on plain letters
+    (MedVLM-R1 section 4), else ``eval.prompt_mode``."""
+    return "plain" if method != "grpo" and profile.sft.target == "plain" else profile.eval.prompt_mode
+
+
 def keeps_model(profile: Profile) -> bool:
     """Whether a trained run keeps its final model as ``<run>/model``: where the profile asks
     (``grpo.keep_final_model``) and wherever it names a panel, whose scores are made from that model
@@ -344,9 +350,7 @@ def sft_arm(profile: Profile, group: str, arm: str, seed: int, method: str = "sf
         t0 = time.time()
         model, processor, log = _train(profile, method, policy, train, out)
         train_s = time.time() - t0
-        # a model tuned on plain letters is asked and scored with the plain prompt (MedVLM-R1 section 4)
-        prompt_mode = "plain" if profile.sft.target == "plain" else None
-        metrics, records = _evaluate(model, processor, profile, test, prompt_mode, out)
+        metrics, records = _evaluate(model, processor, profile, test, home_prompt(profile, method), out)
         metrics["time/train_s"] = train_s
         del model
         _finish(out, keeps_model(profile), train, test)

@@ -18,8 +18,8 @@ from typing import Any
 from .config import Profile, load_profile
 from .console import progress
 from .data.splits import make_splits
-from .runs import (Planned, zero_shot_seed, grpo_arm, grpo_plan, panel_run, sft_arm, sft_plan, zero_shot_arm,
-                   zero_shot_plan)
+from .runs import (Planned, grpo_arm, grpo_plan, home_prompt, panel_run, sft_arm, sft_plan, zero_shot_arm,
+                   zero_shot_plan, zero_shot_seed)
 from .results import Run
 
 #: Zhu's data: all modalities in training (the profile's default trains on MRI only, as MedVLM-R1).
@@ -180,12 +180,6 @@ def arm_plan(profile: str, arm: str, seed: int, overrides: dict | None = None) -
     p = arm_profile(profile, arm, overrides)
     method, group, _ = ARMS[arm]
     return grpo_plan(p, group, arm, seed) if method == "grpo" else sft_plan(p, group, arm, seed, method)
-
-
-def home_prompt(profile: Profile, method: str) -> str:
-    """The prompt a run of ``method`` is tested with: the plain prompt for a supervised baseline tuned on plain letters
-    (MedVLM-R1 section 4), else ``eval.prompt_mode``."""
-    return "plain" if method != "grpo" and profile.sft.target == "plain" else profile.eval.prompt_mode
 
 
 def zero_shot_row(profile: str, group: str, arm: str, overrides: dict | None = None,
