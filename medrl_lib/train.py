@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -423,10 +424,35 @@ def supervised_load(profile: Profile, distributed: bool) -> dict:
 
 
 def last_checkpoint(output_dir: str) -> str | None:
-    """The newest ``checkpoint-N`` folder in ``output_dir`` (an interrupted run resumes from it), or None."""
-    from transformers.trainer_utils import get_last_checkpoint
+    """The newest complete ``checkpoint-N`` folder in ``output_dir`` (an interrupted run resumes from it), or None.
 
-    return get_last_checkpoint(output_dir) if os.path.isdir(output_dir) else None
+    Complete: it holds ``trainer_state.json``, the file the Trainer writes last. A job killed while writing a checkpoint
+    (preemption, a requeue, a time limit) leaves a folder without it; that folder is skipped, named on stdout, and the
+    run resumes from the one before (Transformers' ``get_last_checkpoint`` would pick it and fail to load it).
+
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> for n in (3, 6):
+    ...     (d / f"checkpoint-{n}").mkdir()
+    >>> _ = (d / "checkpoint-3" / "trainer_state.json").write_text("{}")
+    >>> last_checkpoint(str(d)).endswith("checkpoint-3")  # checkpoint-6 was cut off while being written
+    [grpo] skipping checkpoint-6: incomplete (no trainer_state.json), a job stopped while writing it
+    True
+    """
+    from transformers.trainer import TRAINER_STATE_NAME
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+    if not os.path.isdir(output_dir):
+        return None
+    steps = sorted((int(m.group(1)), name) for name in os.listdir(output_dir)
+                   if (m := re.fullmatch(rf"{PREFIX_CHECKPOINT_DIR}-(\d+)", name))
+                   and os.path.isdir(os.path.join(output_dir, name)))
+    for _, name in reversed(steps):
+        if os.path.isfile(os.path.join(output_dir, name, TRAINER_STATE_NAME)):
+            return os.path.join(output_dir, name)
+        print(f"[grpo] skipping {name}: incomplete (no {TRAINER_STATE_NAME}), a job stopped while writing it",
+              flush=True)
+    return None
 
 
 def rollout_generation_kwargs(model) -> dict:

@@ -265,13 +265,17 @@ def test_a_requeued_job_resumes_its_run_and_ends_as_an_uninterrupted_run(cluster
     job = re.search(r"submitted cpu1\.sbatch: job (\d+)", out).group(1)
     run = results / "smoke" / run_id
     t0 = time.time()
-    while not any((run / "checkpoints").glob("checkpoint-*")):  # mid-GRPO: a checkpoint written, steps left
+    # mid-GRPO: a complete checkpoint written (its trainer state lands last), steps left
+    while not any((run / "checkpoints").glob("checkpoint-*/trainer_state.json")):
         assert time.time() - t0 < 300 and cluster.queue(), "the run ended before a checkpoint was seen"
         time.sleep(0.2)
     cluster.run("scontrol", "requeue", f"{job}_0")  # as preemption does
     while "PENDING" not in " ".join(cluster.queue()):
         time.sleep(0.5)
-    cluster.run("scontrol", "update", f"jobid={job}_0", "starttime=now")  # SLURM holds requeued jobs ~2 minutes
+    # SLURM holds a requeued job ~2 minutes; we release it sooner, but not within the second of the requeue: slurmd
+    # refuses a relaunch whose credential is not newer, in whole seconds, than the revoked one ("already killed")
+    time.sleep(2)
+    cluster.run("scontrol", "update", f"jobid={job}_0", "starttime=now")
     cluster.wait_drained(timeout=600)
     log = (run / "train.log").read_text()
     out = next((results / "smoke" / "slurm" / "logs").glob("*.out")).read_text()
