@@ -53,14 +53,15 @@ def _row(check: str, text: str, criterion: str, ours: str, met: bool) -> dict:
             "verdict": "met" if met else "not met"}
 
 
-def calibration_rows(*, ood_start, instruct_start, base_start, grpo_instruct: Sequence, grpo_base: Sequence,
+def calibration_rows(*, ood_start, instruct_start, base_start, grpo_instruct: Sequence, grpo_base: Sequence | None,
                      mri_trained: dict[str, Sequence], chance: dict[str, float], in_domain: Sequence[str] = ("MRI",),
                      ceiling: float = CEILING, n_boot: int = 2000, seed: int = 0) -> list[dict]:
     """The four checks (C1-C4) as rows: what is checked, the criterion, our figure with its interval, verdict.
 
     ``ood_start`` is the instruct model's zero-shot run on E6's test items (with MRI among them);
     ``instruct_start``/``base_start`` are zero-shot runs on the test items of the GRPO arms;
-    ``grpo_instruct``/``grpo_base`` the seeds of GRPO from each start; ``mri_trained`` maps a label to the seeds
+    ``grpo_instruct``/``grpo_base`` the seeds of GRPO from each start (``base_start`` and ``grpo_base`` None where
+    the profile has no base model: C4 is then left out); ``mri_trained`` maps a label to the seeds
     of an arm trained on ``in_domain`` modalities only; ``chance`` is the uniform-guess accuracy per modality
     (``random_guess_accuracy``)."""
     rows = []
@@ -83,6 +84,8 @@ def calibration_rows(*, ood_start, instruct_start, base_start, grpo_instruct: Se
         after, before, diff, lo, hi = gain_interval(grpo_instruct, instruct_start, quantity, n_boot=n_boot, seed=seed)
         rows.append(_row("C3", f"GRPO from the instruct model raises held-out {what}", "95% CI of the gain above 0",
                          f"{before:.1f}% -> {after:.1f}%: {diff:+.1f} [{lo:+.1f}, {hi:+.1f}] points", lo > 0))
+    if grpo_base is None or base_start is None:
+        return rows
     after, before, diff, lo, hi = gain_interval(grpo_base, base_start, "format", n_boot=n_boot, seed=seed)
     rows.append(_row("C4", "GRPO from the base model learns the answer format", "95% CI of the gain above 0",
                      f"{before:.1f}% -> {after:.1f}%: {diff:+.1f} [{lo:+.1f}, {hi:+.1f}] points", lo > 0))

@@ -92,6 +92,29 @@ CLAIMS: tuple[Claim, ...] = (
 )
 
 
+def claims_with_arms(claims: Sequence[Claim], runs: dict) -> list[Claim]:
+    """The claims of ``claims`` whose two arms are both in ``runs`` (an arm not applicable on a profile is left out
+    of it: :func:`medrl_lib.study.run_arms`).
+
+    >>> [c.id for c in claims_with_arms(CLAIMS[:2], {"grpo-instruct": [], "grpo-sa": []})]
+    ['E2']
+    """
+    return [c for c in claims if c.a in runs and c.b in runs]
+
+
+def untested_note(claims: Sequence[Claim], runs: dict) -> str:
+    """A sentence naming the claims of ``claims`` left untested because an arm of theirs did not run here ('' where
+    none).
+
+    >>> untested_note(CLAIMS[:1], {"grpo-instruct": []})
+    'Not tested on this profile (an arm not applicable, see the Protocol chapter): E1 (grpo-base).'
+    """
+    missing = [f"{c.id} ({', '.join(a for a in (c.a, c.b) if a not in runs)})" for c in claims
+               if c not in claims_with_arms([c], runs)]
+    return f"Not tested on this profile (an arm not applicable, see the Protocol chapter): {', '.join(missing)}." \
+        if missing else ""
+
+
 def item_values(records: Sequence[dict], quantity: str, modalities: Sequence[str] = ()) -> dict[str, float]:
     """Item id -> the item's value of ``quantity``: 'accuracy' (percent: 100 or 0), 'format' (100 when the
     completion is well formed, as ``eval/format/all``) or 'thinking_length' (reasoning tokens)."""

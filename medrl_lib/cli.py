@@ -159,6 +159,22 @@ def execute(nb: Path, out: Path, parameters: dict, log=print, log_file: Path | N
     return time.time() - t0
 
 
+def write_not_applicable(nb: Path, out: Path, profile: str, reason: str) -> None:
+    """Write the chapter ``nb`` as a page that is not run: its opening (title and question) and why it does not
+    apply on ``profile`` (:func:`medrl_lib.study.chapter_not_applicable`)."""
+    import nbformat
+
+    source = nbformat.read(str(nb), as_version=4)
+    opening = next(c for c in source.cells if c.cell_type == "markdown")
+    note = nbformat.v4.new_markdown_cell(
+        f"```{{note}}\nThis chapter is **not applicable on the `{profile}` profile**: {reason}. Nothing of it was run; "
+        "the Protocol chapter lists every arm that is skipped.\n```")
+    page = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(opening.source), note],
+                                    metadata=source.metadata)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(page, str(out))
+
+
 def hide_injected_parameters(path: Path) -> None:
     """Tag papermill's injected-parameters cell ``remove-cell``: like the notebook's own parameters cell, it is
     not shown in the book (the chapter opens with its question)."""
@@ -244,10 +260,17 @@ def cmd_book(args) -> int:
         if not preflight(args.profile, overrides):
             print("medrl: the preflight failed (table above): nothing was run", file=sys.stderr)
             return 2
+    from .study import chapter_not_applicable
+
     t_all = time.time()
     for i, nb in enumerate(notebooks, 1):
         print(f"[{i}/{len(notebooks)}] {nb.stem} (profile {args.profile}) ...", flush=True)
         params = {"profile": args.profile, "overrides": overrides, "force": args.force}
+        reason = chapter_not_applicable(args.profile, nb.stem, overrides)
+        if reason:  # skipped, not failed: its page says why
+            write_not_applicable(nb, book_dir / "chapters" / nb.name, args.profile, reason)
+            print(f"      not applicable on this profile ({reason}): its page says so", flush=True)
+            continue
         try:
             seconds = execute(nb, book_dir / "chapters" / nb.name, params)
         except NotebookFailed as exc:

@@ -52,7 +52,7 @@ def cmd_runs(args) -> int:
     """Print the study's run list with each run's state in the results store."""
     import json
 
-    from .runlist import format_runs, study_runs, with_states
+    from .runlist import format_runs, skipped_runs, study_runs, with_states
 
     overrides = store_overrides(args)
     resolve_as_run_nodes(args.profile, overrides, log=lambda m: print(m, file=sys.stderr))
@@ -62,17 +62,19 @@ def cmd_runs(args) -> int:
             print(json.dumps(r.row()))
         return 0
     print(format_runs(runs))
+    for row, why in skipped_runs(args.profile, overrides):
+        print(f"not applicable: {row} ({why})")
     return 0
 
 
 def cmd_run(args) -> int:
     """Train and evaluate the named runs (or load them), one after another, each under its lock."""
     from .locks import FolderHeld, describe
-    from .runlist import execute, select, study_runs
+    from .runlist import execute, select, skipped_runs, study_runs
 
     overrides = store_overrides(args)
     os.environ.update(hub_environment(args.profile, overrides))
-    runs = select(study_runs(args.profile, overrides), args.run_ids)
+    runs = select(study_runs(args.profile, overrides), args.run_ids, skipped_runs(args.profile, overrides))
     failed = 0
     for run in runs:
         t0 = time.time()
@@ -96,13 +98,13 @@ def cmd_run(args) -> int:
 def cmd_submit(args) -> int:
     """Write the study's batch scripts and submit them (or, with ``--dry-run``, print them)."""
     from . import scheduler
-    from .runlist import select, study_runs, with_states
+    from .runlist import select, skipped_runs, study_runs, with_states
 
     overrides = store_overrides(args)
     machine = resolve_as_run_nodes(args.profile, overrides)
     runs = with_states(study_runs(args.profile, overrides))
     if args.run_ids:
-        runs = select(runs, args.run_ids)
+        runs = select(runs, args.run_ids, skipped_runs(args.profile, overrides))
     todo = [r for r in runs if r.state["state"] != "stored"]
     from .config import load_profile
 

@@ -495,11 +495,13 @@ def _calibration_rows(profile_name: str, overrides: dict | None, force: bool, se
     p = load_profile(profile_name, overrides)
     ood_arms = ["ood-grpo", "ood-sft"]
     runs = study.run_arms(profile_name, ["grpo-instruct", "grpo-base", *ood_arms], seeds, overrides, force)
+    has_base = "grpo-base" in runs  # not applicable where the profile has no base model: C4 left out
     starts = {(which, group): study.zero_shot(profile_name, which, group, overrides, force)
-              for which, group in (("instruct", "ood"), ("instruct", "zhu"), ("base", "zhu"))}
+              for which, group in (("instruct", "ood"), ("instruct", "zhu"), ("base", "zhu"))
+              if which == "instruct" or has_base}
     rows = calibration_rows(
         ood_start=starts["instruct", "ood"], instruct_start=starts["instruct", "zhu"],
-        base_start=starts["base", "zhu"], grpo_instruct=runs["grpo-instruct"], grpo_base=runs["grpo-base"],
+        base_start=starts.get(("base", "zhu")), grpo_instruct=runs["grpo-instruct"], grpo_base=runs.get("grpo-base"),
         mri_trained={study.LABELS[a]: runs[a] for a in ood_arms},
         chance=random_guess_accuracy(study.test_split(profile_name, "ood", overrides)),
         in_domain=p.data.train_modalities, n_boot=p.eval.n_boot, seed=p.eval.bootstrap_seed)

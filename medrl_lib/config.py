@@ -72,7 +72,8 @@ class ModelSettings:
     init: str = "instruct"
     """which start GRPO and SFT use: 'base' or 'instruct'"""
     base: str = "Qwen/Qwen2-VL-2B"
-    """hub id of the base model (kind='hub')"""
+    """hub id of the base model (kind='hub'); empty: the family publishes none (Qwen3-VL), and the arms that start
+    from it (E1's base + GRPO, the base start's zero-shot row) are not applicable: listed as such and skipped"""
     instruct: str = "Qwen/Qwen2-VL-2B-Instruct"
     """hub id of the instruction-tuned model (kind='hub')"""
     tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
@@ -443,6 +444,10 @@ def validate(p: Profile, where: str) -> Profile:
         for key in getattr(p, section):
             if key not in known or key.startswith(("medvlm_r1", "length_rewards")):
                 raise ConfigError(f"{where}: key '{section}.{key}' is not a setting (known: {', '.join(known)})")
+    if not p.model.base and p.model.init == "base":
+        raise ConfigError(f"{where}: key 'model.init' is 'base' but 'model.base' is empty (no base checkpoint)")
+    if p.model.kind == "hub" and not p.model.instruct:
+        raise ConfigError(f"{where}: key 'model.instruct' must name the instruct checkpoint (a hub id or a folder)")
     if not 0 <= p.grpo.beta:
         raise ConfigError(f"{where}: key 'grpo.beta' must be >= 0")
     if not 0 < p.grpo.epsilon < 1:
@@ -463,18 +468,51 @@ def profile_path(name_or_path: str | Path) -> Path:
     return CONFIG_DIR / f"{name_or_path}.yaml"
 
 
-def load_profile(name_or_path: str | Path = "cpu", overrides: dict[str, Any] | None = None) -> Profile:
-    """Load a profile by name (``smoke``, ``cpu``, ``paper``) or path, apply dotted-key ``overrides``, validate."""
-    path = profile_path(name_or_path)
-    if not path.exists():
-        raise ConfigError(f"{path}: no such profile file"
-                          + suggestion(Path(name_or_path).stem, [q.stem for q in CONFIG_DIR.glob("*.yaml")], "profiles"))
+def _deep_merge(base: dict, top: dict) -> dict:
+    """``top`` over ``base``: mappings merge key by key, anything else is replaced."""
+    out = copy.deepcopy(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def profile_data(path: Path, _seen: tuple[Path, ...] = ()) -> dict:
+    """The settings of the profile file ``path`` as a mapping. A file with ``extends: <profile>`` holds only what
+    differs from that profile (its mappings merge key by key into the parent's) and must set its own ``name``, the
+    folder its results go to."""
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping")
+    parent = data.pop("extends", None)
+    if parent is None:
+        return data
+    if not isinstance(parent, str) or not parent:
+        raise ConfigError(f"{path}: key 'extends' must name a profile, got {parent!r}")
+    if "name" not in data:
+        raise ConfigError(f"{path}: a profile that extends another must set its own 'name' (its results folder)")
+    parent_path = profile_path(parent) if Path(parent).suffix not in (".yaml", ".yml") else path.parent / parent
+    if parent_path.resolve() in _seen or parent_path.resolve() == path.resolve():
+        raise ConfigError(f"{path}: 'extends: {parent}' makes a cycle of profiles")
+    if not parent_path.exists():
+        raise ConfigError(f"{path}: key 'extends': no such profile file {parent_path}"
+                          + suggestion(Path(parent).stem, [q.stem for q in CONFIG_DIR.glob("*.yaml")], "profiles"))
+    return _deep_merge(profile_data(parent_path, (*_seen, path.resolve())), data)
+
+
+def load_profile(name_or_path: str | Path = "cpu", overrides: dict[str, Any] | None = None) -> Profile:
+    """Load a profile by name (``smoke``, ``cpu``, ``paper``, ``today`` ...) or path (a file may extend another:
+    :func:`profile_data`), apply dotted-key ``overrides``, validate."""
+    path = profile_path(name_or_path)
+    if not path.exists():
+        raise ConfigError(f"{path}: no such profile file"
+                          + suggestion(Path(name_or_path).stem, [q.stem for q in CONFIG_DIR.glob("*.yaml")], "profiles"))
+    data = profile_data(path)
     profile = from_dict(Profile, data, str(path))
     if overrides:
         known = known_keys(Profile)

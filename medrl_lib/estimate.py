@@ -207,6 +207,10 @@ def estimate(profile_name: str = "paper", overrides: dict | None = None, *, gpu:
     parameters, counted_from = _parameters(base)
     rows = []
     for arm, (method, group, _) in study.ARMS.items():
+        reason = study.not_applicable(profile_name, arm, overrides)
+        if reason:
+            notes.append(f"{study.LABELS[arm]} ({arm}) is not applicable: {reason}; not counted")
+            continue
         stored = study.stored_arm(profile_name, arm, overrides)
         if stored != arm:
             notes.append(f"{study.LABELS[arm]} ({arm}) reads the runs of {study.LABELS[stored]} ({stored}): the "
@@ -244,6 +248,9 @@ def estimate(profile_name: str = "paper", overrides: dict | None = None, *, gpu:
                                 step_s, hours, runs * hours, runs * hours * n, runs * kept / GIB, checkpoints / GIB))
     labels = {"instruct-zero-shot": "start", "zero-shot-instruct": "zero-shot", "base-zero-shot": "base-start"}
     for group, arm, _, prompt in study.ZERO_SHOT:
+        if study.not_applicable(profile_name, arm, overrides):
+            notes.append(f"the zero-shot row {group}/{arm} is not applicable; not counted")
+            continue
         p = load_profile(profile_name, {**study.group_overrides(profile_name, group, overrides), **(overrides or {})})
         eval_s, eval_engine, n = evaluation(p, prompt == "plain")
         rows.append(ArmEstimate(arm, study.LABELS[labels[arm]], group, "zero-shot", 1, 0, n, f"-/{eval_engine}", 0.0,
@@ -277,6 +284,10 @@ def estimate(profile_name: str = "paper", overrides: dict | None = None, *, gpu:
         ("not counted: loading models and data, writing checkpoints, the metric models of the evaluation "
          "(similarity, perplexity, thinking reward), the semantic judge's calls in training, building tiny stand-ins"),
     ]
+    if base.model.kind == "hub" and "Qwen2-VL-2B" not in base.model.instruct:
+        assumptions.append(f"the policy is {base.model.instruct}, the throughput figures Qwen2-VL-2B's: the hours are "
+                           "those of this profile's token counts on Qwen2-VL-2B (a model of about its size); its disk "
+                           "is counted from its own parameters")
     if base.model.kind != "hub":
         assumptions.append(f"the policy is not Qwen2-VL-2B (model.kind {base.model.kind!r}): the figures are the 2B "
                            "model's, so the hours are those of this profile's token counts on Qwen2-VL-2B")

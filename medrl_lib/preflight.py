@@ -33,6 +33,19 @@ QWEN2_VL_2B = {
                    spatial_merge_size=2, temporal_patch_size=2),
 }
 
+#: Qwen3-VL-2B-Instruct's architecture as published (its Qwen3-1.7B text side, the 24-block vision side of Qwen3-VL's
+#: small models with DeepStack taps at blocks 5, 11, 17), for estimates made before it is downloaded.
+QWEN3_VL_2B = {
+    "text": dict(vocab_size=151936, hidden_size=2048, intermediate_size=6144, num_hidden_layers=28,
+                 num_attention_heads=16, num_key_value_heads=8, head_dim=128, rms_norm_eps=1e-6,
+                 rope_parameters={"rope_type": "default", "rope_theta": 5_000_000.0, "mrope_section": [24, 20, 20],
+                                  "mrope_interleaved": True},
+                 max_position_embeddings=262144),
+    "vision": dict(depth=24, hidden_size=1024, intermediate_size=4096, num_heads=16, out_hidden_size=2048,
+                   patch_size=16, spatial_merge_size=2, temporal_patch_size=2, num_position_embeddings=2304,
+                   deepstack_visual_indexes=[5, 11, 17]),
+}
+
 #: Bytes per parameter of a full training checkpoint under DeepSpeed with bf16 weights and AdamW: the model's
 #: bf16 weights (safetensors, 2), DeepSpeed's bf16 module states (2) and its fp32 master weights with both Adam
 #: moments (12).
@@ -52,6 +65,20 @@ def qwen2_vl_2b_config():
                          tie_word_embeddings=True, **ids)
 
 
+def qwen3_vl_2b_config():
+    """Qwen3-VL-2B-Instruct's published architecture as a ``Qwen3VLConfig`` (nothing is downloaded)."""
+    from transformers import Qwen3VLConfig
+
+    return Qwen3VLConfig(text_config=QWEN3_VL_2B["text"], vision_config=QWEN3_VL_2B["vision"],
+                         tie_word_embeddings=True)
+
+
+#: Hub id (without its owner) -> its published architecture, for a policy not yet downloaded.
+PUBLISHED = {"Qwen2-VL-2B": (qwen2_vl_2b_config, "Qwen2-VL-2B's published architecture"),
+             "Qwen2-VL-2B-Instruct": (qwen2_vl_2b_config, "Qwen2-VL-2B's published architecture"),
+             "Qwen3-VL-2B-Instruct": (qwen3_vl_2b_config, "Qwen3-VL-2B-Instruct's published architecture")}
+
+
 def count_parameters(config) -> int:
     """Parameters of the model ``config`` describes, counted on the meta device (no memory, no weights)."""
     import torch
@@ -64,7 +91,7 @@ def count_parameters(config) -> int:
 
 def policy_config(model_id: str):
     """``(config, where it comes from)`` of the policy ``model_id`` (local folder or hub id): its ``config.json``
-    from the folder or the hub cache, else, for Qwen2-VL-2B, its published architecture (nothing is downloaded)."""
+    from the folder or the hub cache, else its published architecture (:data:`PUBLISHED`; nothing is downloaded)."""
     from transformers import AutoConfig
 
     source = resolve_source(model_id)
@@ -75,8 +102,9 @@ def policy_config(model_id: str):
     cached = try_to_load_from_cache(source, "config.json")
     if isinstance(cached, str):
         return AutoConfig.from_pretrained(str(Path(cached).parent)), "hub cache config.json"
-    if "Qwen2-VL-2B" in source:
-        return qwen2_vl_2b_config(), "Qwen2-VL-2B's published architecture"
+    if source.rsplit("/", 1)[-1] in PUBLISHED:
+        make, where = PUBLISHED[source.rsplit("/", 1)[-1]]
+        return make(), where
     raise FileNotFoundError(f"{model_id}: no local folder and no cached config.json to count its parameters")
 
 

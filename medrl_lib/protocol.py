@@ -10,6 +10,7 @@ profile's scale choice. ``medrl protocol --profile P [--json]`` prints it and th
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 from .config import Profile, load_profile
@@ -39,6 +40,7 @@ PAPER: dict[str, dict[str, tuple[Any, str]]] = {
         "seeds": (None, "not reported"),
         "judge": ("BioGPT / BioMistral", "Zhu section 3.2"),
         "sft_budget": (None, "Zhu gives no SFT settings"),
+        "model": ("Qwen2-VL-2B", "Zhu section 3.1: Qwen2-VL-2B and Qwen2-VL-2B-Instruct"),
     },
     "ood": {
         "data": ("HuatuoGPT-Vision eval: 600 MRI train; 300 MRI / CT / X-ray test", "MedVLM-R1 section 4, Table 1"),
@@ -64,6 +66,7 @@ PAPER: dict[str, dict[str, tuple[Any, str]]] = {
         "judge": (None, "no semantic reward"),
         "sft_budget": ("as GRPO", "MedVLM-R1 section 4: SFT 'using the same training setting'"),
         "start": ("base", "MedVLM-R1 section 4: 'We adopt Qwen2-VL-2B as our base VLM'"),
+        "model": ("Qwen2-VL-2B", "MedVLM-R1 section 4: 'We adopt Qwen2-VL-2B as our base VLM'"),
     },
 }
 
@@ -85,12 +88,12 @@ DOCUMENTED = {
 SETTINGS = ("data", "train_items", "test_items", "num_processes", "prompts_per_step", "num_generations",
             "completions_per_step", "max_steps", "epochs", "temperature", "max_completion_length", "max_prompt_length",
             "max_pixels", "dtype", "beta", "learning_rate", "judge", "eval_prompt_mode", "scoring", "seeds",
-            "sft_budget", "start")
+            "sft_budget", "start", "model")
 
 
 #: The settings compared with the papers for each kind of arm (a supervised arm has no rollouts, a zero-shot row
 #: no training).
-_COMMON = ("data", "test_items", "max_pixels", "dtype", "eval_prompt_mode", "scoring", "start")
+_COMMON = ("data", "test_items", "max_pixels", "dtype", "eval_prompt_mode", "scoring", "start", "model")
 SHOWN = {
     "grpo": tuple(s for s in SETTINGS if s != "sft_budget"),
     "sft": _COMMON + ("train_items", "num_processes", "seeds", "sft_budget"),
@@ -99,9 +102,9 @@ SHOWN = {
 SHOWN["lora"] = SHOWN["dpo"] = SHOWN["sft"]
 
 #: The columns of :func:`arms_frame`, in order.
-ARM_COLUMNS = ("group", "method", "start", "data", "train_items", "test_items", "num_processes",
+ARM_COLUMNS = ("group", "method", "start", "model", "data", "train_items", "test_items", "num_processes",
                "prompts_per_step", "num_generations", "completions_per_step", "max_steps", "epochs",
-               "max_completion_length", "learning_rate", "eval_prompt_mode", "scoring", "seeds")
+               "max_completion_length", "learning_rate", "eval_prompt_mode", "scoring", "seeds", "status")
 
 
 def _data_name(p: Profile) -> str:
@@ -126,6 +129,12 @@ def arm_protocol(profile_name: str, arm: str, overrides: dict | None = None) -> 
 
     zero_shot = arm.startswith("zero-shot-")
     group = "zhu"
+    reason = study.not_applicable(profile_name, arm, overrides)
+    if reason:  # listed, never run (study.run_arms skips it)
+        method, group = ("zero-shot", "zhu") if zero_shot else study.ARMS[arm][:2]
+        return {"arm": arm, "group": group, "method": method, "start": "base",
+                **{c: None for c in ARM_COLUMNS if c not in ("group", "method", "start")},
+                "status": f"not applicable: {reason}"}
     if zero_shot:
         p = load_profile(profile_name, {**study.group_overrides(profile_name, "zhu", overrides), **(overrides or {})})
         method = "zero-shot"
@@ -138,6 +147,8 @@ def arm_protocol(profile_name: str, arm: str, overrides: dict | None = None) -> 
                            "max_pixels": m.max_pixels if m.kind == "hub" else p.data.image_size ** 2,
                            "dtype": m.dtype, "seeds": list(p.seeds), "num_processes": p.num_processes,
                            "start": "base" if (arm == "zero-shot-base" or m.init == "base") else "instruct"}
+    out["model"] = (Path(m.base if out["start"] == "base" else m.instruct).name if m.kind == "hub"
+                    else f"tiny {out['start']} stand-in")
     if method == "grpo":
         prompts = grpo_prompts_per_step(p)
         out.update(prompts_per_step=prompts, num_generations=g.num_generations,
@@ -167,6 +178,7 @@ def arm_protocol(profile_name: str, arm: str, overrides: dict | None = None) -> 
                       "letter in <answer>" if out["eval_prompt_mode"] == "reasoning" else "exact match of the letter")
     if m.kind == "hub":
         out["judge"] = out["judge"] and out["judge"].rsplit("/", 1)[-1]
+    out["status"] = "runs"
     return out
 
 
@@ -175,6 +187,21 @@ def arms(profile_name: str) -> list[str]:
     from . import study
 
     return ["zero-shot-instruct", "zero-shot-base", *study.ARMS]
+
+
+def applicability_summary(entries: list[dict[str, Any]]) -> str:
+    """One sentence on the arms of :func:`protocol` that do not run on the profile, and why.
+
+    >>> applicability_summary([{"arm": "sft", "status": "runs"}])
+    'Every arm runs on this profile.'
+    >>> applicability_summary([{"arm": "grpo-base", "status": "not applicable: no base checkpoint"}])
+    'Not applicable on this profile, skipped by every chapter and by `medrl runs`: grpo-base (no base checkpoint).'
+    """
+    skipped = [(e["arm"], e["status"].split(": ", 1)[1]) for e in entries if e["status"] != "runs"]
+    if not skipped:
+        return "Every arm runs on this profile."
+    return ("Not applicable on this profile, skipped by every chapter and by `medrl runs`: "
+            + "; ".join(f"{arm} ({why})" for arm, why in skipped) + ".")
 
 
 def protocol(profile_name: str, overrides: dict | None = None) -> list[dict[str, Any]]:
@@ -189,6 +216,8 @@ def _same(ours: Any, paper: Any, setting: str) -> bool:
         return False
     if setting == "data":
         return str(paper).lower().startswith(str(ours).lower())
+    if setting == "model":  # the paper's family and size, base or instruct
+        return str(ours).startswith(str(paper))
     if setting == "judge":
         return any(str(ours).lower() in part.lower() for part in str(paper).split("/"))
     if isinstance(paper, float) or isinstance(ours, float):
@@ -204,6 +233,8 @@ def protocol_table(profile_name: str, overrides: dict | None = None):
     p = load_profile(profile_name, overrides)
     rows = []
     for entry in protocol(profile_name, overrides):
+        if entry["status"] != "runs":  # not applicable: nothing of it runs to compare
+            continue
         group = entry["group"]
         method = entry["method"]
         for setting in SETTINGS:
@@ -218,7 +249,8 @@ def protocol_table(profile_name: str, overrides: dict | None = None):
             reason = ""
             if not same:
                 reason = DOCUMENTED.get((group, setting)) or (
-                    f"scale choice of the {p.name} profile (configs/{p.name}.yaml)" if p.name != "paper"
+                    f"{'start model' if setting == 'model' else 'scale'} choice of the {p.name} profile "
+                    f"(configs/{p.name}.yaml)" if p.name != "paper"
                     else "UNDOCUMENTED")
             rows.append({"group": "E1-E5 (Zhu)" if group == "zhu" else "E6 (MedVLM-R1)", "arm": entry["arm"],
                          "setting": setting, "ours": _show(ours), "paper": _show(paper), "source": source,

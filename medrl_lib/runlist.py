@@ -8,7 +8,8 @@ state in the store (:func:`medrl_lib.results.run_state`). Runs that two arms sha
 * every arm of :data:`medrl_lib.study.ARMS` (through :func:`~medrl_lib.study.stored_arm`) for every seed;
 * the zero-shot evaluations the chapters show: the instruct start with the reasoning prompt
   (``instruct-zero-shot``) and with the plain prompt (``zero-shot-instruct``) in both groups, and the base start
-  with the reasoning prompt in Zhu's group (``base-zero-shot``, the calibration table of the summary).
+  with the reasoning prompt in Zhu's group (``base-zero-shot``, the calibration table of the summary);
+* but no arm that is not applicable on the profile (a base arm where ``model.base`` is empty: :func:`skipped_runs`).
 
 ``medrl runs`` prints it; ``medrl run RUN_ID`` trains and evaluates runs of it (:func:`execute`), each under its
 lock; ``medrl submit`` hands the missing ones to a scheduler (:mod:`medrl_lib.scheduler`).
@@ -92,7 +93,7 @@ def study_runs(profile: str, overrides: dict | None = None, seeds: list[int] | N
     out, seen = [], set()
     for arm, (method, group, _) in study.ARMS.items():
         arm = study.stored_arm(profile, arm, overrides)
-        if arm in seen:
+        if arm in seen or study.not_applicable(profile, arm, overrides):
             continue
         seen.add(arm)
         p = study.arm_profile(profile, arm, overrides)
@@ -101,6 +102,8 @@ def study_runs(profile: str, overrides: dict | None = None, seeds: list[int] | N
             out.append(StudyRun(f"{group}/{arm}/seed{seed}", group, arm, seed, method, planned.key, planned.path,
                                 p.num_processes, _gpus(p), hours.get((group, arm))))
     for group, arm, which, prompt in ZERO_SHOT:
+        if study.not_applicable(profile, arm, overrides):
+            continue
         p = study.group_profile(profile, group, overrides)
         planned = zero_shot_plan(p, group, arm, which, prompt_mode=prompt)
         seed = int(planned.path.name[len("seed"):])
@@ -108,6 +111,15 @@ def study_runs(profile: str, overrides: dict | None = None, seeds: list[int] | N
         out.append(StudyRun(f"{group}/{arm}/seed{seed}", group, arm, seed, "zero-shot", planned.key, planned.path,
                             1, gpus, hours.get((group, arm))))
     return out
+
+
+def skipped_runs(profile: str, overrides: dict | None = None) -> list[tuple[str, str]]:
+    """``(group/arm, reason)`` of the study's arms and zero-shot rows that are not applicable on ``profile``
+    (:func:`medrl_lib.study.not_applicable`): left out of :func:`study_runs`, listed by ``medrl runs``."""
+    rows = [(f"{group}/{arm}", study.not_applicable(profile, arm, overrides))
+            for arm, (_, group, _) in study.ARMS.items()]
+    rows += [(f"{group}/{arm}", study.not_applicable(profile, arm, overrides)) for group, arm, _, _ in ZERO_SHOT]
+    return [(row, why) for row, why in rows if why]
 
 
 def with_states(runs: list[StudyRun]) -> list[StudyRun]:
@@ -119,13 +131,16 @@ def with_states(runs: list[StudyRun]) -> list[StudyRun]:
     return runs
 
 
-def select(runs: list[StudyRun], run_ids: list[str]) -> list[StudyRun]:
+def select(runs: list[StudyRun], run_ids: list[str], skipped: list[tuple[str, str]] = ()) -> list[StudyRun]:
     """The runs named by ``run_ids`` (``group/arm/seedK``), in that order; an unknown id is a ConfigError naming the
-    closest one."""
+    closest one, or saying why it is not applicable (``skipped``: :func:`skipped_runs`)."""
     from .strict import suggestion
 
     by_id = {r.run_id: r for r in runs}
     unknown = [i for i in run_ids if i not in by_id]
+    why = dict(skipped).get(unknown[0].rsplit("/", 1)[0]) if unknown else None
+    if why:
+        raise ConfigError(f"run {unknown[0]!r} is not applicable on this profile: {why}")
     if unknown:
         raise ConfigError(f"unknown run {unknown[0]!r}{suggestion(unknown[0], by_id)}; `medrl runs` lists the "
                           f"{len(by_id)} runs of this study")

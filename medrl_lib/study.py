@@ -113,6 +113,65 @@ def stored_arm(profile: str, arm: str, overrides: dict | None = None) -> str:
     return arm
 
 
+def not_applicable(profile: str, arm: str, overrides: dict | None = None) -> str | None:
+    """Why ``arm`` cannot run on ``profile``, or None. ``arm``: an arm of :data:`ARMS`, a zero-shot arm of
+    :data:`ZERO_SHOT`, or a row ``group/arm``. An arm that starts from the base checkpoint is not applicable where the
+    profile names none (``model.base`` empty: Qwen3-VL publishes instruct and thinking checkpoints only).
+
+    >>> not_applicable("smoke", "grpo-base", {"model.base": ""})
+    'no base checkpoint: model.base is empty (the family of the instruct start publishes none)'
+    >>> not_applicable("smoke", "zhu/grpo-instruct", {"model.base": ""}) is None
+    True
+    """
+    arm = arm.split("/")[-1]
+    if arm in ARMS:
+        from_base = ARMS[arm][2].get("model.init") == "base"
+    elif any(a == arm for _, a, _, _ in ZERO_SHOT) or arm in ("zero-shot-base", "zero-shot-instruct"):
+        from_base = arm in ("zero-shot-base", "base-zero-shot")
+    else:
+        raise ValueError(f"unknown arm {arm!r}; arms: {', '.join(ARMS)}")
+    if from_base and not load_profile(profile, overrides).model.base:
+        return "no base checkpoint: model.base is empty (the family of the instruct start publishes none)"
+    return None
+
+
+def applicable(profile: str, arms: list[str], overrides: dict | None = None) -> list[str]:
+    """The arms of ``arms`` that can run on ``profile`` (:func:`not_applicable`), in their order."""
+    return [a for a in arms if not_applicable(profile, a, overrides) is None]
+
+
+#: Chapter (notebook stem) -> the arms its question needs: where one is not applicable, so is the chapter.
+CHAPTER_NEEDS: dict[str, tuple[str, ...]] = {"01_initialization": ("grpo-base", "grpo-instruct")}
+
+
+class NotApplicable(RuntimeError):
+    """A chapter or arm that the profile cannot run (:func:`not_applicable`)."""
+
+
+def chapter_not_applicable(profile: str, chapter: str, overrides: dict | None = None) -> str | None:
+    """Why the chapter ``chapter`` (a notebook's stem) cannot be run on ``profile``, or None (:data:`CHAPTER_NEEDS`).
+    ``medrl book`` writes such a chapter as a page that says so instead of running it.
+
+    >>> chapter_not_applicable("smoke", "01_initialization", {"model.base": ""})
+    'base + GRPO is not applicable: no base checkpoint: model.base is empty (the family of the instruct start publishes none)'
+    >>> chapter_not_applicable("smoke", "01_initialization") is None
+    True
+    """
+    for arm in CHAPTER_NEEDS.get(chapter, ()):
+        reason = not_applicable(profile, arm, overrides)
+        if reason:
+            return f"{LABELS.get(arm, arm)} is not applicable: {reason}"
+    return None
+
+
+def require_chapter(profile: str, chapter: str, overrides: dict | None = None) -> None:
+    """Raise :class:`NotApplicable` where ``chapter`` cannot run on ``profile`` (a notebook run by hand says why
+    at once; ``medrl book`` never runs it there)."""
+    reason = chapter_not_applicable(profile, chapter, overrides)
+    if reason:
+        raise NotApplicable(f"chapter {chapter} on profile {profile!r}: {reason}")
+
+
 def run_arm(profile: str, arm: str, seed: int, overrides: dict | None = None, force: bool = False, *,
             wait: bool = True) -> Run:
     """Train and evaluate ``arm`` with ``seed`` (or load it from the results store; ``wait``:
@@ -128,9 +187,14 @@ def run_arm(profile: str, arm: str, seed: int, overrides: dict | None = None, fo
 def run_arms(profile: str, arms: list[str], seeds: list[int], overrides: dict | None = None,
              force: bool = False) -> dict[str, list[Run]]:
     """``{arm: [run per seed]}``, reporting one progress line per run (trained or loaded; see
-    :func:`medrl_lib.console.progress`)."""
+    :func:`medrl_lib.console.progress`). An arm not applicable on the profile (:func:`not_applicable`) is left out
+    with a line saying why."""
     out: dict[str, list[Run]] = {}
     for arm in arms:
+        reason = not_applicable(profile, arm, overrides)
+        if reason:  # skipped, not failed; the Protocol chapter lists it
+            progress(f"{LABELS.get(arm, arm)}: not applicable on this profile ({reason})")
+            continue
         out[arm] = []
         for seed in seeds:
             run = run_arm(profile, arm, seed, overrides, force)
@@ -229,11 +293,21 @@ TRANSFER_ROWS: dict[str, tuple[str, str | None, str | None]] = {
 }
 
 
+def transfer_rows(profile: str, overrides: dict | None = None) -> dict[str, tuple[str, str | None, str | None]]:
+    """:data:`TRANSFER_ROWS` that apply on ``profile``: a row not applicable is left out, and a reference row not
+    applicable becomes ``None`` (no difference to it is shown)."""
+    def ok(row):
+        return row is not None and not_applicable(profile, row, overrides) is None
+
+    return {row: (label, start if ok(start) else None, sft if ok(sft) else None)
+            for row, (label, start, sft) in TRANSFER_ROWS.items() if ok(row)}
+
+
 def transfer(profile: str, seeds: list[int], overrides: dict | None = None, force: bool = False) -> dict[str, list[Run]]:
     """``{row of TRANSFER_ROWS: [panel Run per seed]}`` (one run for a zero-shot row), training or scoring what the
     store lacks; one progress line per row."""
     out: dict[str, list[Run]] = {}
-    for row in TRANSFER_ROWS:
+    for row in transfer_rows(profile, overrides):
         group, arm = row.split("/")
         if arm in ARMS:
             out[row] = [panel_arm(profile, arm, seed, overrides, force) for seed in seeds]

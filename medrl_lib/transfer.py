@@ -154,6 +154,19 @@ def rankings_frame(panel: dict[str, list], benchmarks: Sequence[str]) -> pd.Data
     return pd.DataFrame(lines)
 
 
+def untested_rankings(panel: dict[str, list]) -> str:
+    """A sentence naming the rankings of :data:`RANKINGS` the panel cannot test (a row not applicable on the profile,
+    e.g. no base model), '' where every one is tested.
+
+    >>> untested_rankings({"zhu/grpo-instruct": [], "zhu/sft": [], "ood/ood-grpo": [], "ood/ood-sft": [],
+    ...                    "zhu/dr-grpo": []})
+    'Not tested on this profile (a row not applicable, see the Protocol chapter): instruct above base (GRPO from each).'
+    """
+    missing = [claim for claim, a, b in RANKINGS if a not in panel or b not in panel]
+    return (f"Not tested on this profile (a row not applicable, see the Protocol chapter): {'; '.join(missing)}."
+            if missing else "")
+
+
 def transfer_summary(rankings: pd.DataFrame, synthetic: bool) -> str:
     """The chapter's closing paragraph, computed: per ranking, on which benchmarks it holds, is reversed or is not
     shown at this profile's seeds and items."""

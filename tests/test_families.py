@@ -8,7 +8,7 @@ import json
 import pytest
 
 from medrl_lib import rehearsal, study
-from medrl_lib.config import resolve_path
+from medrl_lib.config import load_profile, resolve_path
 from medrl_lib.family_standins import FAMILY_IDS, QWEN2_5_VL, QWEN3_VL
 from medrl_lib.models import TINY_MARKER, eos_token_ids, load_model, vision_token_ids
 
@@ -52,9 +52,13 @@ def test_each_family_loads_with_the_classes_its_checkpoint_names(folders, hub_id
 
 @pytest.mark.parametrize("hub_id", FAMILY_IDS)
 def test_each_family_trains_an_arm_and_answers_through_the_paper_branches(folders, hub_id, tmp_path):
-    overrides = {"model.instruct": str(folders[hub_id]), "results_dir": str(tmp_path / "results"),
-                 "panel.benchmarks": []}
-    run = study.run_arm("rehearsal", "grpo-instruct", 0, overrides)
+    overrides = {"results_dir": str(tmp_path / "results"), "panel.benchmarks": []}
+    if hub_id == QWEN3_VL:  # the today profile's rehearsal twin (configs/rehearsal-today.yaml), as it is
+        profile = "rehearsal-today"
+        assert resolve_path(load_profile(profile).model.instruct) == folders[hub_id]
+    else:
+        profile, overrides = "rehearsal", {**overrides, "model.instruct": str(folders[hub_id])}
+    run = study.run_arm(profile, "grpo-instruct", 0, overrides)
     steps = [e for e in run.log_history if "reward" in e]
     assert [e["step"] for e in steps] == [1, 2, 3]  # 2 processes x ZeRO-2, the paper's launch path
     assert all(0.0 <= e["rewards/format_reward/mean"] <= 1.0 for e in steps)

@@ -309,7 +309,7 @@ def test_one_gpu_trains_through_the_launcher(monkeypatch):
 
 
 @pytest.mark.parametrize("argv, says", [
-    (["book", "--profile", "nope"], "no such profile file (profiles: cpu, overnight, paper, rehearsal, smoke)"),
+    (["book", "--profile", "nope"], "no such profile file (profiles: cpu, overnight, paper, rehearsal, rehearsal-today, smoke, today)"),
     (["protocol", "--profile", "cpux"], "did you mean 'cpu'?"),                           # a close match suggested
     (["protocol", "--overrides", '{"grpo.max_steps": -3}'], "'grpo.max_steps' must be positive, got -3"),
     (["check", "--profile", "smoke", "--overrides", '{"grpo.max_step": 3}'], "did you mean 'grpo.max_steps'?"),
