@@ -299,7 +299,9 @@ def cmd_models(args) -> int:
     for seed in (profile.seeds if tiny and profile.standins.per_seed else [None]):
         prefix = "" if seed is None else f"seed {seed} "
         for which in ("base", "instruct"):
-            if args.no_build and tiny:
+            if which == "base" and not profile.model.base:
+                print(f"{prefix}base: none (model.base is empty: the arms that start from it are not applicable)")
+            elif args.no_build and tiny:
                 folder = start_model_folders(profile, seed)[which]
                 print(f"{prefix}{which}: {folder}{'' if folder.exists() else ' (not built)'}")
             else:

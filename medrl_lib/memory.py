@@ -124,8 +124,23 @@ class MemoryPlan:
 
 
 def shapes_of(config) -> dict:
-    """The text and vision configurations (dicts) of a ``Qwen2VLConfig``, as :func:`grpo_memory_plan` reads them."""
-    text, vision = config.text_config.to_dict(), config.vision_config.to_dict()
+    """The text and vision configurations (dicts) of a Qwen2-VL, Qwen2.5-VL or Qwen3-VL config, in Qwen2-VL's terms
+    as :func:`grpo_memory_plan` reads them. A later family names the vision width ``hidden_size`` (Qwen2-VL:
+    ``embed_dim``, its ``hidden_size`` being the merger's output) and gives its MLP size: the plan measures a Qwen2-VL
+    block of that width, heads and MLP size (its ratio to the width rounded to a whole number, as Qwen2-VL's config
+    takes it: Qwen2.5-VL's 2.67 counts as 3, a little more memory) (:func:`saved_bytes_per_unit`), at the family's own
+    patch size.
+
+    >>> from transformers import Qwen3VLConfig
+    >>> v = shapes_of(Qwen3VLConfig(vision_config=dict(hidden_size=1024, intermediate_size=4096, out_hidden_size=2048,
+    ...                                                num_heads=16, depth=24, patch_size=16)))["vision"]
+    >>> v["embed_dim"], v["hidden_size"], v["mlp_ratio"], v["patch_size"], v["depth"]
+    (1024, 2048, 4, 16, 24)
+    """
+    text, vision = config.text_config.to_dict(), dict(config.vision_config.to_dict())
+    if "embed_dim" not in vision:  # Qwen2.5-VL, Qwen3-VL
+        vision.update(embed_dim=vision["hidden_size"], hidden_size=vision.get("out_hidden_size", vision["hidden_size"]),
+                      mlp_ratio=max(1, round(vision["intermediate_size"] / vision["hidden_size"])))
     keep_text = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
                  "num_key_value_heads", "rms_norm_eps", "rope_parameters", "max_position_embeddings")
     keep_vision = ("depth", "embed_dim", "hidden_size", "num_heads", "mlp_ratio", "patch_size", "spatial_merge_size",

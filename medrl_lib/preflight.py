@@ -38,8 +38,7 @@ QWEN2_VL_2B = {
 QWEN3_VL_2B = {
     "text": dict(vocab_size=151936, hidden_size=2048, intermediate_size=6144, num_hidden_layers=28,
                  num_attention_heads=16, num_key_value_heads=8, head_dim=128, rms_norm_eps=1e-6,
-                 rope_parameters={"rope_type": "default", "rope_theta": 5_000_000.0, "mrope_section": [24, 20, 20],
-                                  "mrope_interleaved": True},
+                 rope_parameters={"rope_type": "default", "rope_theta": 5_000_000.0, "mrope_section": [24, 20, 20]},
                  max_position_embeddings=262144),
     "vision": dict(depth=24, hidden_size=1024, intermediate_size=4096, num_heads=16, out_hidden_size=2048,
                    patch_size=16, spatial_merge_size=2, temporal_patch_size=2, num_position_embeddings=2304,
@@ -172,7 +171,7 @@ def study_models(profile_name: str, overrides: dict | None = None) -> list[tuple
     from . import study
 
     seen: dict[str, str] = {}
-    for arm in study.ARMS:
+    for arm in study.applicable(profile_name, list(study.ARMS), overrides):
         p = study.arm_profile(profile_name, arm, overrides)
         m, g, e = p.model, p.grpo, p.eval
         wanted = [("policy (instruct)", m.instruct)]
@@ -365,7 +364,7 @@ def check_memory(profile_name: str, overrides: dict | None, found: list[tuple[st
 
     plans = []
     for arm, (method, *_rest) in study.ARMS.items():
-        if method != "grpo":
+        if method != "grpo" or study.not_applicable(profile_name, arm, overrides):
             continue
         p = study.arm_profile(profile_name, arm, overrides)
         config, _ = profile_config(p)

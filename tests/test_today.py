@@ -159,3 +159,11 @@ def test_an_extending_profile_merges_mappings_key_by_key(tmp_path):
     path.write_text("extends: paper\nname: mine\ngrpo: {max_steps: 10}\n")
     p = load_profile(path)
     assert (p.name, p.grpo.max_steps, p.grpo.beta, p.model.instruct) == ("mine", 10, 0.04, "Qwen/Qwen2-VL-2B-Instruct")
+
+
+def test_the_preflight_plans_memory_with_the_familys_shapes(capsys):
+    assert main(["check", "--profile", "today"]) == 1  # offline here: the hub models and the GPUs are missing
+    out = capsys.readouterr().out
+    assert "model Qwen/Qwen3-VL-2B-Instruct" in out and "model Qwen/Qwen2-VL-2B " not in out  # no base model asked for
+    # Qwen3-VL's 16-px patches at the papers' pixel cap (Qwen2-VL: 14 px, 2048 patches), its 24 blocks, 2.13B parameters
+    assert "6 images x 1568 patches x 24 blocks" in out and "2.13B parameters" in out
