@@ -63,12 +63,14 @@ vllm-setup: $(VSTAMP)
 
 # medrl book itself sets HF_HUB_OFFLINE=1 for profiles whose models and data are all local (cpu, smoke,
 # rehearsal); the paper profile downloads from the hub.
+# JOBS: the tiny profiles train the runs the store lacks in that many processes side by side (one per core).
+JOBS ?= $(shell nproc 2>/dev/null || echo 1)
 book: setup
-	$(VENV)/bin/medrl book --profile $(PROFILE)
+	$(VENV)/bin/medrl book --profile $(PROFILE) --jobs $(JOBS)
 
 # The larger cpu profile (configs/overnight.yaml): a laptop overnight, its results in results/overnight.
 overnight: setup
-	$(VENV)/bin/medrl book --profile overnight
+	$(VENV)/bin/medrl book --profile overnight --jobs $(JOBS)
 
 # The third way to use the project: open a notebook, change its parameters cell, run all.
 lab: setup

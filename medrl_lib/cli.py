@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 from .cli_args import hub_environment, parse_overrides, positive, profile_arguments
-from .cli_cluster import add_cluster_commands, not_stored, resolve_as_run_nodes
+from .cli_cluster import add_cluster_commands, not_stored, resolve_as_run_nodes, train_side_by_side
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
@@ -263,6 +263,15 @@ def cmd_book(args) -> int:
     from .study import chapter_not_applicable
 
     t_all = time.time()
+    jobs = args.jobs or 1
+    if jobs > 1 and not (args.no_train or args.only or args.force):  # --force: the notebooks retrain, as before
+        from .config import load_profile
+
+        if load_profile(args.profile, overrides).model.kind == "hub":
+            print("--jobs: hub profiles train on GPUs, one run after another here (side by side: medrl submit)")
+        elif train_side_by_side(args.profile, overrides, jobs, book_dir / "_build" / "logs") != 0:
+            print("medrl: a run failed (above); nothing was rendered", file=sys.stderr)
+            return 1
     for i, nb in enumerate(notebooks, 1):
         print(f"[{i}/{len(notebooks)}] {nb.stem} (profile {args.profile}) ...", flush=True)
         params = {"profile": args.profile, "overrides": overrides, "force": args.force}
@@ -422,6 +431,9 @@ def main(argv: list[str] | None = None) -> int:
                    "before the first notebook when runs are missing, listing them")
     b.add_argument("--overrides", default="{}", help="JSON object of dotted-key settings applied to every arm, e.g. "
                    """'{"num_processes": 1}' (the rehearsal on one GPU)""")
+    b.add_argument("--jobs", type=positive, default=1, help="tiny profiles: train the runs the store lacks in N "
+                   "processes side by side (cores/N threads each) before the notebooks load them (default 1: the "
+                   "notebooks train them one after another)")
     b.set_defaults(func=cmd_book)
     c = sub.add_parser("check", help="preflight: every model, dataset, GPU, disk and package the study needs")
     profile_arguments(c, "paper")

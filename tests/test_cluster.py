@@ -294,3 +294,28 @@ def test_a_requeued_job_resumes_its_run_and_ends_as_an_uninterrupted_run(cluster
     assert ours.metrics["eval/accuracy/all"] == alone.metrics["eval/accuracy/all"]
     assert [r["completion"] for r in ours.records] == [r["completion"] for r in alone.records]
     assert read_jsonl(run / "training_log.jsonl")[-1]["step"] == 12 and read_json(run / "config.json")
+
+
+@pytest.mark.slow
+def test_book_jobs_train_the_missing_runs_side_by_side_once_each(smoke_book, smoke_dirs, tmp_path):
+    from medrl_lib.cli_cluster import train_side_by_side
+
+    _, alone = smoke_book
+    results = tmp_path / "results"
+    shutil.copytree(alone / "smoke", results / "smoke")  # all but three runs stored
+    todo = ["zhu/grpo-instruct/seed0", "zhu/sft/seed0", "zhu/zero-shot-instruct/seed0"]
+    for run_id in todo:
+        shutil.rmtree(results / "smoke" / run_id)
+    overrides = {"results_dir": str(results), "cache_dir": str(smoke_dirs[0])}
+    said = []
+    assert train_side_by_side("smoke", overrides, 2, tmp_path / "logs", log=said.append) == 0
+    assert said[0].startswith("training 3 run(s) in 2 processes side by side")
+    assert sorted(s.split(":")[0].strip() for s in said[1:]) == sorted(todo)  # one line per run, each trained once
+    logs = [(tmp_path / "logs" / f"runs-{k}.log").read_text() for k in range(2)]
+    for run_id in todo:
+        assert sum(f"{run_id}: trained" in log or f"{run_id}: evaluated" in log for log in logs) == 1, run_id
+        ours, theirs = load_run(results / "smoke" / run_id), load_run(alone / "smoke" / run_id)
+        assert ours.metrics["eval/accuracy/all"] == theirs.metrics["eval/accuracy/all"], run_id
+        assert json.loads((results / "smoke" / run_id / "provenance.json").read_text())["torch_threads"] == 1
+    assert train_side_by_side("smoke", overrides, 2, tmp_path / "logs", log=said.append) == 0  # nothing left
+    assert len(said) == 4
