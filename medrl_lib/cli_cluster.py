@@ -44,7 +44,8 @@ def worker_orders(run_ids: list[str], jobs: int) -> list[list[str]]:
 
 def train_side_by_side(profile_name: str, overrides: dict, jobs: int, log_dir: Path, log=print) -> int:
     """Train the study's runs the store lacks in ``jobs`` processes side by side (``medrl run --no-wait``, each run
-    under its lock, :func:`worker_orders`), each with ``cores // jobs`` threads, before the notebooks load them:
+    under its lock, :func:`worker_orders`), each with ``cores // jobs`` threads, before the notebooks load them (the
+    shared start models are built first, here, with every core):
     on a CPU the tiny models keep one thread busy more than two (measured: two cpu-profile GRPO runs side by side at
     one thread each took 81 s, one after another at two threads 124 s). A run's threads are stored with it
     (provenance). Returns 1 when a run failed (its error on stderr, its log named), else 0."""
@@ -58,6 +59,11 @@ def train_side_by_side(profile_name: str, overrides: dict, jobs: int, log_dir: P
     todo = [r.run_id for r in with_states(study_runs(profile_name, overrides)) if r.state["state"] != "stored"]
     if not todo:
         return 0
+    from .config import load_profile
+    from .standins import ensure_start_model
+
+    # the shared start models first, with every core (a stand-in is trained once, one step after another)
+    ensure_start_model(load_profile(profile_name, overrides), "instruct")
     threads = max(1, (os.cpu_count() or 1) // jobs)
     log(f"training {len(todo)} run(s) in {jobs} processes side by side, {threads} thread(s) each "
         f"(logs: {log_dir}/runs-<k>.log) ...")
