@@ -263,7 +263,7 @@ def cmd_book(args) -> int:
     from .study import chapter_not_applicable
 
     t_all = time.time()
-    jobs = args.jobs or 1
+    jobs = args.jobs
     if jobs > 1 and not (args.no_train or args.only or args.force):  # --force: the notebooks retrain, as before
         from .config import load_profile
 

@@ -46,8 +46,7 @@ def train_side_by_side(profile_name: str, overrides: dict, jobs: int, log_dir: P
     """Train the study's runs the store lacks in ``jobs`` processes side by side (``medrl run --no-wait``, each run
     under its lock, :func:`worker_orders`), each with ``cores // jobs`` threads, before the notebooks load them (the
     shared start models are built first, here, with every core):
-    on a CPU the tiny models keep one thread busy more than two (measured: two cpu-profile GRPO runs side by side at
-    one thread each took 81 s, one after another at two threads 124 s). A run's threads are stored with it
+    on a CPU the tiny models keep one thread busy more than two. A run's threads are stored with it
     (provenance). Returns 1 when a run failed (its error on stderr, its log named), else 0."""
     import json
     import re

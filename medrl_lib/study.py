@@ -124,13 +124,15 @@ def not_applicable(profile: str, arm: str, overrides: dict | None = None) -> str
     True
     """
     arm = arm.split("/")[-1]
+    # the start of a zero-shot row, from ZERO_SHOT, and of the Protocol chapter's 'zero-shot-<start>' rows
+    starts = {**{a: which for _, a, which, _ in ZERO_SHOT}, "zero-shot-base": "base", "zero-shot-instruct": "instruct"}
     if arm in ARMS:
-        from_base = ARMS[arm][2].get("model.init") == "base"
-    elif any(a == arm for _, a, _, _ in ZERO_SHOT) or arm in ("zero-shot-base", "zero-shot-instruct"):
-        from_base = arm in ("zero-shot-base", "base-zero-shot")
+        start = ARMS[arm][2].get("model.init", "instruct")
+    elif arm in starts:
+        start = starts[arm]
     else:
         raise ValueError(f"unknown arm {arm!r}; arms: {', '.join(ARMS)}")
-    if from_base and not load_profile(profile, overrides).model.base:
+    if start == "base" and not load_profile(profile, overrides).model.base:
         return "no base checkpoint: model.base is empty (the family of the instruct start publishes none)"
     return None
 
