@@ -12,10 +12,10 @@ import time
 
 def main() -> None:
     from medrl_lib.config import load_profile
-    from medrl_lib.evaluate import generate_records
+    from medrl_lib.training.evaluate import generate_records
     from medrl_lib.data.splits import make_splits
-    from medrl_lib.standins import ensure_start_model
-    from medrl_lib.train import load_policy
+    from medrl_lib.training.standins import ensure_start_model
+    from medrl_lib.training.train import load_policy
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--profile", default="cpu")
@@ -43,8 +43,8 @@ def main() -> None:
 
     import dataclasses
 
-    from medrl_lib.runs import metric_scorers
-    from medrl_lib.metrics import compute_metrics
+    from medrl_lib.experiments.runs import metric_scorers
+    from medrl_lib.scoring.metrics import compute_metrics
 
     scorers = metric_scorers(profile)  # built (or loaded from the cache) before timing
     cols = test.select_columns(["question", "options", "answer", "facts"])

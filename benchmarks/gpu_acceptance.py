@@ -38,7 +38,7 @@ def environment() -> dict:
     import torch
 
     from medrl_lib.config import load_profile
-    from medrl_lib.preflight import check_driver, gpus
+    from medrl_lib.ops.preflight import check_driver, gpus
 
     found = gpus()
     check = check_driver(load_profile("paper"), found)
@@ -49,12 +49,13 @@ def environment() -> dict:
 
 def rehearsal_on_one_device(work: Path) -> dict:
     """The rehearsal's instruct arm through the launcher in one process, then its test items answered."""
-    from medrl_lib import generation, study
-    from medrl_lib.config import resolve_source
+    from medrl_lib.training import generation
+    from medrl_lib.experiments import study
+    from medrl_lib.models.sources import resolve_source
     from medrl_lib.data.splits import make_splits
-    from medrl_lib.launch import launch_training
-    from medrl_lib.runs import write_profile
-    from medrl_lib.train import load_policy
+    from medrl_lib.training.launch import launch_training
+    from medrl_lib.experiments.runs import write_profile
+    from medrl_lib.training.train import load_policy
 
     p = study.arm_profile("rehearsal", "grpo-instruct", {"num_processes": 1, "grpo.save_steps": 10 ** 6,
                                                         "cache_dir": str(work / "cache")})

@@ -1,9 +1,9 @@
 """The evaluation engines on one fixed batch of items: items/s of 'hf', 'sharded' and 'vllm', the share of greedy
 completions each shares with 'hf' (exact string match) and each engine's accuracy, as one JSON line.
 
-'hf' is :func:`medrl_lib.evaluate.generate_records` on one device; 'sharded' runs it in one process per GPU
+'hf' is :func:`medrl_lib.training.evaluate.generate_records` on one device; 'sharded' runs it in one process per GPU
 (``--devices``, default every visible GPU; needs two or more unless named) and 'vllm' is vLLM offline generation
-(needs the vllm package and a GPU), both from the policy saved to a folder (:mod:`medrl_lib.generation`). Their
+(needs the vllm package and a GPU), both from the policy saved to a folder (:mod:`medrl_lib.training.generation`). Their
 times include starting their processes or engine and loading the policy, as an evaluation pays them.
 
 On a GPU the default model is Qwen2-VL-2B's architecture with random weights (``--architecture qwen2-vl-2b``,
@@ -42,8 +42,8 @@ def tiny_policy(profile, noise: float, seed: int = 0):
 
     import torch
 
-    from medrl_lib.standins import ensure_start_model
-    from medrl_lib.train import load_policy
+    from medrl_lib.training.standins import ensure_start_model
+    from medrl_lib.training.train import load_policy
 
     random_init = dataclasses.replace(profile, standins=dataclasses.replace(
         profile.standins, base=dataclasses.replace(profile.standins.base, steps=0)))
@@ -109,7 +109,7 @@ def record(result: dict, path: str | None) -> list[str]:
     its devices) into the throughput file (default: the package's)."""
     import datetime
 
-    from medrl_lib.estimate import gpu_key, record_throughput
+    from medrl_lib.ops.estimate import gpu_key, record_throughput
 
     gpu = gpu_key(result["device"])
     source = (f"measured by benchmarks/gpu_eval_engines.py on {datetime.date.today().isoformat()} ({result['device']}, "
@@ -134,11 +134,11 @@ def run(a: argparse.Namespace) -> dict:
     import torch
 
     from medrl_lib.config import load_profile
-    from medrl_lib.engines import gpu_count, vllm_installed
-    from medrl_lib.evaluate import generate_records
-    from medrl_lib.generation import save_policy, sharded_records, vllm_records
-    from medrl_lib.standins import ensure_start_model
-    from medrl_lib.train import load_policy
+    from medrl_lib.training.engines import gpu_count, vllm_installed
+    from medrl_lib.training.evaluate import generate_records
+    from medrl_lib.training.generation import save_policy, sharded_records, vllm_records
+    from medrl_lib.training.standins import ensure_start_model
+    from medrl_lib.training.train import load_policy
 
     gpus = gpu_count()
     architecture = a.architecture or ("qwen2-vl-2b" if gpus else "tiny")

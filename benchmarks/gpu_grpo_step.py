@@ -1,4 +1,4 @@
-"""GRPO steps of the real training path at the paper's shapes: ``medrl_lib.launch`` (accelerate + DeepSpeed ZeRO-2, fp32
+"""GRPO steps of the real training path at the paper's shapes: ``medrl_lib.training.launch`` (accelerate + DeepSpeed ZeRO-2, fp32
 master weights), ``MedrlGRPOTrainer`` with the paper profile's settings, images above the pixel cap (494 image tokens
 each), completions up to the paper's 700 tokens, rollouts from the engine the profile resolves here (colocated vLLM
 where installed, else ``generate``).
@@ -9,7 +9,7 @@ reserved, from ``launch_info.json``) beside the memory plan of ``medrl check`` f
 and per rollout phase (TRL's ``step_time``, ``timing/rollouts_s``), completion tokens/s of the rollouts against the
 bandwidth bound of decoding (each decoding step reads the language model's weights once: ``G x bandwidth / bytes``,
 the vision tower excluded), and the update's tokens/s. ``--record`` writes the rollout and update figures where
-``medrl estimate`` reads them (:func:`medrl_lib.estimate.record_throughput`).
+``medrl estimate`` reads them (:func:`medrl_lib.ops.estimate.record_throughput`).
 
     python benchmarks/gpu_grpo_step.py                          # on GPUs: the paper's shapes, one process per GPU
     python benchmarks/gpu_grpo_step.py --processes 1 --record   # one GPU; figures into the estimate
@@ -36,16 +36,16 @@ def bandwidth(device: str) -> float | None:
 
 
 def run(scale: str, processes: int, steps: int, work: Path, rollouts: str = "auto") -> dict:
-    """Train ``steps`` GRPO steps of the instruct arm at ``scale`` through ``medrl_lib.launch``; return the figures."""
+    """Train ``steps`` GRPO steps of the instruct arm at ``scale`` through ``medrl_lib.training.launch``; return the figures."""
     import torch
 
-    from medrl_lib import study
-    from medrl_lib.budget import grpo_prompts_per_step
-    from medrl_lib.engines import rollout_engine
-    from medrl_lib.runs import write_profile
-    from medrl_lib.launch import launch_training
-    from medrl_lib.memory import grpo_memory_plan, shapes_of
-    from medrl_lib.preflight import count_parameters, policy_config
+    from medrl_lib.experiments import study
+    from medrl_lib.training.budget import grpo_prompts_per_step
+    from medrl_lib.training.engines import rollout_engine
+    from medrl_lib.experiments.runs import write_profile
+    from medrl_lib.training.launch import launch_training
+    from medrl_lib.ops.memory import grpo_memory_plan, shapes_of
+    from medrl_lib.ops.preflight import count_parameters, policy_config
 
     from paper_shapes import data_folder, decode_bytes, policy_folder
 
@@ -92,7 +92,7 @@ def run(scale: str, processes: int, steps: int, work: Path, rollouts: str = "aut
 
 def record(results: dict, path: str | None) -> list[str]:
     """Write the rollout and update figures of ``results`` into the throughput file (default: the package's)."""
-    from medrl_lib.estimate import gpu_key, record_throughput
+    from medrl_lib.ops.estimate import gpu_key, record_throughput
 
     gpu = gpu_key(results["device"])
     what = (f"{results['device']}, {results['processes']} process(es), ZeRO-2, {results['rollouts']} rollouts, "

@@ -34,9 +34,9 @@ def main() -> None:
 
     from medrl_lib.config import load_profile
     from medrl_lib.data.splits import make_splits
-    from medrl_lib.grpo import MedrlGRPOTrainer
-    from medrl_lib.standins import ensure_start_model
-    from medrl_lib.train import run_grpo
+    from medrl_lib.rl.grpo import MedrlGRPOTrainer
+    from medrl_lib.training.standins import ensure_start_model
+    from medrl_lib.training.train import run_grpo
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--profile", default="smoke")

@@ -1,5 +1,5 @@
 """Coverage and width of the seeds-by-items interval against the two-level percentile bootstrap it replaced,
-measured in one run by simulation (``medrl_lib.coverage``): two arms on 300 shared items with a known difference,
+measured in one run by simulation (``medrl_lib.scoring.coverage``): two arms on 300 shared items with a known difference,
 training noise between seeds from none to large, 3 and 5 seeds.
 
     .venv/bin/python benchmarks/interval_coverage.py [--trials 2000] [--boot-trials 500]   # about 2 minutes
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from medrl_lib.coverage import Scenario, coverage
+from medrl_lib.scoring.coverage import Scenario, coverage
 
 SEED_NOISE = (0.0, 0.1, 0.2, 0.3, 0.5, 1.0)  # logit scale; 0.5 is about 12 points of accuracy between seeds
 

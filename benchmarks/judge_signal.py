@@ -21,9 +21,9 @@ contradict the question whenever the question names the modality.
 
 Printed: the judge's Yes-rate on each half with a 95% bootstrap interval, the difference (grounded minus
 corrupted, paired bootstrap over items), the mean Yes-minus-No score of each half, and the AUC of the
-Yes-minus-No score (:meth:`medrl_lib.judges.LLMJudge.scores`) for telling grounded from corrupted, with a 95%
+Yes-minus-No score (:meth:`medrl_lib.rl.judges.LLMJudge.scores`) for telling grounded from corrupted, with a 95%
 bootstrap interval (items resampled, both halves together). An AUC near 0.5 and a difference whose interval holds
-0 mean no signal. ``--judge oracle`` (:class:`medrl_lib.oracle.OracleJudge`, the synthetic facts) is the
+0 mean no signal. ``--judge oracle`` (:class:`medrl_lib.rl.oracle.OracleJudge`, the synthetic facts) is the
 reference: it scores a corrupted report No by construction for the first two corruptions.
 
     python benchmarks/judge_signal.py --judge microsoft/biogpt                  # GPU machine with the hub cache
@@ -119,8 +119,8 @@ def auc_interval(pos: np.ndarray, neg: np.ndarray, *, n_boot: int, seed: int,
 def judge_scores(args: argparse.Namespace) -> tuple[Callable[..., list[float]], Callable[[], str]]:
     """``(score, describe)``: ``score(questions, reasonings, facts) -> list[float]`` (positive means Yes; the oracle
     scores +1/-1) and ``describe()``, the judge as printed (call it after scoring: the prompt form is known then)."""
-    from medrl_lib.judges import LLMJudge
-    from medrl_lib.oracle import OracleJudge
+    from medrl_lib.rl.judges import LLMJudge
+    from medrl_lib.rl.oracle import OracleJudge
 
     if args.judge == "oracle":
         oracle = OracleJudge()
@@ -140,7 +140,7 @@ def judge_scores(args: argparse.Namespace) -> tuple[Callable[..., list[float]], 
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    from medrl_lib.stats import bootstrap_ci, paired_difference_ci
+    from medrl_lib.scoring.stats import bootstrap_ci, paired_difference_ci
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--judge", required=True, help="hub id, local folder, or 'oracle'")

@@ -1,7 +1,7 @@
 """Parts at the paper's shapes for the GPU benchmarks, made without a download: a policy folder in the hub's layout and
 PMC-VQA files in the published layout with figures above the pixel cap.
 
-* ``policy_folder(root, "paper")``: Qwen2-VL-2B's published architecture (:data:`medrl_lib.preflight.QWEN2_VL_2B`)
+* ``policy_folder(root, "paper")``: Qwen2-VL-2B's published architecture (:data:`medrl_lib.ops.preflight.QWEN2_VL_2B`)
   with random bf16 weights, beside the tokenizer, chat template and processor files of the rehearsal's instruct
   stand-in (its special-token ids written into the config). A step's cost does not depend on the weights; the
   random policy rarely ends a completion, so completions run to the profile's limit, the paper's worst case.
@@ -22,7 +22,7 @@ SCALES = ("paper", "rehearsal")
 
 def standin_folder() -> Path:
     """The rehearsal's instruct stand-in (built on first use)."""
-    from medrl_lib import rehearsal
+    from medrl_lib.ops import rehearsal
     from medrl_lib.config import resolve_path
 
     parts = rehearsal.ensure_parts(resolve_path(rehearsal.ROOT))
@@ -42,7 +42,7 @@ def policy_folder(root: str | Path, scale: str) -> Path:
     import torch
     from transformers import AutoConfig, Qwen2VLForConditionalGeneration
 
-    from medrl_lib.preflight import QWEN2_VL_2B, qwen2_vl_2b_config
+    from medrl_lib.ops.preflight import QWEN2_VL_2B, qwen2_vl_2b_config
 
     own = AutoConfig.from_pretrained(standin)
     config = qwen2_vl_2b_config()

@@ -35,7 +35,7 @@ def smoke_profile(smoke_dirs):
 @pytest.fixture(scope="session")
 def smoke_book(smoke_dirs, tmp_path_factory):
     """The whole book built by ``medrl book --profile smoke`` into a copy of the book sources."""
-    from medrl_lib.cli import main
+    from medrl_lib.cli.main import main
 
     cache, results = smoke_dirs
     book = tmp_path_factory.mktemp("book") / "book"

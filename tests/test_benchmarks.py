@@ -14,8 +14,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 @pytest.mark.slow
 def test_gpu_grpo_step_times_the_launch_path_at_rehearsal_scale_and_records_its_figures(tmp_path):
     # accelerate + DeepSpeed ZeRO-2 over 2 gloo processes, figures above the pixel cap, peak memory of every rank
-    from medrl_lib import estimate as E
-    from medrl_lib.results import read_json, write_json
+    from medrl_lib.ops import estimate as E
+    from medrl_lib.common.files import read_json, write_json
 
     out, table = tmp_path / "r.json", tmp_path / "throughput.json"
     write_json(table, E.load_throughput())
@@ -41,11 +41,11 @@ def test_gpu_grpo_step_times_the_launch_path_at_rehearsal_scale_and_records_its_
 def test_paper_policy_is_qwen2_vl_2b_and_decoding_reads_the_language_model_only():
     from paper_shapes import decode_bytes
 
-    from medrl_lib.preflight import count_parameters, qwen2_vl_2b_config
+    from medrl_lib.ops.preflight import count_parameters, qwen2_vl_2b_config
 
     c = qwen2_vl_2b_config()
     t, v = c.text_config, c.vision_config
-    # Qwen2-VL-2B as published (medrl_lib.preflight.QWEN2_VL_2B)
+    # Qwen2-VL-2B as published (medrl_lib.ops.preflight.QWEN2_VL_2B)
     assert (t.hidden_size, t.num_hidden_layers, t.num_attention_heads, t.num_key_value_heads) == (1536, 28, 12, 2)
     assert (t.intermediate_size, t.vocab_size) == (8960, 151936)
     assert (v.depth, v.embed_dim, v.num_heads, v.patch_size, v.spatial_merge_size) == (32, 1280, 16, 14, 2)

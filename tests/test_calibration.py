@@ -2,9 +2,9 @@
 
 import pytest
 
-from medrl_lib.calibration import RESTS_ON, calibration_rows, calibration_summary, gain_interval
-from medrl_lib.claims import CLAIMS, item_matrix
-from medrl_lib.results import Run
+from medrl_lib.experiments.results import Run
+from medrl_lib.scoring.calibration import RESTS_ON, calibration_rows, calibration_summary, gain_interval
+from medrl_lib.scoring.claims import CLAIMS, item_matrix
 
 
 WELL_FORMED = "<think>r</think>\n<answer>A</answer>"
@@ -95,7 +95,7 @@ def test_every_check_names_real_claims():
 
 def test_start_model_sizes_of_hub_models_names_them_without_loading():
     from medrl_lib.config import load_profile
-    from medrl_lib.standins import start_model_sizes
+    from medrl_lib.training.standins import start_model_sizes
 
     df = start_model_sizes(load_profile("paper"))
     assert df.loc["hub id"].tolist() == ["Qwen/Qwen2-VL-2B", "Qwen/Qwen2-VL-2B-Instruct"]

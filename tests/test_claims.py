@@ -4,8 +4,8 @@ import pytest
 
 import numpy as np
 
-from medrl_lib.claims import CLAIMS, VERDICTS, Claim, evaluate_claim, item_matrix, item_values, paper_effect, verdict
-from medrl_lib.results import Run
+from medrl_lib.experiments.results import Run
+from medrl_lib.scoring.claims import CLAIMS, VERDICTS, Claim, evaluate_claim, item_matrix, item_values, paper_effect, verdict
 
 
 def _run(correct, tokens=None, modality="MRI"):
@@ -103,7 +103,7 @@ def test_item_matrix_keeps_the_shared_items_in_one_column_order():
 
 
 def test_power_rows_project_the_detectable_effect_to_other_designs():
-    from medrl_lib.claims import power_rows
+    from medrl_lib.scoring.claims import power_rows
 
     claim = Claim("X", "a beats b", "e", "a", "b", "accuracy", +1, "ref", 60.0, 50.0)
     rng = np.random.default_rng(0)
@@ -117,7 +117,7 @@ def test_power_rows_project_the_detectable_effect_to_other_designs():
 
 
 def test_power_rows_default_designs_double_the_observed_seeds_and_items():
-    from medrl_lib.claims import power_rows
+    from medrl_lib.scoring.claims import power_rows
 
     claim = Claim("X", "a beats b", "e", "a", "b", "accuracy", +1, "ref", 60.0, 50.0)
     rng = np.random.default_rng(1)

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from medrl_lib import locks
-from medrl_lib.cli import main
-from medrl_lib.results import RunNotStored, load_run, read_json, read_jsonl, write_json
-from medrl_lib.runlist import study_runs
+from medrl_lib.cli.main import main
+from medrl_lib.common import locks
+from medrl_lib.common.files import read_json, read_jsonl, write_json
+from medrl_lib.experiments.results import RunNotStored, load_run
+from medrl_lib.ops.runlist import study_runs
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -54,7 +55,7 @@ def _plant(run, state: str) -> None:
 def test_runs_shows_each_state_and_who_holds_a_running_run(tmp_path, smoke_dirs, capsys):
     store = _store(tmp_path, smoke_dirs)
     runs = study_runs("smoke", {"results_dir": str(tmp_path / "results"), "cache_dir": str(smoke_dirs[0])})
-    from medrl_lib import study
+    from medrl_lib.experiments import study
 
     # every stored arm (grpo-sa-len reads grpo-sa's runs on smoke) x its seeds + the zero-shot evaluations
     expected = len({study.stored_arm("smoke", a) for a in study.ARMS}) * len(study.arm_profile("smoke", "sft").seeds)
@@ -91,7 +92,7 @@ def test_unknown_run_id_is_one_line_with_a_close_match(tmp_path, smoke_dirs, cap
 
 def test_a_lock_whose_holder_died_is_taken_over(tmp_path):
     folder = tmp_path / "seed0"
-    code = ("import os, sys; from medrl_lib.locks import folder_lock\n"
+    code = ("import os, sys; from medrl_lib.common.locks import folder_lock\n"
             f"with folder_lock({str(folder)!r}):\n    os.kill(os.getpid(), 9)")
     proc = subprocess.run([PY, "-c", code], capture_output=True)
     assert proc.returncode == -9 and locks.holder_path(folder).exists()  # died holding it: its label is left
@@ -103,7 +104,7 @@ def test_a_lock_whose_holder_died_is_taken_over(tmp_path):
 def test_a_shared_folder_is_built_once_by_two_builders(tmp_path):
     import threading
 
-    from medrl_lib.models import build_once
+    from medrl_lib.models.loading import build_once
 
     calls = []
 
@@ -122,7 +123,7 @@ def test_a_shared_folder_is_built_once_by_two_builders(tmp_path):
 
 
 def test_a_held_run_is_not_waited_for_with_no_wait(tmp_path, smoke_dirs, capsys):
-    from medrl_lib.runlist import execute
+    from medrl_lib.ops.runlist import execute
 
     store = _store(tmp_path, smoke_dirs)
     overrides = {"results_dir": str(tmp_path / "results"), "cache_dir": str(smoke_dirs[0])}
@@ -135,8 +136,8 @@ def test_a_held_run_is_not_waited_for_with_no_wait(tmp_path, smoke_dirs, capsys)
 
 
 def test_no_train_renders_nothing_and_lists_what_is_missing(tmp_path, smoke_dirs, capsys, monkeypatch):
-    from medrl_lib import study
-    from medrl_lib.results import NO_TRAIN_ENV
+    from medrl_lib.experiments import study
+    from medrl_lib.experiments.results import NO_TRAIN_ENV
 
     assert main(["book", "--profile", "smoke", *_store(tmp_path, smoke_dirs), "--no-train", "--no-build"]) == 1
     err = capsys.readouterr().err
@@ -162,7 +163,7 @@ def test_dry_run_writes_the_paper_studys_scripts(tmp_path, capsys):
     runs = {name: text.split("RUNS=(\n")[1].split("\n)")[0].split() for name, text in scripts.items() if "RUNS" in text}
     # Zhu's runs on 4 GPUs (9 arms x 3 seeds), MedVLM-R1's on 2 (2 x 3), the zero-shot evaluations sharded by one
     # process over each group's GPUs (Zhu: 3, MedVLM-R1: 2): 38 runs, the book job last
-    from medrl_lib import study
+    from medrl_lib.experiments import study
 
     seeds = len(study.arm_profile("paper", "sft").seeds)
     trained = {g: len({study.stored_arm("paper", a) for a, (_, grp, _) in study.ARMS.items() if grp == g}) * seeds
@@ -197,7 +198,7 @@ def cluster(tmp_path_factory):
 
 def _submit(cluster, args: list[str]) -> str:
     """``medrl submit`` in a process of its own, against the test cluster; returns what it printed."""
-    proc = subprocess.run([PY, "-m", "medrl_lib.cli", "submit", "--scheduler", "slurm", *args], env=cluster.env,
+    proc = subprocess.run([PY, "-m", "medrl_lib.cli.main", "submit", "--scheduler", "slurm", *args], env=cluster.env,
                           capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
@@ -219,7 +220,7 @@ def test_the_smoke_study_through_slurm_matches_medrl_book_and_trains_each_run_on
                             "--book-dir", str(book), "--max-parallel", "2"])
     assert "6 to run, in 1 job array(s)" in out  # the stored runs are not submitted
     # a second `medrl run` of the array's first run, started with it: one of the two trains it, the other loads it
-    twin = subprocess.Popen([PY, "-m", "medrl_lib.cli", "run", "--profile", "smoke", "--results-dir", str(results),
+    twin = subprocess.Popen([PY, "-m", "medrl_lib.cli.main", "run", "--profile", "smoke", "--results-dir", str(results),
                              "--cache-dir", str(smoke_dirs[0]), "zhu/grpo-base/seed0"], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     middle = []
@@ -229,7 +230,7 @@ def test_the_smoke_study_through_slurm_matches_medrl_book_and_trains_each_run_on
         running = [line for line in runs if "RUNNING" in line]
         # some stored, two running, the rest waiting (a task scoring its panel shows its run stored: look again)
         if not any("running" in m for m in middle) and len(running) == 2:
-            proc = subprocess.run([PY, "-m", "medrl_lib.cli", "runs", "--profile", "smoke", "--results-dir",
+            proc = subprocess.run([PY, "-m", "medrl_lib.cli.main", "runs", "--profile", "smoke", "--results-dir",
                                    str(results), "--cache-dir", str(smoke_dirs[0])], capture_output=True, text=True)
             middle.append(proc.stdout)
         assert len(running) <= 2
@@ -260,7 +261,7 @@ def test_the_smoke_study_through_slurm_matches_medrl_book_and_trains_each_run_on
 @pytest.mark.slow
 def test_a_requeued_job_resumes_its_run_and_ends_as_an_uninterrupted_run(cluster, smoke_dirs, smoke_profile,
                                                                          tmp_path):
-    from medrl_lib.standins import ensure_start_model
+    from medrl_lib.training.standins import ensure_start_model
 
     ensure_start_model(smoke_profile)
     run_id = "zhu/grpo-instruct/seed0"
@@ -298,7 +299,7 @@ def test_a_requeued_job_resumes_its_run_and_ends_as_an_uninterrupted_run(cluster
 
 @pytest.mark.slow
 def test_book_jobs_train_the_missing_runs_side_by_side_once_each(smoke_book, smoke_dirs, tmp_path):
-    from medrl_lib.cli_cluster import train_side_by_side
+    from medrl_lib.cli.cluster import train_side_by_side
 
     _, alone = smoke_book
     results = tmp_path / "results"

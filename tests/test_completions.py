@@ -1,4 +1,4 @@
-"""Tests for medrl_lib.completions: completion text, the <think>/<answer> blocks, the format rule and the answer
+"""Tests for medrl_lib.rl.completions: completion text, the <think>/<answer> blocks, the format rule and the answer
 letter (MedVLM-R1 sections 3 and 4)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from medrl_lib.completions import Parsed, answer_letter, completion_text, extract_choice, parse_completion, well_formed
+from medrl_lib.rl.completions import Parsed, answer_letter, completion_text, extract_choice, parse_completion, well_formed
 
 TAGS = ["<think>", "</think>", "<answer>", "</answer>"]
 

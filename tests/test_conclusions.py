@@ -1,4 +1,4 @@
-"""The closing paragraphs (medrl_lib.conclusions): computed from hand-made scorecard and calibration rows, never
+"""The closing paragraphs (medrl_lib.experiments.conclusions): computed from hand-made scorecard and calibration rows, never
 typed; each caveat appears exactly when the rows or the settings raise it."""
 
 import dataclasses
@@ -6,10 +6,10 @@ import re
 
 import pytest
 
-from medrl_lib import conclusions, study
-from medrl_lib.claims import CLAIMS, evaluate_claim, verdict
 from medrl_lib.config import load_profile
-from medrl_lib.results import Run
+from medrl_lib.experiments import conclusions, study
+from medrl_lib.experiments.results import Run
+from medrl_lib.scoring.claims import CLAIMS, evaluate_claim, verdict
 
 CPU = load_profile("cpu")
 SMOKE = load_profile("smoke")
@@ -248,7 +248,7 @@ def test_format_shares_skip_plain_prompt_arms():
 
 
 def test_calibration_rows_are_computed_as_the_summary_did(monkeypatch):
-    import medrl_lib.evaluate
+    import medrl_lib.training.evaluate
 
     calls = {}
     fake = {a: [f"{a}-{s}" for s in (0,)] for a in ("grpo-instruct", "grpo-base", "ood-grpo", "ood-sft")}
@@ -256,7 +256,7 @@ def test_calibration_rows_are_computed_as_the_summary_did(monkeypatch):
         "arms", (arms, seeds, force)) and {a: fake[a] for a in arms})
     monkeypatch.setattr(study, "zero_shot", lambda prof, which, group, ov, force: f"{which}-{group}")
     monkeypatch.setattr(study, "test_split", lambda prof, group, ov: f"test-{group}")
-    monkeypatch.setattr(medrl_lib.evaluate, "random_guess_accuracy", lambda ds: {"from": ds})
+    monkeypatch.setattr(medrl_lib.training.evaluate, "random_guess_accuracy", lambda ds: {"from": ds})
     monkeypatch.setattr(conclusions, "calibration_rows", lambda **kw: kw)
     kw, runs = conclusions._calibration_rows("smoke", None, False, list(SMOKE.seeds))
     assert runs == ["instruct-ood", "instruct-zhu", "base-zhu", *(r for a in fake for r in fake[a])]

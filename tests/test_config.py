@@ -28,11 +28,13 @@ def test_every_field_has_a_docstring():
     import ast
     import inspect
 
-    import medrl_lib.config as cfg
+    import medrl_lib.config.settings as cfg
 
     tree = ast.parse(inspect.getsource(cfg))
-    for node in tree.body:
-        if isinstance(node, ast.ClassDef) and node.name.endswith(("Settings", "Profile")):
+    classes = [node for node in tree.body if isinstance(node, ast.ClassDef)]
+    assert {"Profile", "GRPOSettings", "TinyModelConfig"} <= {c.name for c in classes}  # the settings are read at all
+    for node in classes:
+        if node.name.endswith(("Settings", "Profile", "Config")):
             body = node.body
             for i, stmt in enumerate(body):
                 if isinstance(stmt, ast.AnnAssign):
@@ -90,10 +92,17 @@ def test_defaults_are_the_papers():
 
 
 def test_option_orders_agree_with_the_generator():
-    from medrl_lib.config import _CHOICES
+    from medrl_lib.config import CHOICES
     from medrl_lib.data.synthetic import OPTION_ORDERS
 
-    assert _CHOICES["data.option_order"] == OPTION_ORDERS  # the profile accepts exactly what the generator does
+    assert CHOICES["data.option_order"] == OPTION_ORDERS  # the profile accepts exactly what the generator does
+
+
+def test_question_types_agree_with_the_generator():
+    from medrl_lib.config import QUESTION_TYPES
+    from medrl_lib.data.synthetic import QUESTIONS
+
+    assert QUESTION_TYPES == tuple(QUESTIONS)  # standins.instruct.plain_types accepts exactly the generator's types
 
 
 @pytest.mark.parametrize("name", ["smoke", "cpu", "rehearsal", "paper"])

@@ -6,7 +6,7 @@ import subprocess
 import sys
 import warnings
 
-from medrl_lib.console import LOG_ENV, PROGRESS, captured, progress, progress_lines
+from medrl_lib.common.console import LOG_ENV, PROGRESS, captured, progress, progress_lines
 
 
 def test_captured_sends_python_c_level_logging_and_warnings_to_the_file(tmp_path, capfd, monkeypatch):

@@ -1,11 +1,11 @@
 """The seeds-by-items interval holds its level at 3 and 5 seeds: a simulation with known effects, training noise
-between seeds and noise between items (medrl_lib.coverage). The full grid is benchmarks/interval_coverage.py."""
+between seeds and noise between items (medrl_lib.scoring.coverage). The full grid is benchmarks/interval_coverage.py."""
 
 import numpy as np
 import pytest
 
-from medrl_lib.coverage import Scenario, coverage, simulate, true_difference
-from medrl_lib.stats import detectable_effect, difference_interval, variance_components
+from medrl_lib.scoring.coverage import Scenario, coverage, simulate, true_difference
+from medrl_lib.scoring.stats import detectable_effect, difference_interval, variance_components
 
 LARGE, SMALL = 0.5, 0.0  # training noise between seeds on the logit scale: about 12 points of accuracy, and none
 
@@ -74,7 +74,7 @@ def test_unknown_interval_method_is_refused():
 
 
 def test_gap_interval_covers_on_different_items_of_the_same_seeds():
-    from medrl_lib.stats import gap_interval
+    from medrl_lib.scoring.stats import gap_interval
 
     s = Scenario(seeds=3, items=150, seed_sd=LARGE)
     truth, rng, hits, trials = true_difference(s), np.random.default_rng(7), 0, 800

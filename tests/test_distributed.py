@@ -9,9 +9,9 @@ from medrl_lib.config import ConfigError, load_profile
 
 @pytest.mark.slow
 def test_two_cpu_processes_train_with_deepspeed_zero2(smoke_profile, smoke_dirs, tmp_path):
-    from medrl_lib.launch import launch_training
-    from medrl_lib.models import load_model
-    from medrl_lib.standins import ensure_start_model
+    from medrl_lib.training.launch import launch_training
+    from medrl_lib.models.loading import load_model
+    from medrl_lib.training.standins import ensure_start_model
 
     cache, results = smoke_dirs
     base = ensure_start_model(smoke_profile, "base")
@@ -28,9 +28,9 @@ def test_two_cpu_processes_train_with_deepspeed_zero2(smoke_profile, smoke_dirs,
 
 @pytest.mark.slow
 def test_two_cpu_processes_train_lora_with_deepspeed_zero2(smoke_profile, smoke_dirs, tmp_path):
-    from medrl_lib.launch import launch_training
-    from medrl_lib.models import load_model
-    from medrl_lib.standins import ensure_start_model
+    from medrl_lib.training.launch import launch_training
+    from medrl_lib.models.loading import load_model
+    from medrl_lib.training.standins import ensure_start_model
 
     cache, results = smoke_dirs
     base = ensure_start_model(smoke_profile, "base")
@@ -46,7 +46,7 @@ def test_two_cpu_processes_train_lora_with_deepspeed_zero2(smoke_profile, smoke_
 
 
 def test_unknown_launch_method():
-    from medrl_lib.launch import launch_training
+    from medrl_lib.training.launch import launch_training
 
     with pytest.raises(ValueError, match="kto"):
         launch_training("smoke", {}, "m", "o", 2, False, method="kto")
@@ -57,15 +57,15 @@ def test_launch_only_launches():
     import ast
     import inspect
 
-    from medrl_lib import launch
+    from medrl_lib.training import launch
 
     imported = {n.module for n in ast.walk(ast.parse(inspect.getsource(launch)))
-                if isinstance(n, ast.ImportFrom) and n.level}
-    assert imported == {"config", "data.splits", "models", "train"}
+                if isinstance(n, ast.ImportFrom) and n.module.startswith("medrl_lib")}
+    assert imported == {"medrl_lib.config", "medrl_lib.data.splits", "medrl_lib.models.loading", "medrl_lib.training.train"}
 
 
 def test_write_profile_round_trips(tmp_path):
-    from medrl_lib.runs import write_profile
+    from medrl_lib.experiments.runs import write_profile
 
     p = load_profile("cpu", overrides={"grpo.max_steps": 3})
     write_profile(p, tmp_path / "p.yaml")
@@ -74,7 +74,7 @@ def test_write_profile_round_trips(tmp_path):
 
 def test_prompts_come_in_whole_groups(tmp_path):
     # the profile counts prompts (each sampled num_generations times): a step always holds whole groups
-    from medrl_lib.train import grpo_kwargs
+    from medrl_lib.training.train import grpo_kwargs
 
     kw = grpo_kwargs(load_profile("paper", overrides={"num_processes": 1}), "out")
     assert kw["per_device_train_batch_size"] % kw["num_generations"] == 0
@@ -83,7 +83,7 @@ def test_prompts_come_in_whole_groups(tmp_path):
 
 
 def test_paper_dry_run_prints_every_setting_and_the_launch_command(capsys):
-    from medrl_lib.cli import main
+    from medrl_lib.cli.main import main
 
     assert main(["launch", "--profile", "paper"]) == 0
     out = capsys.readouterr().out
@@ -100,7 +100,7 @@ def test_paper_dry_run_prints_every_setting_and_the_launch_command(capsys):
 def test_a_crash_after_every_rank_finished_is_teardown_noise(monkeypatch, tmp_path, ranks_done, writes, ok):
     import sys
 
-    from medrl_lib import launch
+    from medrl_lib.training import launch
 
     script = ["import json, os, pathlib", f"out = pathlib.Path({str(tmp_path)!r})"]
     if writes:

@@ -80,7 +80,7 @@ def test_pages_fold_their_code_and_show_a_missing_value_as_a_dash(smoke_book):
 
 
 def test_rerun_reuses_the_stored_run(smoke_book, smoke_dirs):
-    from medrl_lib import study
+    from medrl_lib.experiments import study
 
     cache, results = smoke_dirs
     run = study.run_arm("smoke", "ood-grpo", 0, {"cache_dir": str(cache), "results_dir": str(results)})
@@ -91,10 +91,10 @@ def test_failing_notebook_names_the_cell(tmp_path, monkeypatch):
     import nbformat
     from nbformat.v4 import new_code_cell, new_notebook
 
-    from medrl_lib import cli
+    from medrl_lib.cli import main as cli
 
     nb = new_notebook(cells=[new_code_cell("profile = 'smoke'\noverrides = {}\nforce = False"),
-                             new_code_cell("from medrl_lib.console import progress\nprogress('[grpo] step 1/1')\n"
+                             new_code_cell("from medrl_lib.common.console import progress\nprogress('[grpo] step 1/1')\n"
                                            "print('chatter only for the log')"),
                              new_code_cell("raise ValueError('boom')")])
     nb.cells[0].metadata["tags"] = ["parameters"]
@@ -118,7 +118,7 @@ def test_injected_parameters_are_hidden_in_the_book(tmp_path):
     import nbformat
     from nbformat.v4 import new_code_cell, new_notebook
 
-    from medrl_lib.cli import hide_injected_parameters
+    from medrl_lib.cli.main import hide_injected_parameters
 
     nb = new_notebook(cells=[new_code_cell("profile = 'cpu'"), new_code_cell("x = 1")])
     nb.cells[0].metadata["tags"] = ["injected-parameters"]
@@ -157,7 +157,7 @@ def test_chapters_open_with_their_question_and_hide_their_setup():
 
 
 def test_every_arm_is_scored_on_the_panel_beside_its_run(smoke_book, smoke_dirs):
-    from medrl_lib import study
+    from medrl_lib.experiments import study
     from medrl_lib.config import load_profile
 
     cache, results = smoke_dirs

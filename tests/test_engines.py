@@ -1,11 +1,11 @@
-"""Which engine samples and which answers (medrl_lib.engines), and how run keys hold them: runs stored before the
+"""Which engine samples and which answers (medrl_lib.training.engines), and how run keys hold them: runs stored before the
 engine settings existed keep their keys wherever ``generate`` does the work."""
 
 import pytest
 
-from medrl_lib import engines
 from medrl_lib.config import ConfigError, load_profile
-from medrl_lib.runs import run_settings
+from medrl_lib.experiments.runs import run_settings
+from medrl_lib.training import engines
 
 #: The fields the engines added; a run key made before them held none.
 NEW = {"grpo": {"rollouts", *engines.VLLM_SETTINGS["grpo"]}, "eval": {"engine", *engines.VLLM_SETTINGS["eval"]}}

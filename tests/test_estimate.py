@@ -1,4 +1,4 @@
-"""medrl_lib.estimate: step-time arithmetic, the engine's figure, runs per arm, disk, recorded figures, the CLI."""
+"""medrl_lib.ops.estimate: step-time arithmetic, the engine's figure, runs per arm, disk, recorded figures, the CLI."""
 
 import json
 import re
@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from medrl_lib import engines
-from medrl_lib import estimate as E
-from medrl_lib.cli import main
+from medrl_lib.cli.main import main
+from medrl_lib.common.files import read_json, write_json
 from medrl_lib.config import ConfigError, load_profile
-from medrl_lib.preflight import profile_parameters
-from medrl_lib.results import read_json, write_json
+from medrl_lib.ops import estimate as E
+from medrl_lib.ops.preflight import profile_parameters
+from medrl_lib.training import engines
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,4 +1,4 @@
-"""The evaluation engines of medrl_lib.generation: sharding arithmetic, 'sharded' over two CPU processes and the
+"""The evaluation engines of medrl_lib.training.generation: sharding arithmetic, 'sharded' over two CPU processes and the
 'vllm' branch with a stand-in engine both giving the records of one-process generate_records, a failed worker
 named, answer_items' dispatch, and the GPU check script on CPU."""
 
@@ -9,9 +9,9 @@ from types import SimpleNamespace as NS
 
 import pytest
 
-from medrl_lib import vllm_inputs
+from medrl_lib.rl import vllm_inputs
 
-from medrl_lib.generation import ShardError, merge_shards, shard_indices
+from medrl_lib.training.generation import ShardError, merge_shards, shard_indices
 
 ROOT = Path(__file__).resolve().parent.parent
 NEW_TOKENS = 8
@@ -51,8 +51,8 @@ def tiny(smoke_profile, tmp_path_factory):
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from gpu_eval_engines import eval_items, tiny_policy
 
-    from medrl_lib.evaluate import generate_records
-    from medrl_lib.generation import save_policy
+    from medrl_lib.training.evaluate import generate_records
+    from medrl_lib.training.generation import save_policy
 
     model, processor = tiny_policy(smoke_profile, noise=0.1)
     folder = save_policy(model, processor, smoke_profile, tmp_path_factory.mktemp("policy") / "eval_model")
@@ -63,7 +63,7 @@ def tiny(smoke_profile, tmp_path_factory):
 
 
 def test_sharded_over_two_cpu_processes_equals_one_process(tiny):
-    from medrl_lib.generation import sharded_records
+    from medrl_lib.training.generation import sharded_records
 
     # shards of 4 answered in batches of 4: the very batches of the one-process run, so equal to the last bit
     got = sharded_records(str(tiny.folder), tiny.profile, tiny.items, ["cpu", "cpu"], batch_size=4,
@@ -73,7 +73,7 @@ def test_sharded_over_two_cpu_processes_equals_one_process(tiny):
 
 
 def test_a_failed_worker_is_named_with_its_shard_and_device(tiny):
-    from medrl_lib.generation import sharded_records
+    from medrl_lib.training.generation import sharded_records
 
     with pytest.raises(ShardError, match=r"shard 1 \(items 4\.\.7\) on nodevice failed: RuntimeError"):
         sharded_records(str(tiny.folder), tiny.profile, tiny.items, ["cpu", "nodevice"], batch_size=4,
@@ -112,8 +112,8 @@ def fake_llm(model, processor):
 
 
 def test_vllm_branch_gives_the_records_of_generate_records(tiny):
-    from medrl_lib.generation import vllm_records
-    from medrl_lib.models import eos_token_ids, vision_token_ids
+    from medrl_lib.training.generation import vllm_records
+    from medrl_lib.models.loading import eos_token_ids, vision_token_ids
 
     llm = fake_llm(tiny.model, tiny.processor)
     got = vllm_records(str(tiny.folder), tiny.processor, tiny.items, max_new_tokens=NEW_TOKENS, greedy=True,
@@ -139,8 +139,8 @@ def test_vllm_branch_gives_the_records_of_generate_records(tiny):
     pytest.param("vllm", "sharded_records", "cuda:0", id="vllm"),  # vLLM from the saved folder, in a process of its own
 ])
 def test_answer_items_dispatches_on_the_resolved_engine(engine, called, device, tiny, monkeypatch, tmp_path):
-    from medrl_lib import engines, evaluate, generation
-    from medrl_lib.models import TINY_MARKER
+    from medrl_lib.training import engines, evaluate, generation
+    from medrl_lib.models.loading import TINY_MARKER
 
     calls = []
 
@@ -180,7 +180,7 @@ def test_answer_items_dispatches_on_the_resolved_engine(engine, called, device, 
 def test_sharded_setting_without_two_gpus_answers_with_hf(tiny, monkeypatch):
     import dataclasses
 
-    from medrl_lib import engines, evaluate, generation
+    from medrl_lib.training import engines, evaluate, generation
 
     profile = dataclasses.replace(tiny.profile, eval=dataclasses.replace(tiny.profile.eval, engine="sharded"))
     monkeypatch.setattr(engines, "gpu_count", lambda: 1)
@@ -190,7 +190,7 @@ def test_sharded_setting_without_two_gpus_answers_with_hf(tiny, monkeypatch):
 
 @pytest.mark.skipif(__import__("importlib").util.find_spec("vllm") is not None, reason="vllm is installed")
 def test_vllm_without_the_package_says_how_to_install_it(tiny):
-    from medrl_lib.generation import vllm_records
+    from medrl_lib.training.generation import vllm_records
 
     with pytest.raises(ImportError, match=r"pip install -e \.\[vllm\]"):
         vllm_records(str(tiny.folder), tiny.processor, tiny.items.select(range(1)), max_new_tokens=2)
@@ -211,7 +211,7 @@ def test_gpu_script_runs_hf_on_cpu(tiny, capsys):
 def test_gpu_script_records_where_the_estimate_reads(tiny, capsys, tmp_path):
     from gpu_eval_engines import main
 
-    from medrl_lib.estimate import load_throughput, throughput
+    from medrl_lib.ops.estimate import load_throughput, throughput
 
     path = tmp_path / "throughput.json"
     args = ["--engines", "hf", "--items", "2", "--batch-size", "2", "--max-new-tokens", "4",

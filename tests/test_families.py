@@ -7,10 +7,12 @@ import json
 
 import pytest
 
-from medrl_lib import rehearsal, study
 from medrl_lib.config import load_profile, resolve_path
-from medrl_lib.family_standins import FAMILY_IDS, QWEN2_5_VL, QWEN3_VL
-from medrl_lib.models import TINY_MARKER, eos_token_ids, load_model, vision_token_ids
+from medrl_lib.experiments import study
+from medrl_lib.models.family_standins import FAMILY_IDS, QWEN2_5_VL, QWEN3_VL
+from medrl_lib.models import sources
+from medrl_lib.models.loading import TINY_MARKER, eos_token_ids, load_model, vision_token_ids
+from medrl_lib.ops import rehearsal
 
 pytestmark = pytest.mark.slow
 
@@ -21,7 +23,7 @@ def folders():
     out = {}
     for hub_id in FAMILY_IDS:
         out[hub_id] = root / "models" / hub_id.split("/", 1)[1]
-        rehearsal.ensure_part(out[hub_id], root)  # built once, as a profile naming it would
+        sources.ensure_part(out[hub_id], root)  # built once, as a profile naming it would
     return out
 
 

@@ -3,7 +3,7 @@
 import pytest
 
 from medrl_lib.data.general_text import FAMILIES, general_documents
-from medrl_lib.rewards import format_reward
+from medrl_lib.rl.rewards import format_reward
 
 
 @pytest.mark.parametrize("fraction, low, high", [

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from medrl_lib.grpo import NORMALISERS, group_advantages, policy_loss
+from medrl_lib.rl.grpo import NORMALISERS, group_advantages, policy_loss
 
 
 @pytest.mark.parametrize("rewards, g, scale, expected", [
@@ -91,9 +91,9 @@ def test_beta_needs_reference():
 def trainer(smoke_profile, tmp_path_factory):
     """A MedrlGRPOTrainer on the smoke profile's tiny model (beta > 0, so a reference model is built)."""
     from medrl_lib.data.splits import make_splits
-    from medrl_lib.grpo import MedrlGRPOTrainer
-    from medrl_lib.standins import ensure_start_model
-    from medrl_lib.train import grpo_args, load_policy, with_prompts
+    from medrl_lib.rl.grpo import MedrlGRPOTrainer
+    from medrl_lib.training.standins import ensure_start_model
+    from medrl_lib.training.train import grpo_args, load_policy, with_prompts
 
     train, _ = make_splits(smoke_profile)
     path = ensure_start_model(smoke_profile, "base")
@@ -155,9 +155,9 @@ def test_our_loss_equals_trl_loss_on_a_real_batch(trainer, loss_type, is_ratio, 
                                    "vllm_importance_sampling_clip_max": 3.0}, id="auto-vllm"),  # 1024 + 700
 ])
 def test_rollout_settings_reach_trl(rollouts, vllm, gpus, expected, monkeypatch):
-    from medrl_lib import engines
+    from medrl_lib.training import engines
     from medrl_lib.config import load_profile
-    from medrl_lib.train import grpo_kwargs
+    from medrl_lib.training.train import grpo_kwargs
 
     monkeypatch.setattr(engines, "vllm_installed", lambda: vllm)
     monkeypatch.setattr(engines, "gpu_count", lambda: gpus)

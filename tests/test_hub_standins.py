@@ -1,4 +1,4 @@
-"""Hub stand-ins (medrl_lib.hub_standins) and the hub branch of models.load_model: the paper profile's loading,
+"""Hub stand-ins (medrl_lib.models.hub_standins) and the hub branch of models.load_model: the paper profile's loading,
 prompting, generation and metric code run on small local models saved in the hubs' own layouts."""
 
 import json
@@ -8,12 +8,12 @@ import warnings
 import pytest
 import torch
 
-from medrl_lib.hub_standins import (BASE, BIOGPT, CROSS_ENCODER, HUB_IDS, INSTRUCT, MISTRAL, QWEN2_VL_SPECIAL_TOKENS,
-                                    STANDIN_FILE, build_hub_standins, is_complete)
-from medrl_lib.models import (QWEN2_VL_CHAT_TEMPLATE, TINY_MARKER, check_pixel_limit, eos_token_ids, load_model,
-                              processor_class)
 from medrl_lib.config import load_profile
-from medrl_lib.prompts import chat_messages
+from medrl_lib.models.hub_standins import (BASE, BIOGPT, CROSS_ENCODER, HUB_IDS, INSTRUCT, MISTRAL, QWEN2_VL_SPECIAL_TOKENS,
+                                    STANDIN_FILE, build_hub_standins, is_complete)
+from medrl_lib.models.loading import (QWEN2_VL_CHAT_TEMPLATE, TINY_MARKER, check_pixel_limit, eos_token_ids, load_model,
+                              processor_class)
+from medrl_lib.rl.prompts import chat_messages
 
 MAX_PIXELS = load_profile("paper").model.max_pixels
 
@@ -181,7 +181,7 @@ def test_load_model_refuses_a_pixel_limit_it_did_not_get(standins, monkeypatch):
 def test_other_vlms_keep_auto_processor(standins, monkeypatch):
     import transformers
 
-    import medrl_lib.models as models
+    import medrl_lib.models.loading as models
 
     calls = []
     monkeypatch.setattr(models, "_model_type", lambda path: "llava")  # a model type outside the Qwen-VL families
@@ -250,7 +250,7 @@ def test_saved_after_training_reloads_through_the_same_branch(standins, instruct
 
 
 def test_generate_records_stops_on_every_eos_id(standins, instruct, items, monkeypatch):
-    from medrl_lib.evaluate import generate_records
+    from medrl_lib.training.evaluate import generate_records
 
     model, processor = load_model(standins[BASE], max_pixels=MAX_PIXELS, chat_template_from=standins[INSTRUCT])
     tokenizer = processor.tokenizer
@@ -280,8 +280,8 @@ def test_generate_records_stops_on_every_eos_id(standins, instruct, items, monke
 
 
 def test_instruct_standin_writes_the_reasoning_format(instruct, items):
-    from medrl_lib.evaluate import generate_records
-    from medrl_lib.rewards import format_reward
+    from medrl_lib.training.evaluate import generate_records
+    from medrl_lib.rl.rewards import format_reward
 
     model, processor = instruct
     records = generate_records(model, processor, items, batch_size=10, max_new_tokens=96)
@@ -299,8 +299,8 @@ def test_biogpt_perplexity_and_judge(standins):
     pytest.importorskip("sacremoses")  # BioGptTokenizer's dependency, pinned in pyproject.toml
     from transformers import AutoTokenizer
 
-    from medrl_lib.judges import LLMJudge
-    from medrl_lib.metrics import Perplexity
+    from medrl_lib.rl.judges import LLMJudge
+    from medrl_lib.scoring.metrics import Perplexity
 
     tokenizer = AutoTokenizer.from_pretrained(str(standins[BIOGPT]))
     assert type(tokenizer).__name__ == "BioGptTokenizer"  # the slow Moses + fastBPE tokenizer, as on the hub
@@ -316,7 +316,7 @@ def test_biogpt_perplexity_and_judge(standins):
 def test_cross_encoder_similarity(standins):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from medrl_lib.metrics import CrossEncoderSimilarity
+    from medrl_lib.scoring.metrics import CrossEncoderSimilarity
 
     assert type(AutoTokenizer.from_pretrained(str(standins[CROSS_ENCODER]))).__name__ == "RobertaTokenizer"
     model = AutoModelForSequenceClassification.from_pretrained(str(standins[CROSS_ENCODER]))
@@ -329,7 +329,7 @@ def test_cross_encoder_similarity(standins):
 def test_mistral_thinking_scorer(standins):
     from transformers import AutoTokenizer
 
-    from medrl_lib.thinking import LLMThinkingScorer
+    from medrl_lib.rl.thinking import LLMThinkingScorer
 
     tokenizer = AutoTokenizer.from_pretrained(str(standins[MISTRAL]))
     # transformers v5 ignores the hub's tokenizer_class LlamaTokenizer for model_type mistral: TokenizersBackend
@@ -353,7 +353,7 @@ def test_mistral_thinking_scorer(standins):
 def test_the_images_only_processor_follows_the_checkpoint(monkeypatch, model_type, processor, expected):
     import transformers
 
-    import medrl_lib.models as models
+    import medrl_lib.models.loading as models
 
     monkeypatch.setattr(models, "_model_type", lambda path: model_type)
     shipped = {"processor_class": processor} if processor else {}

@@ -1,4 +1,4 @@
-"""Tests for medrl_lib.judges: the fenced judge prompt, the token window and the LLM judge (Zhu et al. section 3.2)."""
+"""Tests for medrl_lib.rl.judges: the fenced judge prompt, the token window and the LLM judge (Zhu et al. section 3.2)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from medrl_lib.judges import (
+from medrl_lib.rl.judges import (
     JUDGE_INSTRUCTIONS,
     JUDGE_QUESTION,
     REASONING_BEGIN,
@@ -19,7 +19,7 @@ from medrl_lib.judges import (
     fit_to_window,
     judge_prompt,
 )
-from medrl_lib.rewards import SemanticAlignmentReward
+from medrl_lib.rl.rewards import SemanticAlignmentReward
 
 
 def think(reasoning: str, answer: str = "B") -> str:
@@ -168,7 +168,7 @@ def tiny_judge_dirs(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    from medrl_lib.models import train_tokenizer
+    from medrl_lib.models.loading import train_tokenizer
 
     corpus = [judge_prompt(q, r, 2000) + answer for q, r in JUDGE_ITEMS for answer in (" Yes", " No")] * 5
     tokenizer = train_tokenizer(corpus, vocab_size=400)

@@ -11,12 +11,12 @@ import datasets
 import pytest
 from PIL import Image
 
+from medrl_lib.common.files import read_json
 from medrl_lib.data import huatuo, pmc_vqa, schema
 from medrl_lib.data.huatuo import load_huatuo_eval
 from medrl_lib.data.pmc_vqa import infer_modality, load_pmc_vqa
 from medrl_lib.data.schema import FEATURES, DataError, load_summary, validate_rows
 from medrl_lib.data.splits import medvlm_r1_published_split, write_split_ids, zhu_split
-from medrl_lib.results import read_json
 
 PMC_HEADER = ["Figure_path", "Question", "Answer", "Choice A", "Choice B", "Choice C", "Choice D", "Answer_label"]
 OLD_HEADER = ["Figure_path", "Question", "Anwser", "Choice A", "Choice B", "Choice C", "Choice D", "Answer_label"]

@@ -1,9 +1,9 @@
-"""The memory plan of one GRPO process (medrl_lib.memory) and the preflight's memory and driver checks."""
+"""The memory plan of one GRPO process (medrl_lib.ops.memory) and the preflight's memory and driver checks."""
 
 import pytest
 
-from medrl_lib import memory, preflight
 from medrl_lib.config import load_profile
+from medrl_lib.ops import memory, preflight
 
 GIB = 1024 ** 3
 CARD_80GB = int(79.2 * GIB)  # an A100 / H100 80GB as CUDA reports it
@@ -85,7 +85,7 @@ def test_the_methods_page_gives_the_plan_the_code_computes(shapes):
     t = off.terms
     acts = (t["activations: language model"] + t["activations: vision tower"]) / GIB
     on_acts = (on.terms["activations: language model"] + on.terms["activations: vision tower"]) / GIB
-    from medrl_lib import study
+    from medrl_lib.experiments import study
 
     ood = memory.grpo_memory_plan(study.arm_profile("paper", "ood-grpo"), PARAMETERS, shapes, preflight.REFERENCE_CARD,
                                   rollouts="vllm")

@@ -1,4 +1,4 @@
-"""Tests for medrl_lib.metrics (Zhu et al. Appendix B metrics) and the reference LM it scores perplexity under."""
+"""Tests for medrl_lib.scoring.metrics (Zhu et al. Appendix B metrics) and the reference LM it scores perplexity under."""
 
 from __future__ import annotations
 
@@ -12,7 +12,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from medrl_lib.metrics import (
+from medrl_lib.models.reference_lm import META_FILE, report_corpus
+from medrl_lib.rl.oracle import OracleThinkingScorer
+from medrl_lib.rl.thinking import ScoreResult, parse_score
+from medrl_lib.scoring.metrics import (
     CrossEncoderSimilarity,
     MiniLMSimilarity,
     Perplexity,
@@ -22,10 +25,7 @@ from medrl_lib.metrics import (
     record_well_formed,
     thinking_length,
 )
-from medrl_lib.oracle import OracleThinkingScorer
-from medrl_lib.reference_lm import META_FILE, report_corpus
-from medrl_lib.standins import ensure_reference_lm
-from medrl_lib.thinking import ScoreResult, parse_score
+from medrl_lib.training.standins import ensure_reference_lm
 
 CT_TWO = json.dumps({"modality": "CT", "question_type": "location", "n_lesions": 2, "lesions": [
     {"quadrant": "upper left", "size": "small", "side": "left"},
@@ -37,8 +37,8 @@ CT_TWO = json.dumps({"modality": "CT", "question_type": "location", "n_lesions":
 
 
 def _record(completion: str, reasoning: str | None, tokens: int) -> Any:
-    from medrl_lib.evaluate import Record
-    from medrl_lib.completions import well_formed
+    from medrl_lib.training.evaluate import Record
+    from medrl_lib.rl.completions import well_formed
 
     return Record(id="a", modality="CT", prompt="p", completion=completion, extracted="A", answer="A", correct=True,
                   reasoning=reasoning, reasoning_tokens=tokens, n_options=4, well_formed=well_formed(completion))
@@ -282,7 +282,7 @@ def test_reference_lm_is_built_once_and_reused(reference_lm: Path) -> None:
     stamp = (reference_lm / META_FILE).stat().st_mtime_ns
     again = ensure_reference_lm(reference_lm.parent, n_items=100, steps=30, seed=1)
     assert again == reference_lm and (reference_lm / META_FILE).stat().st_mtime_ns == stamp  # reused, not rebuilt
-    # no temp folder left behind (the lock file beside the folder stays: medrl_lib.locks)
+    # no temp folder left behind (the lock file beside the folder stays: medrl_lib.common.locks)
     assert [p.name for p in reference_lm.parent.iterdir() if not p.name.endswith(".lock")] == [reference_lm.name]
     with pytest.raises(ValueError, match="steps"):
         ensure_reference_lm(reference_lm.parent, steps=0)

@@ -5,10 +5,11 @@ import pytest
 import torch
 from PIL import Image
 
-from medrl_lib.models import (TINY_MARKER, TinyModelConfig, build_once, build_tiny_model, is_built, load_model,
+from medrl_lib.config import TinyModelConfig
+from medrl_lib.models.loading import (TINY_MARKER, build_once, build_tiny_model, is_built, load_model,
                               make_processor, train_tokenizer)
-from medrl_lib.prompts import chat_messages
-from medrl_lib.standins import TinyModelSpec, ensure_tiny_model
+from medrl_lib.rl.prompts import chat_messages
+from medrl_lib.training.standins import TinyModelSpec, ensure_tiny_model
 
 ARCH = TinyModelConfig(vocab_size=300, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
                        num_attention_heads=2, num_key_value_heads=1, vision_depth=1, vision_embed_dim=16,
@@ -102,7 +103,7 @@ def test_build_once_builds_once_and_replaces_unfinished_or_stale_folders(tmp_pat
     (path / "done.json").unlink()
     build_once(path, build, {"kind": "thing", "settings": {"n": 3}}, marker="done.json")
     assert len(calls) == 3 and (path / "weights.txt").read_text() == "3"
-    # no temporary folder left; the lock file beside the folder stays (medrl_lib.locks)
+    # no temporary folder left; the lock file beside the folder stays (medrl_lib.common.locks)
     assert sorted(p.name for p in tmp_path.iterdir()) == [".thing-abc.lock", "thing-abc"]
 
     def fail(folder):

@@ -1,4 +1,4 @@
-"""Tests for medrl_lib.oracle: the oracle judge and the oracle thinking scorer, which check a reasoning against a
+"""Tests for medrl_lib.rl.oracle: the oracle judge and the oracle thinking scorer, which check a reasoning against a
 synthetic item's true facts."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from medrl_lib.oracle import OracleJudge, OracleThinkingScorer
-from medrl_lib.thinking import ScoreResult
+from medrl_lib.rl.oracle import OracleJudge, OracleThinkingScorer
+from medrl_lib.rl.thinking import ScoreResult
 
 
 def facts_json(modality: str, lesions: list[tuple[str, str]]) -> str:

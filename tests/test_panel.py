@@ -10,7 +10,7 @@ import pytest
 from medrl_lib.data import fixtures, huatuo
 from medrl_lib.data.panel import SYNTHETIC_BENCHMARKS, draw_panel, synthetic_panel
 from medrl_lib.data.schema import DataError, OTHER_MODALITY
-from medrl_lib import transfer
+from medrl_lib.experiments import transfer
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
     ("cpu", True, "cpu"),
 ])
 def test_eval_device(monkeypatch, setting, cuda, expected):
-    from medrl_lib.train import eval_device
+    from medrl_lib.training.train import eval_device
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
     assert eval_device(load_profile("paper", overrides={"eval.device": setting})) == expected
@@ -43,7 +43,8 @@ class _FakeModel:
 
 
 def test_evaluation_moves_the_policy_to_the_eval_device_and_back(monkeypatch, smoke_profile):
-    from medrl_lib import evaluate, runs, train
+    from medrl_lib.training import evaluate, train
+    from medrl_lib.experiments import runs
     from medrl_lib.data.splits import make_splits
 
     monkeypatch.setattr(train, "eval_device", lambda profile: "cuda:0")
@@ -70,7 +71,7 @@ def test_sacremoses_is_locked_and_installed():
 # 5. Checkpoints: bounded on disk, resumable, the disk printed before a run -------------------------------------
 
 def test_paper_checkpoint_settings_reach_trl():
-    from medrl_lib.train import grpo_kwargs
+    from medrl_lib.training.train import grpo_kwargs
 
     kw = grpo_kwargs(load_profile("paper"), "out")
     assert (kw["save_steps"], kw["save_total_limit"], kw["save_only_model"]) == (100, 1, False)
@@ -84,14 +85,14 @@ def test_paper_checkpoint_settings_reach_trl():
     ({"grpo.keep_final_model": False}, 32.0, 2, 0.0),       # no final model kept
 ])
 def test_disk_estimate(overrides, checkpoint_gb, at_peak, final_gb):
-    from medrl_lib.preflight import disk_estimate
+    from medrl_lib.ops.preflight import disk_estimate
 
     e = disk_estimate(load_profile("paper", overrides=overrides), 2_000_000_000)
     assert (e.checkpoint / 1e9, e.checkpoints_at_peak, e.final_model / 1e9) == (checkpoint_gb, at_peak, final_gb)
 
 
 def test_launch_prints_the_disk_a_paper_run_needs(capsys):
-    from medrl_lib.cli import main
+    from medrl_lib.cli.main import main
 
     assert main(["launch", "--profile", "paper"]) == 0
     out = capsys.readouterr().out
@@ -104,8 +105,8 @@ def test_launch_prints_the_disk_a_paper_run_needs(capsys):
 @pytest.mark.slow
 def test_checkpoints_rotate_and_a_run_resumes(smoke_profile, tmp_path, capsys):
     from medrl_lib.data.splits import make_splits
-    from medrl_lib.standins import ensure_start_model
-    from medrl_lib.train import run_grpo
+    from medrl_lib.training.standins import ensure_start_model
+    from medrl_lib.training.train import run_grpo
 
     p = load_profile("smoke", overrides={"cache_dir": smoke_profile.cache_dir, "grpo.max_steps": 3,
                                          "grpo.save_steps": 1, "grpo.save_total_limit": 1})
@@ -121,7 +122,7 @@ def test_checkpoints_rotate_and_a_run_resumes(smoke_profile, tmp_path, capsys):
     assert [e["step"] for e in res["log_history"] if "reward" in e][-1] == 4
     assert res["trainer"].state.global_step == 4
     # found by the rehearsal: a sampled <|vision_start|> in a completion broke M-RoPE positions in the loss
-    from medrl_lib.models import vision_token_ids
+    from medrl_lib.models.loading import vision_token_ids
 
     ids = vision_token_ids(res["model"])
     assert len(ids) == 4 and set(ids) <= set(res["trainer"].generation_config.suppress_tokens)
@@ -133,7 +134,7 @@ def test_preflight_names_a_gated_model(monkeypatch):
     import huggingface_hub
     from huggingface_hub.errors import GatedRepoError
 
-    from medrl_lib import preflight
+    from medrl_lib.ops import preflight
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
 
@@ -148,7 +149,7 @@ def test_preflight_names_a_gated_model(monkeypatch):
 
 
 def test_preflight_of_the_paper_profile_fails_cleanly_here(capsys):
-    from medrl_lib.cli import main
+    from medrl_lib.cli.main import main
 
     assert main(["check", "--profile", "paper"]) == 1
     out = capsys.readouterr().out
@@ -173,14 +174,14 @@ def test_preflight_of_the_paper_profile_fails_cleanly_here(capsys):
     (0.01, [], "ok"),                                    # a stand-in: CPU processes are enough
 ])
 def test_gpu_check(monkeypatch, states_gib, found, verdict):
-    from medrl_lib import preflight
+    from medrl_lib.ops import preflight
 
     monkeypatch.setattr(preflight, "model_states_per_process", lambda p, n: int(states_gib * 2**30))
     assert preflight.check_gpus(load_profile("paper"), 1, found).verdict == verdict
 
 
 def test_book_stops_at_a_failed_preflight(capsys, monkeypatch, tmp_path):
-    from medrl_lib import cli
+    from medrl_lib.cli import main as cli
 
     ran = []
     monkeypatch.setattr(cli, "execute", lambda *a, **k: ran.append(a) or 0.0)
@@ -192,10 +193,10 @@ def test_book_stops_at_a_failed_preflight(capsys, monkeypatch, tmp_path):
 # 9. The GPU is free for the next arm: metric models released after each evaluation -----------------------------
 
 def test_metric_models_are_released_after_evaluation(smoke_profile):
-    from medrl_lib import runs
+    from medrl_lib.experiments import runs
     from medrl_lib.data.splits import make_splits
-    from medrl_lib.standins import ensure_start_model
-    from medrl_lib.train import load_policy
+    from medrl_lib.training.standins import ensure_start_model
+    from medrl_lib.training.train import load_policy
 
     _, test = make_splits(smoke_profile)
     scorers = runs.metric_scorers(smoke_profile)
@@ -216,7 +217,7 @@ def test_one_path_per_dataset():
 
 
 def test_e6_reads_the_huatuo_path_when_pmc_vqa_is_local(monkeypatch):
-    from medrl_lib import study
+    from medrl_lib.experiments import study
     from medrl_lib.data import huatuo, pmc_vqa
 
     read = []
@@ -235,7 +236,7 @@ def test_e6_reads_the_huatuo_path_when_pmc_vqa_is_local(monkeypatch):
 # 11. A single process keeps fp32 master weights -------------------------------------------------------------
 
 def test_single_process_trains_float32_weights(monkeypatch, smoke_profile):
-    from medrl_lib import train
+    from medrl_lib.training import train
 
     seen = {}
 
@@ -259,7 +260,7 @@ def test_single_process_trains_float32_weights(monkeypatch, smoke_profile):
 
 @pytest.mark.parametrize("profile, offline", [("cpu", True), ("smoke", True), ("rehearsal", True), ("paper", False)])
 def test_offline_only_where_nothing_comes_from_the_hub(profile, offline):
-    from medrl_lib.cli import hub_environment
+    from medrl_lib.cli.main import hub_environment
 
     assert (hub_environment(profile) == {"HF_HUB_OFFLINE": "1"}) is offline
 
@@ -276,7 +277,7 @@ def test_makefile_exports_offline_only_for_tests():
     ('["num_processes", 1]', "must be a JSON object"),         # JSON, but not an object of settings
 ])
 def test_book_overrides_bad_input_is_one_line(text, says, capsys, tmp_path):
-    from medrl_lib import cli
+    from medrl_lib.cli import main as cli
 
     assert cli.main(["book", "--profile", "rehearsal", "--overrides", text, "--book-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
@@ -285,7 +286,7 @@ def test_book_overrides_bad_input_is_one_line(text, says, capsys, tmp_path):
 
 def test_book_overrides_reach_the_preflight_and_every_notebook(monkeypatch, tmp_path):
     # the rehearsal on one GPU: medrl book --profile rehearsal --overrides '{"num_processes": 1}'
-    from medrl_lib import cli
+    from medrl_lib.cli import main as cli
 
     seen = {}
     monkeypatch.setattr(cli, "preflight", lambda name, overrides, log=print: seen.setdefault("check", overrides) or True)
@@ -298,7 +299,8 @@ def test_book_overrides_reach_the_preflight_and_every_notebook(monkeypatch, tmp_
 def test_one_gpu_trains_through_the_launcher(monkeypatch):
     # one process on a GPU trains as a rank of the paper's launch (NCCL, ZeRO-2) and leaves the GPU whole;
     # the CPU profiles and one CPU process train in this process
-    from medrl_lib import engines, runs
+    from medrl_lib.training import engines
+    from medrl_lib.experiments import runs
 
     monkeypatch.setattr(engines, "gpu_count", lambda: 1)
     assert runs.launched(load_profile("rehearsal", {"num_processes": 1}))
@@ -315,7 +317,7 @@ def test_one_gpu_trains_through_the_launcher(monkeypatch):
     (["check", "--profile", "smoke", "--overrides", '{"grpo.max_step": 3}'], "did you mean 'grpo.max_steps'?"),
 ])
 def test_bad_input_is_one_line_without_a_traceback(argv, says, capsys):
-    from medrl_lib import cli
+    from medrl_lib.cli import main as cli
 
     assert cli.main(argv) == 2
     err = capsys.readouterr().err.strip()

@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from medrl_lib import study
 from medrl_lib.config import ConfigError, load_profile
-from medrl_lib.protocol import arm_protocol, protocol_table
+from medrl_lib.experiments import study
+from medrl_lib.experiments.protocol import arm_protocol, protocol_table
 
 
 # 1. Prompts per step in the papers' unit; TRL's completions derived ------------------------------------------
@@ -17,7 +17,7 @@ from medrl_lib.protocol import arm_protocol, protocol_table
     ("ood-grpo", 4, 24, 6),        # MedVLM-R1: 1 x 2 x 2 GPUs, G = 6
 ])
 def test_prompts_and_completions_per_step(arm, prompts, completions, g):
-    from medrl_lib.train import grpo_kwargs
+    from medrl_lib.training.train import grpo_kwargs
 
     p = study.arm_profile("paper", arm)
     kw = grpo_kwargs(p, "out")
@@ -70,7 +70,7 @@ def test_baseline_and_start_are_separate_runs(monkeypatch):
 
 @pytest.mark.parametrize("distributed, dtype", [(True, "bfloat16"), (False, "float32")])
 def test_supervised_baselines_load_like_grpo(distributed, dtype):
-    from medrl_lib.train import supervised_load
+    from medrl_lib.training.train import supervised_load
 
     load = supervised_load(load_profile("paper"), distributed)
     assert (load["dtype"], load["max_pixels"], load["attn_implementation"]) == (dtype, 401408, "sdpa")
@@ -78,7 +78,7 @@ def test_supervised_baselines_load_like_grpo(distributed, dtype):
 
 
 def test_run_sft_passes_the_load_settings(monkeypatch, smoke_profile):
-    from medrl_lib import train
+    from medrl_lib.training import train
 
     seen = {}
 
@@ -112,7 +112,7 @@ def test_supervised_budget_follows_grpo(arm, steps, epochs):
 
 
 def test_budget_in_steps_is_kept_on_request():
-    from medrl_lib.train import supervised_steps
+    from medrl_lib.training.train import supervised_steps
 
     p = load_profile("paper", {"sft.budget": "steps", "sft.max_steps": 77, "sft.dpo_max_steps": 5})
     assert (supervised_steps(p, "sft"), supervised_steps(p, "dpo")) == (77, 5)
@@ -140,7 +140,7 @@ def test_cpu_protocol_names_its_scale_choices():
 
 
 def test_protocol_json(capsys):
-    from medrl_lib.cli import main
+    from medrl_lib.cli.main import main
 
     assert main(["protocol", "--profile", "paper", "--json"]) == 0
     rows = [json.loads(l) for l in capsys.readouterr().out.splitlines()]

@@ -13,8 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from medrl_lib import rehearsal, study
 from medrl_lib.config import load_profile, resolve_path
+from medrl_lib.experiments import study
+from medrl_lib.models import sources
+from medrl_lib.ops import rehearsal
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -69,7 +71,7 @@ def test_rehearsal_splits_drop_malformed_rows_and_keep_the_sizes(parts):
 
 
 def test_preflight_passes_on_the_rehearsal(parts, capsys):
-    from medrl_lib.cli import main
+    from medrl_lib.cli.main import main
 
     assert main(["check", "--profile", "rehearsal"]) == 0
     out = capsys.readouterr().out
@@ -80,8 +82,8 @@ def test_preflight_passes_on_the_rehearsal(parts, capsys):
 @pytest.mark.parametrize("which", ["base", "instruct"])
 def test_policies_pad_on_the_left(parts, which):
     # found by the rehearsal: a right-padding tokenizer misaligned TRL's mm_token_type_ids with the prompt ids
-    from medrl_lib.standins import ensure_start_model
-    from medrl_lib.train import load_policy
+    from medrl_lib.training.standins import ensure_start_model
+    from medrl_lib.training.train import load_policy
 
     p = load_profile("rehearsal")
     path = ensure_start_model(p, which)
@@ -93,9 +95,9 @@ def test_policies_pad_on_the_left(parts, which):
 
 @pytest.mark.parametrize("arm", sorted(study.ARMS))
 def test_every_arm_resolves_a_launch(parts, arm):
-    from medrl_lib.launch import launch_command
-    from medrl_lib.standins import ensure_start_model
-    from medrl_lib.train import trains_in_bf16
+    from medrl_lib.training.launch import launch_command
+    from medrl_lib.training.standins import ensure_start_model
+    from medrl_lib.training.train import trains_in_bf16
 
     p = study.arm_profile("rehearsal", arm)
     policy = ensure_start_model(p)
@@ -107,7 +109,7 @@ def test_every_arm_resolves_a_launch(parts, arm):
 
 
 def test_data_chapter_table_counts_the_dropped_rows(parts):
-    from medrl_lib import report
+    from medrl_lib.experiments import report
 
     zhu_train, zhu_test = study.splits("rehearsal", "zhu")
     ood_train, ood_test = study.splits("rehearsal", "ood")
@@ -128,7 +130,7 @@ def test_the_whole_rehearsal_runs_every_notebook(parts, tmp_path):
     tests/test_cluster.py); left out here for the time of make test."""
     import nbformat
 
-    from medrl_lib.cli import main
+    from medrl_lib.cli.main import main
 
     results = tmp_path / "results"
     book = tmp_path / "book"
@@ -168,10 +170,10 @@ def test_a_data_part_built_by_an_older_fixture_is_built_again(tmp_path):
     folder = root / "data" / "huatuo"
     folder.mkdir(parents=True)
     (folder / "medical_multimodel_evaluation_data.json").write_text("[]")  # an older build: no version marker
-    rehearsal.ensure_part(folder, root)
+    sources.ensure_part(folder, root)
     objs = json.loads((folder / "medical_multimodel_evaluation_data.json").read_text())
     names = {o.get("dataset") for o in objs if isinstance(o, dict)}
     assert {"VQA-RAD_test", "MMMU_Medical_Validation", "OmniMedVQA"} <= names
     before = (folder / "medical_multimodel_evaluation_data.json").stat().st_mtime_ns
-    rehearsal.ensure_part(folder, root)  # current: left alone
+    sources.ensure_part(folder, root)  # current: left alone
     assert (folder / "medical_multimodel_evaluation_data.json").stat().st_mtime_ns == before

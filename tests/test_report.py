@@ -5,8 +5,8 @@ import math
 import pandas as pd
 import pytest
 
-from medrl_lib.report import plot_rewards, seed_band
-from medrl_lib.results import Run
+from medrl_lib.experiments.report import plot_rewards, seed_band
+from medrl_lib.experiments.results import Run
 
 
 def _run(rewards):
@@ -48,7 +48,7 @@ def test_plot_rewards_without_logs_says_so():
     pytest.param({"kind": "grpo"}, 100.0, "accuracy 50.0%.", id="well-formed"),  # no note
 ])
 def test_format_summary_notes(config, rate, expected):
-    from medrl_lib.report import format_summary
+    from medrl_lib.experiments.report import format_summary
 
     run = Run(path=None, config=config, metrics={"eval/format/all": rate, "eval/accuracy/all": 50.0})
     assert expected in format_summary({"arm": [run]})
@@ -64,7 +64,7 @@ def test_format_summary_notes(config, rate, expected):
     pytest.param(["smaller than the paper's"], "Smaller than the paper's: C0.", id="smaller"),
 ])
 def test_claims_summary_counts(verdicts, expected):
-    from medrl_lib.report import claims_summary
+    from medrl_lib.experiments.report import claims_summary
 
     rows = [{"id": f"C{i}", "verdict": v, "seeds": 3} for i, v in enumerate(verdicts)]
     assert expected in claims_summary(rows)
@@ -76,7 +76,7 @@ def test_claims_summary_counts(verdicts, expected):
     (8.0, -9.7, False),  # the size counts, not the sign
 ])
 def test_claims_summary_flags_claims_the_study_is_too_small_for(mde, effect, flagged):
-    from medrl_lib.report import claims_summary, claims_table
+    from medrl_lib.experiments.report import claims_summary, claims_table
 
     rows = [{"id": "E1", "verdict": "inconclusive", "seeds": 3, "mde": mde, "paper_effect": effect, "unit": "points",
              "claim": "c", "paper": "p", "ours": "o", "difference [95% CI]": "d", "items": 10}]
@@ -87,7 +87,7 @@ def test_claims_summary_flags_claims_the_study_is_too_small_for(mde, effect, fla
 
 
 def test_runs_table_one_row_per_run_trained_or_loaded():
-    from medrl_lib.report import runs_table
+    from medrl_lib.experiments.report import runs_table
 
     def run(seed, reused, acc):
         config = {} if seed is None else {"seed": seed}
@@ -105,7 +105,7 @@ def test_machines_table_counts_runs_per_cpu(tmp_path):
     import json
 
     from medrl_lib.config import load_profile
-    from medrl_lib.report import machines_table
+    from medrl_lib.experiments.results import machines_table
 
     p = load_profile("smoke", {"results_dir": str(tmp_path)})
     machines = [("CPU A", ["avx2", "fma"]), ("CPU A", ["avx2", "fma"]), ("CPU B", ["avx512f"])]
@@ -120,9 +120,9 @@ def test_machines_table_counts_runs_per_cpu(tmp_path):
 
 
 def test_design_table_reads_the_length_experiments_room_from_its_arm():
-    from medrl_lib import study
+    from medrl_lib.experiments import study
     from medrl_lib.config import load_profile
-    from medrl_lib.report import design_table
+    from medrl_lib.experiments.report import design_table
 
     p = load_profile("cpu")
     e3 = study.arm_profile("cpu", "grpo-sa-ecr")
@@ -134,7 +134,7 @@ def test_design_table_reads_the_length_experiments_room_from_its_arm():
 
 
 def test_e3_baseline_is_e2s_run_where_the_profile_gives_e3_no_settings():
-    from medrl_lib import study
+    from medrl_lib.experiments import study
 
     assert study.stored_arm("cpu", "grpo-sa-len") == "grpo-sa-len"  # cpu: E3 has its own room, its own +SA
     assert study.stored_arm("cpu", "grpo-sa-len", {"length_rewards": {}}) == "grpo-sa"  # none: E2's run, shared
@@ -143,8 +143,8 @@ def test_e3_baseline_is_e2s_run_where_the_profile_gives_e3_no_settings():
 
 
 def test_reference_rows_name_rows_of_the_papers_tables():
-    from medrl_lib import study
-    from medrl_lib.reference import MEDVLM_R1_TABLE1, ZHU_TABLE1
+    from medrl_lib.experiments import study
+    from medrl_lib.experiments.reference import MEDVLM_R1_TABLE1, ZHU_TABLE1
 
     assert set(study.ZHU_ROWS.values()) <= set(ZHU_TABLE1)
     assert set(study.OOD_ROWS.values()) <= set(MEDVLM_R1_TABLE1)
@@ -156,7 +156,7 @@ def test_reference_rows_name_rows_of_the_papers_tables():
     ([42.5], 42.5),               # one run: its accuracy
 ])
 def test_mean_accuracy_over_seeds(accuracies, mean):
-    from medrl_lib.report import mean_accuracy
+    from medrl_lib.experiments.report import mean_accuracy
 
     runs = [Run(path=None, config={}, metrics={"eval/accuracy/all": a}, records=[]) for a in accuracies]
     assert mean_accuracy(runs) == pytest.approx(mean)

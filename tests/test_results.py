@@ -4,7 +4,9 @@ import json
 
 import pytest
 
-from medrl_lib.results import cached_run, config_key, load_run, runs_frame, write_json
+from medrl_lib.experiments.results import cached_run, load_run, runs_frame
+
+from medrl_lib.common.files import config_key, write_json
 
 
 def _work(calls):
@@ -90,7 +92,7 @@ def test_runs_frame(tmp_path):
 
 def test_run_key_ignores_storage_paths_but_not_settings():
     from medrl_lib.config import load_profile
-    from medrl_lib.runs import run_settings
+    from medrl_lib.experiments.runs import run_settings
 
     a = load_profile("cpu")
     b = load_profile("cpu", overrides={"results_dir": "/elsewhere", "cache_dir": "/tmp/c", "seeds": [0, 1, 2]})
@@ -106,7 +108,7 @@ def test_run_key_ignores_storage_paths_but_not_settings():
     ("", None, []),  # no /proc/cpuinfo: the platform's name, no flags
 ])
 def test_cpu_info_reads_model_and_vector_extensions(cpuinfo, model, flags):
-    from medrl_lib.results import cpu_info
+    from medrl_lib.experiments.results import cpu_info
 
     info = cpu_info(cpuinfo)
     assert info["vector_extensions"] == flags and info["torch_threads"] >= 1

@@ -1,4 +1,4 @@
-"""Tests for medrl_lib.rewards: the format and accuracy rewards (MedVLM-R1 section 3), the semantic alignment,
+"""Tests for medrl_lib.rl.rewards: the format and accuracy rewards (MedVLM-R1 section 3), the semantic alignment,
 ECR and CWR rewards (Zhu et al. sections 3.2 and 3.3)."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from medrl_lib.completions import answer_letter, well_formed
-from medrl_lib.oracle import OracleJudge
-from medrl_lib.rewards import (
+from medrl_lib.rl.completions import answer_letter, well_formed
+from medrl_lib.rl.oracle import OracleJudge
+from medrl_lib.rl.rewards import (
     ACCURACY_REQUIRES_FORMAT,
     AccuracyReward,
     CorrectnessWeightedLengthReward,
@@ -439,7 +439,7 @@ def hf_tokenizer(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """A Hugging Face fast tokenizer trained here on a few report sentences (as a policy's tokenizer)."""
     from transformers import AutoTokenizer
 
-    from medrl_lib.models import train_tokenizer
+    from medrl_lib.models.loading import train_tokenizer
 
     corpus = ["A bright lesion in the upper left.", "Two dark lesions in the lower right.", "It is small."] * 20
     path = tmp_path_factory.mktemp("tokenizer")

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from medrl_lib.evaluate import LETTER_RULES, score_completion
-from medrl_lib.oracle import OracleJudge
-from medrl_lib.prompts import OPTION_FORMAT, format_question, prompt_text
+from medrl_lib.rl.oracle import OracleJudge
+from medrl_lib.rl.prompts import OPTION_FORMAT, format_question, prompt_text
+from medrl_lib.training.evaluate import LETTER_RULES, score_completion
 
 ROOT = Path(__file__).resolve().parent.parent
 OPTS = ["Cyst", "Pulmonary nodule", "Pneumothorax", "Normal"]  # gold "B" throughout
@@ -86,9 +86,9 @@ def test_scoring_rejects_unknown_settings() -> None:
 
 
 def test_letter_rules_are_the_profile_choices() -> None:
-    from medrl_lib.config import _CHOICES
+    from medrl_lib.config import CHOICES
 
-    assert _CHOICES["eval.letter_rule"] == LETTER_RULES  # the profile setting offers what the scorer knows
+    assert CHOICES["eval.letter_rule"] == LETTER_RULES  # the profile setting offers what the scorer knows
 
 
 # ---------------------------------------------------------------------------------------------
@@ -130,8 +130,8 @@ def test_option_layout_is_medvlm_r1s(question: str, options: list[str], expected
     ],
 )
 def test_format_summary_counts_well_formed(completions: list[str], stored_metric: float, expected: str) -> None:
-    from medrl_lib.report import format_summary
-    from medrl_lib.results import Run
+    from medrl_lib.experiments.report import format_summary
+    from medrl_lib.experiments.results import Run
 
     records = [{"id": f"i{k}", "completion": c, "reasoning": "x"} for k, c in enumerate(completions)]
     run = Run(path=None, config={"kind": "grpo"}, metrics={"eval/format/all": stored_metric,
@@ -208,7 +208,7 @@ FIGURES = [
 
 @pytest.fixture(scope="module")
 def standins(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    from medrl_lib.hub_standins import build_hub_standins
+    from medrl_lib.models.hub_standins import build_hub_standins
 
     return build_hub_standins(tmp_path_factory.mktemp("standins"))
 
@@ -235,7 +235,7 @@ def test_judge_signal_runs_on_local_causal_lms(judge_signal: Any, standins: dict
 
 def test_llm_judge_prompt_forms_on_standins(standins: dict[str, Path]) -> None:
     """BioGPT gets the plain fenced prompt; the Mistral-architecture chat model its [INST] template."""
-    from medrl_lib.judges import JUDGE_QUESTION, LLMJudge
+    from medrl_lib.rl.judges import JUDGE_QUESTION, LLMJudge
 
     biogpt = LLMJudge(str(standins["microsoft/biogpt"]), device="cpu")
     plain = biogpt.prompt_texts(["Where is the lesion?"], ["Upper left. Answer: Yes"])[0]

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from medrl_lib.config import ConfigError, load_profile
-from medrl_lib.standins import ensure_start_model, start_draw, start_model_folders
+from medrl_lib.training.standins import ensure_start_model, start_draw, start_model_folders
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -80,7 +80,7 @@ def drawn(tmp_path_factory):
 
 
 def _state(folder):
-    from medrl_lib.models import load_model
+    from medrl_lib.models.loading import load_model
 
     return load_model(folder)[0].state_dict()
 
@@ -120,7 +120,7 @@ class _Started(Exception):
 def test_trained_arms_start_from_their_seeds_draw(drawn, monkeypatch, method, per_seed, seed, draw):
     import dataclasses
 
-    from medrl_lib import runs
+    from medrl_lib.experiments import runs
 
     started = []
 
@@ -146,7 +146,7 @@ def _stored_config(profile, arm, seed):
 def test_run_keys_follow_the_draw(drawn, monkeypatch):
     import dataclasses
 
-    from medrl_lib import runs
+    from medrl_lib.experiments import runs
 
     def fake_train(*a):
         raise _Started
@@ -175,7 +175,8 @@ def test_run_keys_follow_the_draw(drawn, monkeypatch):
 def test_zero_shot_evaluates_the_draw_it_stands_for(drawn, monkeypatch, per_seed, seeds, seed, draw, folder):
     import dataclasses
 
-    from medrl_lib import runs, train
+    from medrl_lib.experiments import runs
+    from medrl_lib.training import train
 
     loaded = []
 
@@ -193,7 +194,7 @@ def test_zero_shot_evaluates_the_draw_it_stands_for(drawn, monkeypatch, per_seed
 
 
 def test_models_command_lists_each_seeds_draw(capsys):
-    from medrl_lib.cli import main
+    from medrl_lib.cli.main import main
 
     assert main(["models", "--profile", "overnight", "--no-build"]) == 0
     lines = capsys.readouterr().out.splitlines()
@@ -215,7 +216,7 @@ def _flat(d, prefix=""):
 
 def test_overnight_is_the_cpu_profile_with_more_seeds_draws_items_and_steps():
     # configs/overnight.yaml is a copy of configs/cpu.yaml: a change to one belongs in the other unless listed here
-    from medrl_lib.cli import hub_environment
+    from medrl_lib.cli.main import hub_environment
 
     cpu, night = load_profile("cpu"), load_profile("overnight")  # loads and validates
     a, b = _flat(cpu.to_dict()), _flat(night.to_dict())

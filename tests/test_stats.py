@@ -1,4 +1,4 @@
-"""Tests for medrl_lib.stats: accuracy, the bootstrap intervals over items and over seeds x items, and the summaries
+"""Tests for medrl_lib.scoring.stats: accuracy, the bootstrap intervals over items and over seeds x items, and the summaries
 over seeds."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from medrl_lib.stats import (
+from medrl_lib.scoring.stats import (
     Interval,
     accuracy,
     aggregate_seeds,

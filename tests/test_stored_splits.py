@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from medrl_lib import rehearsal
 from medrl_lib.config import load_profile, resolve_path
 from medrl_lib.data import splits
+from medrl_lib.ops import rehearsal
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +54,7 @@ def test_a_changed_data_setting_or_file_is_another_split(profile, tmp_path):
     (1200, 900),   # over it
 ])
 def test_stored_images_give_the_policy_the_same_inputs(profile, width, height):
-    from medrl_lib.train import load_policy
+    from medrl_lib.training.train import load_policy
 
     _, processor = load_policy(profile, str(resolve_path(profile.model.instruct)))
     pixels = np.random.default_rng(0).integers(0, 256, size=(height, width, 3), dtype=np.uint8)

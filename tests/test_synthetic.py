@@ -367,8 +367,8 @@ def test_canonical_order_lists_options_in_pool_order() -> None:
     ],
 )
 def test_plain_answer_targets(types: tuple[str, ...], fraction: float, expected_plain: int) -> None:
-    from medrl_lib.standins import mark_plain_answers
-    from medrl_lib.train import with_prompts
+    from medrl_lib.training.standins import mark_plain_answers
+    from medrl_lib.training.train import with_prompts
 
     ds = mark_plain_answers(generate(SyntheticConfig(n_items=100)), types, fraction, seed=0)
     assert sum(ds["plain_answer"]) == expected_plain
@@ -384,7 +384,7 @@ def test_plain_answer_targets(types: tuple[str, ...], fraction: float, expected_
 
 
 def test_plain_fraction_is_roughly_kept() -> None:
-    from medrl_lib.standins import mark_plain_answers
+    from medrl_lib.training.standins import mark_plain_answers
 
     ds = mark_plain_answers(generate(SyntheticConfig(n_items=500)), ("count",), 0.7, seed=0)
     assert 0.55 < sum(ds["plain_answer"]) / 100 < 0.85  # 100 count items, about 70 of them plain
@@ -399,8 +399,8 @@ def test_plain_fraction_is_roughly_kept() -> None:
     ],
 )
 def test_plain_prompt_items_are_asked_the_plain_prompt_and_answer_the_letter(fraction, low, high) -> None:
-    from medrl_lib.standins import mark_plain_answers, mark_plain_prompts
-    from medrl_lib.train import with_prompts
+    from medrl_lib.training.standins import mark_plain_answers, mark_plain_prompts
+    from medrl_lib.training.train import with_prompts
 
     ds = mark_plain_answers(generate(SyntheticConfig(n_items=200)), ("count",), 1.0, seed=0)
     ds = mark_plain_prompts(ds, fraction, seed=0)
@@ -414,7 +414,7 @@ def test_plain_prompt_items_are_asked_the_plain_prompt_and_answer_the_letter(fra
 
 
 def test_the_instruct_stand_in_is_keyed_by_its_plain_prompt_share(tmp_path) -> None:
-    from medrl_lib import standins
+    from medrl_lib.training import standins
     from medrl_lib.config import load_profile
 
     base = tmp_path / "tiny-base-x"

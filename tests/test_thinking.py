@@ -1,4 +1,4 @@
-"""Tests for medrl_lib.thinking: the 1-10 thinking reward's prompt, score parsing and LLM scorer (Zhu et al.
+"""Tests for medrl_lib.rl.thinking: the 1-10 thinking reward's prompt, score parsing and LLM scorer (Zhu et al.
 Appendix B)."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from medrl_lib.judges import REASONING_BEGIN, REASONING_END
-from medrl_lib.thinking import THINKING_QUESTION, LLMThinkingScorer, parse_score, thinking_prompt
+from medrl_lib.rl.judges import REASONING_BEGIN, REASONING_END
+from medrl_lib.rl.thinking import THINKING_QUESTION, LLMThinkingScorer, parse_score, thinking_prompt
 
 
 # ---------------------------------------------------------------------------------------------
@@ -86,7 +86,7 @@ def tiny_scorer_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    from medrl_lib.models import train_tokenizer
+    from medrl_lib.models.loading import train_tokenizer
 
     corpus = [thinking_prompt(q, r, t) + " 7 3 x y 10" for q, r, t in JUDGE_ITEMS] * 5
     tokenizer = train_tokenizer(corpus, vocab_size=400)

@@ -9,13 +9,14 @@ import json
 import nbformat
 import pytest
 
-from medrl_lib import rehearsal, study
-from medrl_lib.claims import CLAIMS, claims_with_arms, untested_note
-from medrl_lib.cli import main
+from medrl_lib.cli.main import main
 from medrl_lib.config import ConfigError, load_profile
-from medrl_lib.estimate import estimate
-from medrl_lib.protocol import applicability_summary, arms_frame, protocol, protocol_table
-from medrl_lib.runlist import select, skipped_runs, study_runs
+from medrl_lib.experiments import study
+from medrl_lib.experiments.protocol import applicability_summary, arms_frame, protocol, protocol_table
+from medrl_lib.ops import rehearsal
+from medrl_lib.ops.estimate import estimate
+from medrl_lib.ops.runlist import select, skipped_runs, study_runs
+from medrl_lib.scoring.claims import CLAIMS, claims_with_arms, untested_note
 
 NO_BASE = {"model.base": ""}
 BASE_ARMS = {"grpo-base", "base-zero-shot"}
@@ -117,7 +118,7 @@ def test_the_transfer_rows_leave_out_the_base_start():
 def test_a_book_writes_a_chapter_that_does_not_apply_as_a_page_that_says_so(tmp_path, smoke_dirs, monkeypatch):
     import shutil
 
-    from medrl_lib.cli import BOOK
+    from medrl_lib.cli.main import BOOK
 
     book = tmp_path / "book"
     shutil.copytree(BOOK, book, ignore=shutil.ignore_patterns("_build", "chapters"))

@@ -15,7 +15,7 @@ from medrl_lib.data.schema import DataError
 @pytest.fixture(scope="module")
 def setup(smoke_profile):
     from medrl_lib.data.splits import make_splits
-    from medrl_lib.standins import ensure_start_model
+    from medrl_lib.training.standins import ensure_start_model
 
     train, _ = make_splits(smoke_profile)
     return smoke_profile, train, ensure_start_model(smoke_profile, "base")
@@ -26,8 +26,8 @@ def _weights(model, name_part):
 
 
 def test_sft_full_moves_weights_and_logs_loss(setup, tmp_path):
-    from medrl_lib.models import load_model
-    from medrl_lib.train import run_sft
+    from medrl_lib.models.loading import load_model
+    from medrl_lib.training.train import run_sft
 
     profile, train, base = setup
     before = _weights(load_model(base)[0], "q_proj")
@@ -43,8 +43,8 @@ def test_sft_full_moves_weights_and_logs_loss(setup, tmp_path):
 
 def test_sft_lora_trains_adapters_and_merges(setup, tmp_path):
     from medrl_lib.config import SFTSettings
-    from medrl_lib.models import load_model
-    from medrl_lib.train import run_sft
+    from medrl_lib.models.loading import load_model
+    from medrl_lib.training.train import run_sft
 
     profile, train, base = setup
     base_model = load_model(base)[0]
@@ -59,7 +59,7 @@ def test_sft_lora_trains_adapters_and_merges(setup, tmp_path):
 
 
 def test_preference_pairs_prefer_the_gold_letter(setup):
-    from medrl_lib.train import preference_pairs
+    from medrl_lib.training.train import preference_pairs
 
     _, train, _ = setup
     pairs = preference_pairs(train, "reasoning", seed=0)
@@ -72,7 +72,7 @@ def test_preference_pairs_prefer_the_gold_letter(setup):
 
 
 def test_dpo_runs_and_logs_preference_metrics(setup, tmp_path):
-    from medrl_lib.train import run_dpo
+    from medrl_lib.training.train import run_dpo
 
     _, train, base = setup
     res = run_dpo(base, train, output_dir=str(tmp_path), lr=1e-3, max_steps=2, beta=0.1, batch_size=4)
@@ -84,7 +84,7 @@ def test_dpo_runs_and_logs_preference_metrics(setup, tmp_path):
 
 
 def test_bad_row_is_rejected_before_training(setup, tmp_path):
-    from medrl_lib.train import run_grpo
+    from medrl_lib.training.train import run_grpo
 
     profile, train, base = setup
     rows = train.to_list()
@@ -95,7 +95,7 @@ def test_bad_row_is_rejected_before_training(setup, tmp_path):
 
 
 def test_reward_funcs_follow_the_profile(smoke_profile):
-    from medrl_lib.rewards import build_reward_funcs
+    from medrl_lib.training.reward_funcs import build_reward_funcs
 
     g = dataclasses.replace(smoke_profile.grpo, reward_weights={"format_reward": 1.0, "accuracy_reward": 1.0,
                                                                 "semantic_reward": 0.5, "cwr_reward": 0.3})
@@ -123,9 +123,9 @@ def _length_reward(completions, **kwargs):
 
 
 def test_interrupted_grpo_resumes_and_ends_where_uninterrupted_ends(setup, tmp_path, monkeypatch):
-    import medrl_lib.train as T
-    from medrl_lib.rewards import format_reward
-    from medrl_lib.train import run_grpo
+    import medrl_lib.training.train as T
+    from medrl_lib.rl.rewards import format_reward
+    from medrl_lib.training.train import run_grpo
 
     monkeypatch.setattr(T, "build_reward_funcs", lambda profile, tokenizer=None: [_length_reward, format_reward])
     profile, train, base = setup
@@ -139,7 +139,7 @@ def test_interrupted_grpo_resumes_and_ends_where_uninterrupted_ends(setup, tmp_p
     a, b = full.state_dict(), resumed["model"].state_dict()
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
     # and training did change the weights, so the comparison is not vacuous
-    from medrl_lib.models import load_model
+    from medrl_lib.models.loading import load_model
 
     start = load_model(base)[0].state_dict()
     assert any(not torch.allclose(start[k], a[k]) for k in a)
@@ -147,7 +147,7 @@ def test_interrupted_grpo_resumes_and_ends_where_uninterrupted_ends(setup, tmp_p
 
 @pytest.mark.parametrize("method", ["sft", "lora", "dpo"])
 def test_supervised_arms_train_evaluate_and_cache(smoke_profile, method):
-    from medrl_lib.runs import sft_arm
+    from medrl_lib.experiments.runs import sft_arm
 
     run = sft_arm(smoke_profile, "05_sft_vs_rl", method, 0, method)
     assert not run.reused and 0.0 <= run.metrics["eval/accuracy/all"] <= 100.0
@@ -157,7 +157,7 @@ def test_supervised_arms_train_evaluate_and_cache(smoke_profile, method):
 
 
 def test_unknown_supervised_method(smoke_profile):
-    from medrl_lib.runs import sft_arm
+    from medrl_lib.experiments.runs import sft_arm
 
     with pytest.raises(ValueError, match="kto"):
         sft_arm(smoke_profile, "05_sft_vs_rl", "kto", 0, "kto")
@@ -165,8 +165,8 @@ def test_unknown_supervised_method(smoke_profile):
 
 def test_base_is_report_pretrained_and_instruct_builds_on_it(smoke_dirs):
     from medrl_lib.config import load_profile
-    from medrl_lib.models import load_model
-    from medrl_lib.standins import ensure_start_model
+    from medrl_lib.models.loading import load_model
+    from medrl_lib.training.standins import ensure_start_model
 
     cache, results = smoke_dirs
     p = load_profile("smoke", overrides={"cache_dir": str(cache), "results_dir": str(results),
@@ -190,7 +190,7 @@ def test_base_is_report_pretrained_and_instruct_builds_on_it(smoke_dirs):
 
 
 def test_fit_is_the_one_switch_and_supervised_runs_own_their_seed_and_precision(monkeypatch, smoke_profile):
-    import medrl_lib.train as T
+    import medrl_lib.training.train as T
 
     calls = []
     for name in ("run_grpo", "run_sft", "run_dpo"):
@@ -216,8 +216,8 @@ def test_fit_is_the_one_switch_and_supervised_runs_own_their_seed_and_precision(
 
 
 def test_each_run_sets_its_seed_for_grpo_and_the_supervised_baselines(smoke_profile, monkeypatch):
-    from medrl_lib import runs
-    from medrl_lib.train import supervised_steps
+    from medrl_lib.experiments import runs
+    from medrl_lib.training.train import supervised_steps
 
     p = runs._with_seed(smoke_profile, 3)
     assert (p.grpo.seed, p.sft.seed) == (3, 3)

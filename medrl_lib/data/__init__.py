@@ -1,5 +1,7 @@
-"""Datasets in one common schema (see :mod:`medrl_lib.data.schema`), and the published identifiers of MedVLM-R1's
-test items (:func:`medvlm_r1_test_items`)."""
+"""Layer 3, data: datasets in one common schema (see :mod:`medrl_lib.data.schema`): the synthetic radiology items,
+PMC-VQA, the HuatuoGPT-Vision evaluation file and the transfer panel, the rehearsal's fixtures in the hubs' layouts,
+the splits of a profile (:mod:`.splits`), and the published identifiers of MedVLM-R1's test items
+(:func:`medvlm_r1_test_items`). Imports common, the RL core and config."""
 
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ training row carries an image). A document is either
 
 * **prose**: no prompt, the statement of the fact ("12 is larger than 7."), or
 * **tagged** (a seeded share, ``tagged_fraction``): the question with the reasoning instruction of
-  :data:`medrl_lib.prompts.PROMPT_TEMPLATES` as prompt, answered ``<think>fact</think><answer>letter</answer>``.
+  :data:`medrl_lib.rl.prompts.PROMPT_TEMPLATES` as prompt, answered ``<think>fact</think><answer>letter</answer>``.
 
 So the base model knows the tags and the letter layout from unrelated text, but was never asked about an image.
 Whether GRPO from the base can then learn the format is what E1 measures (calibration check C4).
@@ -25,7 +25,7 @@ import io
 
 import numpy as np
 
-from ..prompts import conversation
+from medrl_lib.rl.prompts import conversation
 
 #: The question families: name -> (question, function(rng) -> (options, gold index, fact sentence)).
 _WORDS = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "

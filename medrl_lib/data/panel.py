@@ -148,7 +148,7 @@ def draw_panel(ds: datasets.Dataset, benchmarks: Sequence[str], per_benchmark: i
 def panel_items(profile: Profile) -> datasets.Dataset:
     """The profile's panel (``panel`` settings): its source's benchmarks named in ``panel.benchmarks``, each capped
     at ``panel.per_benchmark`` items (:func:`draw_panel`), images resized as the stored splits' are."""
-    from medrl_lib.config import resolve_source
+    from medrl_lib.data.sources import resolve_data_source
     from medrl_lib.data.huatuo import HUB_ID, load_huatuo_panel
     from medrl_lib.data.splits import resize_images
 
@@ -157,6 +157,6 @@ def panel_items(profile: Profile) -> datasets.Dataset:
         raise ValueError(f"profile {profile.name!r} names no panel (panel.benchmarks is empty)")
     if s.source == "synthetic":
         return synthetic_panel(s.benchmarks, s.per_benchmark, image_size=profile.data.image_size, seed=s.seed)
-    source = resolve_source(profile.data.huatuo_path) if profile.data.huatuo_path else HUB_ID
+    source = resolve_data_source(profile.data.huatuo_path) if profile.data.huatuo_path else HUB_ID
     ds = draw_panel(load_huatuo_panel(source, benchmarks=s.benchmarks), s.benchmarks, s.per_benchmark, s.seed)
     return resize_images(ds, profile.model.max_pixels, "panel images")

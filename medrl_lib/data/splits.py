@@ -10,7 +10,7 @@ finds them in the HuatuoGPT-Vision evaluation data and draws the 600 MRI trainin
 Every draw is a ``numpy`` Generator permutation, so a split depends only on the seed and on the rows of the
 datasets in their order (a different loader setting, such as PMC-VQA's ``unknown_modality``, gives a different
 split). A run stores the ids it trained and tested on as ``train_ids.json`` and ``test_ids.json`` in its run
-folder (:func:`medrl_lib.results.cached_run`); :func:`write_split_ids` writes the id lists of a split, with
+folder (:func:`medrl_lib.experiments.results.cached_run`); :func:`write_split_ids` writes the id lists of a split, with
 their seed and modality counts, as one JSON file.
 
 **Disjoint by image.** PMC-VQA asks about 1.5 questions per figure (about 227K questions on 149K figures), and
@@ -41,9 +41,9 @@ from typing import TYPE_CHECKING, Any
 import datasets
 import numpy as np
 
+from medrl_lib.common.files import write_json
 from medrl_lib.data.records import clean_text
 from medrl_lib.data.schema import DataError, describe_drops, image_key, load_summary, normalise_path
-from medrl_lib.results import write_json
 
 if TYPE_CHECKING:
     from medrl_lib.config import Profile
@@ -274,12 +274,12 @@ def split_key(profile: Profile) -> str:
     import dataclasses
     import hashlib
 
-    from medrl_lib.config import resolve_source
+    from medrl_lib.data.sources import resolve_data_source
 
     d = profile.data
     files = {}
     for source in (d.pmc_vqa_path, d.huatuo_path):
-        path = Path(resolve_source(source)) if source else None
+        path = Path(resolve_data_source(source)) if source else None
         if path is not None and path.exists():
             for f in sorted(path.rglob("*") if path.is_dir() else [path]):
                 if f.is_file():
@@ -297,7 +297,7 @@ def resize_images(ds: datasets.Dataset, max_pixels: int | None, desc: str) -> da
         return ds
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
 
-    from medrl_lib.vllm_inputs import resized
+    from medrl_lib.rl.vllm_inputs import resized
 
     def fit(row):
         image = row["image"]
@@ -351,13 +351,13 @@ def build_splits(profile: Profile) -> tuple[datasets.Dataset, datasets.Dataset]:
     The loaders skip malformed rows and count them by reason: :func:`medrl_lib.data.schema.load_summary` of
     either split gives the counts (every run stores them as ``data.json``).
     """
-    from medrl_lib.config import resolve_source
+    from medrl_lib.data.sources import resolve_data_source
 
     d = profile.data
     if d.source == "pmc-vqa":
         from medrl_lib.data.pmc_vqa import HUB_ID, load_pmc_vqa
 
-        source = resolve_source(d.pmc_vqa_path) or HUB_ID
+        source = resolve_data_source(d.pmc_vqa_path) or HUB_ID
         if Path(source).is_file():  # one CSV: split it by image
             return zhu_split(load_pmc_vqa(source), n_train=d.train_size, n_test=d.test_size, seed=d.seed)
         train, test = load_pmc_vqa(source, csv="train_2.csv"), load_pmc_vqa(source, csv="test_2.csv")
@@ -366,7 +366,7 @@ def build_splits(profile: Profile) -> tuple[datasets.Dataset, datasets.Dataset]:
         from medrl_lib.data import medvlm_r1_test_items
         from medrl_lib.data.huatuo import HUB_ID, load_huatuo_eval
 
-        ds = load_huatuo_eval(resolve_source(d.huatuo_path) or HUB_ID)
+        ds = load_huatuo_eval(resolve_data_source(d.huatuo_path) or HUB_ID)
         return medvlm_r1_published_split(ds, n_train_mri=d.train_size, seed=d.seed,
                                          test_items=medvlm_r1_test_items(d.test_per_modality))
     from medrl_lib.data.synthetic import SyntheticConfig, generate

@@ -380,3 +380,19 @@ def _png(pixels: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(pixels).convert("RGB").save(buffer, format="PNG", compress_level=1)
     return buffer.getvalue()
+
+
+def reasoning_target(row: dict) -> str:
+    """The supervised reasoning target (synthetic items): the image's report, the finding that answers the
+    question, then the letter. A documented choice: the chain states the answer's text before its letter, so the
+    letter is read off the options rather than guessed.
+
+    >>> row = {"facts": '{"modality": "CT", "question_type": "side", "n_lesions": 1, "lesions": [{"center": [0.3, 0.3], '
+    ...        '"radius": 0.05, "quadrant": "upper left", "side": "left", "size": "small"}]}',
+    ...        "options": ["right", "left"], "answer": "B"}
+    >>> reasoning_target(row)
+    '<think>CT image showing one hypodense lesion: a small lesion in the upper left. The answer is left.</think><answer>B</answer>'
+    """
+    answer_text = row["options"][ord(row["answer"]) - 65]
+    report = describe(json.loads(row["facts"]))
+    return f"<think>{report} The answer is {answer_text}.</think><answer>{row['answer']}</answer>"

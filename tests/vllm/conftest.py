@@ -11,8 +11,8 @@ os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
 
 import vllm  # noqa: E402,F401  (fails the session where the engine is missing)
 
-from medrl_lib import rehearsal  # noqa: E402
 from medrl_lib.config import resolve_path  # noqa: E402
+from medrl_lib.ops import rehearsal  # noqa: E402
 
 
 @pytest.fixture(scope="session")

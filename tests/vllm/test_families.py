@@ -1,5 +1,5 @@
 """Today's start models on the real vLLM engine: the rehearsal's Qwen2.5-VL and Qwen3-VL stand-ins (hub layouts,
-:mod:`medrl_lib.family_standins`) get the prompt the policy trains on, answer the test items as ``generate`` does,
+:mod:`medrl_lib.models.family_standins`) get the prompt the policy trains on, answer the test items as ``generate`` does,
 and sample GRPO's rollouts in the colocated engine."""
 
 import numpy as np
@@ -7,15 +7,18 @@ import pytest
 from PIL import Image
 from vllm import SamplingParams
 
-from medrl_lib import rehearsal, train, vllm_inputs
 from medrl_lib.config import load_profile, resolve_path
-from medrl_lib.family_standins import FAMILY_IDS
+from medrl_lib.models.family_standins import FAMILY_IDS
+from medrl_lib.models import sources
+from medrl_lib.ops import rehearsal
+from medrl_lib.rl import vllm_inputs
+from medrl_lib.training import train
 
 
 def _folder(hub_id: str):
     root = resolve_path(rehearsal.ROOT)
     folder = root / "models" / hub_id.split("/", 1)[1]
-    rehearsal.ensure_part(folder, root)
+    sources.ensure_part(folder, root)
     return folder
 
 
@@ -28,7 +31,7 @@ def _profile(hub_id: str, **extra):
 def test_greedy_evaluation_agrees_and_grpo_samples_with_vllm(parts, hub_id, tmp_path):
     """``answer_items`` with vLLM against ``generate`` (at least 2 in 3 completions identical), then two GRPO steps
     with rollouts from the colocated engine, which then gets the prompt the policy trains on."""
-    from medrl_lib import generation
+    from medrl_lib.training import generation
     from medrl_lib.data.splits import make_splits
 
     records = {}

@@ -8,11 +8,14 @@ import torch
 from PIL import Image
 from vllm import LLM, SamplingParams
 
-from medrl_lib import study, train, vllm_inputs
-from medrl_lib.completions import well_formed
-from medrl_lib.config import load_profile, resolve_source
-from medrl_lib.grpo import rollout_sampling_kwargs
-from medrl_lib.models import eos_token_ids
+from medrl_lib.config import load_profile
+from medrl_lib.experiments import study
+from medrl_lib.models.loading import eos_token_ids
+from medrl_lib.models.sources import resolve_source
+from medrl_lib.rl import vllm_inputs
+from medrl_lib.rl.completions import well_formed
+from medrl_lib.rl.grpo import rollout_sampling_kwargs
+from medrl_lib.training import train
 
 PROFILE = "rehearsal"
 
@@ -98,7 +101,7 @@ def test_every_arms_sampling_settings_are_accepted_by_vllm(parts, profile, arm, 
     with pytest.raises(TypeError, match="suppress_tokens"):
         SamplingParams(**plain, **args.generation_kwargs)
     # and the evaluation engine's settings for the arm
-    from medrl_lib.generation import vllm_sampling_kwargs
+    from medrl_lib.training.generation import vllm_sampling_kwargs
 
     SamplingParams(**vllm_sampling_kwargs(model.name_or_path, processor.tokenizer,
                                           max_new_tokens=p.eval.max_new_tokens, greedy=p.eval.greedy))
@@ -140,7 +143,7 @@ def test_vllm_and_hf_rollouts_agree_in_format_and_length(instruct):
     (seed 0) and ``generate`` draw other random streams, so only their distributions can agree. Tolerance: the
     well-formed shares within 0.15 and the mean lengths within 20% (two draws of 128 completions each)."""
     from medrl_lib.data.splits import make_splits
-    from medrl_lib.prompts import chat_messages
+    from medrl_lib.rl.prompts import chat_messages
 
     model, processor, llm = instruct
     p = load_profile(PROFILE)
@@ -180,7 +183,7 @@ def test_greedy_evaluation_agrees_item_by_item(parts, tmp_path):
     'hf' (``generate`` in this process), on the rehearsal's test items. vLLM's kernels are not ``generate``'s, so a
     near-tie of the greedy argmax can flip a token: at least 2 in 3 completions are identical and at least 5 in 6
     extracted answers agree (measured: 11 and 12 of 12)."""
-    from medrl_lib import generation
+    from medrl_lib.training import generation
     from medrl_lib.data.splits import make_splits
 
     records = {}
@@ -251,7 +254,7 @@ def _pushed_vision_weights_reach_the_engine(trainer):
 def test_the_rehearsal_trains_through_deepspeed_with_colocated_vllm(parts, tmp_path):
     """The paper's launch path with the rehearsal's parts: accelerate + DeepSpeed ZeRO-2 over 2 gloo processes, each
     with its colocated vLLM engine (external launcher), 2 GRPO steps; then the same in one process."""
-    from medrl_lib.launch import launch_training
+    from medrl_lib.training.launch import launch_training
 
     p = load_profile(PROFILE)
     for n in (2, 1):
