@@ -34,13 +34,15 @@ def _items(share: float, n: int = 60) -> list[bool]:
 CHANCE = {"MRI": 30.0, "CT": 30.0, "X-ray": 30.0}
 
 
-def _rows(start_mri=0.5, trained_mri=0.9, trained_out=0.5, gain=0.2, base_format=0.6, start_format=0.7):
+def _rows(start_mri=0.5, trained_mri=0.9, trained_out=0.5, gain=0.2, base_format=0.6, start_format=0.7, no_base=False):
     start = _run({m: _items(start_mri) for m in CHANCE}, formatted=start_format)
     base0 = _run({m: _items(0.0) for m in CHANCE}, formatted=0.0)
     grpo = [_run({m: _items(min(1.0, start_mri + gain)) for m in CHANCE}) for _ in range(3)]
     base = [_run({m: _items(0.3) for m in CHANCE}, formatted=base_format) for _ in range(3)]
     mri = [_run({"MRI": _items(trained_mri), "CT": _items(trained_out), "X-ray": _items(trained_out)})
            for _ in range(3)]
+    if no_base:  # a profile without a base checkpoint (today's models): no base start, no base + GRPO
+        base0 = base = None
     rows = calibration_rows(ood_start=start, instruct_start=start, base_start=base0, grpo_instruct=grpo, grpo_base=base,
                             mri_trained={"GRPO": mri}, chance=CHANCE, n_boot=300)
     return {(r["check"], r["what"].split()[-1]): r["verdict"] for r in rows}
@@ -61,6 +63,12 @@ def _rows(start_mri=0.5, trained_mri=0.9, trained_out=0.5, gain=0.2, base_format
 ])
 def test_calibration_verdicts(kwargs, check, expected):
     assert _rows(**kwargs)[check] == expected
+
+
+def test_without_a_base_model_c4_is_left_out_and_the_other_checks_are_unchanged():
+    full, today = _rows(), _rows(no_base=True)
+    assert {check for check, _ in today} == {"C1", "C2", "C3"}
+    assert today == {k: v for k, v in full.items() if k[0] != "C4"}
 
 
 def test_gain_pairs_each_seed_with_the_start_on_the_same_items():
