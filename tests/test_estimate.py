@@ -296,3 +296,14 @@ def test_readme_cluster_figures_are_the_estimates(paper):
                   f"needs {vllm.total('wall_hours') / 24:.0f} days ({plain.total('wall_hours') / 24:.0f} without vLLM)",
                   "{}, {} and {} hours ({}, {} and {} without vLLM)".format(*nodes[0], *nodes[1])):
         assert claim in para, claim
+
+
+def test_readme_today_figures_are_the_estimates():
+    text = (ROOT / "README.md").read_text()
+    para = " ".join(text.split("## Run at paper scale: on a SLURM cluster")[1].split("```")[0].split())
+    today = E.estimate("today", vllm=True)
+    nodes = [round(E.cluster_wall_hours(today, n)) for n in (1, 4, 10)]
+    for claim in (f"The today study is {today.total('runs'):.0f} runs",
+                  f"about {round(today.total('gpu_hours'), -1):,.0f} A100-hours with vLLM (`medrl estimate --profile today",
+                  "{}, {} and {} hours on 1, 4 and 10 nodes".format(*nodes)):
+        assert claim in para, claim
